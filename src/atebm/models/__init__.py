@@ -1,0 +1,40 @@
+"""Score networks and the score-model wrapper. Build by name with :func:`build_score_model` (used by checkpoints)."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .networks import MLP2D, ConvNet, Discriminator, ResNet32, make_activation
+from .score import ScoreModel, freeze_batchnorm
+
+__all__ = [
+    "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "ResNet32", "Discriminator", "make_activation",
+    "ARCHITECTURES", "build_score_model",
+]
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "mlp2d": MLP2D,
+    "convnet": ConvNet,
+    "resnet32": ResNet32,
+    "discriminator": Discriminator,
+}
+
+
+def build_score_model(spec: dict[str, Any]) -> ScoreModel:
+    """Builds a :class:`ScoreModel` from a plain dict (JSON/YAML friendly)::
+
+        {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 32}, "mean": 0.5, "std": 0.5, "logit": None}
+    """
+    spec = dict(spec)
+    arch = spec.get("arch")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
+    kwargs = dict(spec.get("kwargs") or {})
+    try:
+        backbone = ARCHITECTURES[arch](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for architecture {arch!r}: {err}") from err
+    return ScoreModel(backbone, mean=spec.get("mean"), std=spec.get("std"), logit=spec.get("logit"),
+                      spec={"arch": arch, "kwargs": kwargs, "mean": spec.get("mean"), "std": spec.get("std"),
+                            "logit": spec.get("logit")})

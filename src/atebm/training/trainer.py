@@ -1,0 +1,450 @@
+"""Binary adversarial training with progressive K (E Alg. 1-2), readable top to bottom.
+
+One iteration::
+
+    x      ~ p_data  (augmented: random resized crop, flip)
+    x0     ~ p_0
+    x*     = pgd(f, x0, steps=K, step_size)                      # contrastive samples, E Eq. (8)
+    loss   = BCE(f(x), 1) + BCE(f(x*), 0)                       # = -[mean log D(x) + mean log(1 - D(x*))]
+           + r1 · 0.5 · mean ||∇_x f(x)||²                       # R1 on p_data (E Sec. 4.4)
+    θ     <- optimiser step on loss
+
+K starts at ``k_start`` and grows by one when the mean batch AUC(p_data vs x*) over the last ``auc_window``
+batches exceeds ``auc_threshold``, or after ``epochs_per_k`` epochs, whichever first (Alg. 2 as published);
+the last stage ends on the stated budget. Under ``torchrun`` the model is wrapped in DistributedDataParallel
+(gloo on CPU, nccl on GPU); each rank draws its own share of every global batch.
+"""
+from __future__ import annotations
+
+import math
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from ..models import ScoreModel, build_score_model, freeze_batchnorm
+from ..sampling import pgd
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import TrainConfig
+
+__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device"]
+
+
+class ImageSource(Protocol):
+    """What the trainer reads: a tensor ``(N, ...)`` in [0, 1], or any object with ``__len__`` and
+    ``get_batch(indices) -> Tensor`` (memory-mapped files)."""
+
+    def __len__(self) -> int: ...
+
+    def get_batch(self, indices: Tensor) -> Tensor: ...
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training early; the last checkpoint written stays the run's checkpoint."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def batch_auc(positive: Tensor, negative: Tensor) -> float:
+    """Mann-Whitney AUROC of ``positive`` scores against ``negative`` ones (ties count 1/2). Used for the
+    online gate; the evaluation reports use scikit-learn."""
+    diff = positive.detach().view(-1, 1) - negative.detach().view(1, -1)
+    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def _fetch(source: Tensor | ImageSource, indices: Tensor) -> Tensor:
+    if isinstance(source, Tensor):
+        return source[indices]
+    if hasattr(source, "get_batch"):
+        return source.get_batch(indices)
+    return torch.stack([torch.as_tensor(source[int(i)]) for i in indices])
+
+
+class _EpochStream:
+    """Draws indices epoch by epoch from a seeded permutation; its state is two integers, so resuming is exact.
+    With several ranks, every rank sees the same permutation and takes its own interleaved share."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if size < 1:
+            raise ValueError("a data source is empty")
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.position = 0, 0
+        self._perm: Tensor | None = None
+
+    def _permutation(self) -> Tensor:
+        if self._perm is None:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._perm = torch.randperm(self.size, generator=g)[self.rank::self.world]
+        return self._perm
+
+    def next(self, count: int) -> Tensor:
+        taken: list[Tensor] = []
+        while count > 0:
+            perm = self._permutation()
+            if len(perm) == 0:
+                raise ValueError(f"a data source of {self.size} items is too small for {self.world} ranks")
+            chunk = perm[self.position:self.position + count]
+            taken.append(chunk)
+            count -= len(chunk)
+            self.position += len(chunk)
+            if self.position >= len(perm):
+                self.epoch, self.position, self._perm = self.epoch + 1, 0, None
+        return torch.cat(taken)
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.position, self._perm = int(state["epoch"]), int(state["position"]), None
+
+
+def augment(x: Tensor, crop_scale: tuple[float, float] | None, flip: bool, generator: torch.Generator) -> Tensor:
+    """Random resized crop (area fraction in ``crop_scale``, aspect ratio kept) and horizontal flip, per sample,
+    resampled bilinearly to the input size (E supp. Sec. 3)."""
+    if x.dim() != 4 or (crop_scale is None and not flip):
+        return x
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3)
+    if crop_scale is not None:
+        lo, hi = crop_scale
+        side = torch.sqrt(lo + (hi - lo) * torch.rand(n, generator=generator))
+        max_shift = 1 - side
+        tx = (torch.rand(n, generator=generator) * 2 - 1) * max_shift
+        ty = (torch.rand(n, generator=generator) * 2 - 1) * max_shift
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = side, side, tx, ty
+    else:
+        theta[:, 0, 0], theta[:, 1, 1] = 1.0, 1.0
+    if flip:
+        flips = torch.rand(n, generator=generator) < 0.5
+        theta[flips, 0, 0] *= -1
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class Trainer:
+    """Trains a score model on ``data`` (p_data) against ``p0`` by binary adversarial training.
+
+    ``out_dir`` receives ``checkpoint.pt`` (every ``ckpt_every`` iterations and at the end), ``config.json``
+    and ``log.jsonl``. ``callbacks`` are called as ``callback(trainer, record)`` on every log line and may raise
+    :class:`StopTraining`. Use :meth:`Trainer.resume` to continue an interrupted run exactly.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Tensor | ImageSource,
+        p0: Tensor | ImageSource,
+        *,
+        out_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[Callable[["Trainer", dict[str, Any]], None]] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.data, self.p0 = data, p0
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.extra = dict(extra or {})
+        self.rank, self.world = self._setup_distributed()
+        self.device = self._rank_device(resolve_device(config.device))
+
+        torch.manual_seed(config.seed)
+        self.model: ScoreModel = build_score_model(config.model).to(self.device)
+        self._broadcast_parameters()
+        self.network: nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.world > 1 else self.model
+        )
+        self.optimizer = self._make_optimizer()
+        if config.batch_size % self.world:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by the {self.world} ranks")
+        self.local_batch = config.batch_size // self.world
+        self.data_stream = _EpochStream(len(data), config.seed, self.rank, self.world)
+        self.p0_stream = _EpochStream(len(p0), config.seed + 1, self.rank, self.world)
+        self.aug_generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank)
+        self.iters_per_epoch = max(1, math.ceil(len(data) / config.batch_size))
+
+        self.step = 0
+        self.k = config.k_start
+        self.k_iters = 0
+        self.auc_window: deque[float] = deque(maxlen=config.auc_window)
+        self.history: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+        self.elapsed_s = 0.0
+
+    # ----------------------------------------------------------------------------------------- set-up
+    @staticmethod
+    def _setup_distributed() -> tuple[int, int]:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend=backend)
+        if dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _rank_device(self, device: torch.device) -> torch.device:
+        if device.type == "cuda" and self.world > 1:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return device
+
+    def _broadcast_parameters(self) -> None:
+        if self.world > 1:
+            for tensor in list(self.model.parameters()) + list(self.model.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ----------------------------------------------------------------------------------------- one step
+    def sample_p0(self, x0: Tensor, steps: int) -> Tensor:
+        """The contrastive samples: ``steps`` of unconstrained (or eps-bounded) PGD ascent from p_0 samples."""
+        c = self.config
+        return pgd(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
+                   clamp=self._clamp())
+
+    def _clamp(self) -> tuple[float, float] | None:
+        return self.extra.get("clamp", (0.0, 1.0))
+
+    def train_step(self) -> dict[str, float]:
+        c = self.config
+        x = _fetch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x = augment(x, c.augment_crop_scale, c.augment_flip, self.aug_generator)
+        x0 = _fetch(self.p0, self.p0_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x_adv = self.sample_p0(x0, self.k) if self.k > 0 else x0
+        if c.indist_at_steps > 0:
+            x = pgd(self.model, x, steps=c.indist_at_steps, step_size=c.indist_at_step_size, norm=c.pgd_norm,
+                    eps=c.indist_at_eps, descent=True, clamp=self._clamp())
+
+        self.network.train()
+        if c.freeze_bn:
+            freeze_batchnorm(self.network)
+        m = x.shape[0]
+        inputs = torch.cat([x, x_adv])
+        if c.r1 > 0:
+            inputs.requires_grad_(True)
+        scores = self.network(inputs)
+        s_data, s_adv = scores[:m], scores[m:]
+        if c.loss == "bce":
+            loss = F.binary_cross_entropy_with_logits(s_data, torch.ones_like(s_data)) + \
+                F.binary_cross_entropy_with_logits(s_adv, torch.zeros_like(s_adv))
+        else:
+            loss = -(s_data.mean() - s_adv.mean())
+        r1_value = torch.zeros((), device=self.device)
+        if c.r1 > 0:
+            (grad,) = torch.autograd.grad(s_data.sum(), inputs, create_graph=True)
+            r1_value = 0.5 * grad[:m].pow(2).flatten(1).sum(1).mean()
+            loss = loss + c.r1 * r1_value
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+        auc = batch_auc(s_data, s_adv)
+        if self.world > 1:
+            auc = self._all_mean(auc)
+        return {
+            "loss": float(loss.detach()),
+            "r1": float(r1_value.detach()),
+            "auc_adv": auc,
+            "score_data": float(s_data.detach().mean()),
+            "score_adv": float(s_adv.detach().mean()),
+            "perturbation_l2": float((x_adv - x0).flatten(1).norm(dim=1).mean()),
+            "_x_data": x.detach(),
+            "_x0": x0.detach(),
+        }
+
+    def _all_mean(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t) / self.world
+
+    # ----------------------------------------------------------------------------------------- the loop
+    def _final_stage_done(self) -> bool:
+        c = self.config
+        if self.k < c.k_max:
+            return False
+        if c.final_iters is not None and self.k_iters >= c.final_iters:
+            return True
+        return c.final_epochs is not None and self.k_iters >= c.final_epochs * self.iters_per_epoch
+
+    def _finished(self) -> str | None:
+        c = self.config
+        if self._final_stage_done():
+            return "final-stage budget reached"
+        if c.max_iters is not None and self.step >= c.max_iters:
+            return "max_iters reached"
+        if c.time_budget_s is not None and self.elapsed_s >= c.time_budget_s:
+            return "time budget reached"
+        return None
+
+    def _advance_k(self) -> None:
+        c = self.config
+        if self.k >= c.k_max:
+            return
+        gate = len(self.auc_window) == c.auc_window and float(np.mean(self.auc_window)) > c.auc_threshold
+        if gate or self.k_iters >= c.epochs_per_k * self.iters_per_epoch:
+            self.k += 1
+            self.k_iters = 0
+            self.auc_window.clear()
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Runs until the budget is spent (or a callback stops it); returns the log history."""
+        c = self.config
+        if self.is_main and self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / "config.json", {"train": c.to_dict(), **self.extra.get("meta", {})})
+        progress = _progress(c, self.is_main, self.step)
+        window_start, window_iters = time.perf_counter(), 0
+        accumulated: dict[str, list[float]] = {}
+        try:
+            while (reason := self._finished()) is None:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                self.step += 1
+                self.k_iters += 1
+                window_iters += 1
+                self.auc_window.append(stats["auc_adv"])
+                for key, value in stats.items():
+                    if not key.startswith("_"):
+                        accumulated.setdefault(key, []).append(value)
+                k_used = self.k
+                self._advance_k()
+                self.elapsed_s += self._synchronised_elapsed(time.perf_counter() - t0)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(K=k_used, loss=f"{stats['loss']:.3f}", auc=f"{stats['auc_adv']:.2f}")
+                if self.step % c.log_every == 0:
+                    now = time.perf_counter()
+                    record = self._log_record(accumulated, stats, k_used, window_iters / (now - window_start))
+                    accumulated, window_start, window_iters = {}, now, 0
+                    self.history.append(record)
+                    if self.is_main and self.out_dir is not None:
+                        _append_jsonl(self.out_dir / "log.jsonl", record)
+                    for callback in self.callbacks:
+                        callback(self, record)
+                if self.step % c.ckpt_every == 0:
+                    self.save()
+            self.stop_reason = reason
+        except StopTraining as stop:
+            self.stop_reason = f"stopped: {stop}"
+        finally:
+            if progress is not None:
+                progress.close()
+        if not (self.stop_reason or "").startswith("stopped") and self.step % c.ckpt_every != 0:
+            self.save()
+        return self.history
+
+    def _synchronised_elapsed(self, seconds: float) -> float:
+        """Time budgets must end every rank on the same iteration: use rank 0's clock."""
+        if self.world > 1 and self.config.time_budget_s is not None:
+            t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, src=0)
+            return float(t)
+        return seconds
+
+    @torch.no_grad()
+    def _log_record(self, acc: dict[str, list[float]], stats: dict[str, Any], k: int, its: float) -> dict[str, Any]:
+        self.model.eval()
+        clean = self.model(stats["_x0"])
+        data = self.model(stats["_x_data"])
+        auc_clean = batch_auc(data, clean)
+        if self.world > 1:
+            auc_clean = self._all_mean(auc_clean)
+        record = {"step": self.step, "k": k, "epoch": self.step / self.iters_per_epoch}
+        record.update({key: float(np.mean(values)) for key, values in acc.items()})
+        record["auc_clean"] = auc_clean
+        record["iters_per_s"] = its
+        record["elapsed_s"] = self.elapsed_s
+        return record
+
+    # ----------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "k": self.k, "k_iters": self.k_iters, "elapsed_s": self.elapsed_s,
+            "auc_window": list(self.auc_window), "optimizer": self.optimizer.state_dict(),
+            "data_stream": self.data_stream.state(), "p0_stream": self.p0_stream.state(),
+            "aug_generator": self.aug_generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "world": self.world,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("world", 1)) != self.world:
+            raise ValueError(f"checkpoint was written with {state['world']} ranks; resume with the same number "
+                             f"(got {self.world}) for an exact continuation")
+        self.step, self.k, self.k_iters = int(state["step"]), int(state["k"]), int(state["k_iters"])
+        self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.auc_window = deque(state["auc_window"], maxlen=self.config.auc_window)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data_stream.load_state(state["data_stream"])
+        self.p0_stream.load_state(state["p0_stream"])
+        self.aug_generator.set_state(state["aug_generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Writes the checkpoint (rank 0 only). Default path: ``out_dir/checkpoint.pt``."""
+        if not self.is_main:
+            return None
+        if path is None:
+            if self.out_dir is None:
+                return None
+            path = self.out_dir / "checkpoint.pt"
+        return save_checkpoint(path, {
+            "model_spec": self.model.spec, "model": self.model.state_dict(), "config": self.config.to_dict(),
+            "trainer": self.state_dict(), "history": self.history,
+            "extra": {k: v for k, v in self.extra.items() if k != "meta"},
+        })
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, data: Tensor | ImageSource, p0: Tensor | ImageSource, *,
+               out_dir: str | os.PathLike | None = None, callbacks: Sequence[Callable] = (),
+               overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> "Trainer":
+        """Rebuilds a trainer from a checkpoint and continues with the same K, step, optimiser and RNG state.
+        ``overrides`` may change budgets (e.g. a larger ``final_iters``), not the model."""
+        payload = load_checkpoint(path)
+        if payload.get("trainer") is None:
+            raise ValueError(f"{path} holds only model weights, not a trainer state; it cannot be resumed")
+        config = TrainConfig.from_dict({**payload["config"], **(overrides or {})})
+        saved_extra = payload.get("extra") or {}
+        trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else Path(path).parent,
+                      callbacks=callbacks, extra={**saved_extra, **(extra or {})})
+        trainer.model.load_state_dict(payload["model"])
+        trainer.history = list(payload.get("history") or [])
+        trainer.load_state_dict(payload["trainer"])
+        return trainer
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _progress(config: TrainConfig, is_main: bool, initial: int):
+    if not (config.progress and is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    total = config.max_iters
+    return tqdm(total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True, leave=False)
