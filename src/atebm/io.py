@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -59,7 +60,7 @@ def load_array(path: str | os.PathLike, key: str = "x") -> Tensor:
                 if key not in archive.files:
                     raise ValueError(f"{path} has no array '{key}' (it has {archive.files})")
                 array = archive[key]
-        except (OSError, EOFError) as err:  # zipfile errors subclass these in numpy's reader
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a readable NPZ file: {err}") from err
     elif path.suffix == ".npy":
         try:

@@ -1,0 +1,182 @@
+"""Shared pieces of the data package: the :class:`ImageSet` container, resizing, grey/colour conversion,
+Gaussian blur and the seeding rule every random source follows.
+
+Conventions (every source and reader): images are ``float32`` tensors in ``[0, 1]``, shaped ``NCHW``, with
+``C`` 1 (grey) or 3 (RGB); labels are ``int64`` or ``None``.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ImageSet", "resize", "to_channels", "blur", "rng_for", "LUMA_WEIGHTS"]
+
+#: ITU-R BT.601 luma weights used for colour -> grey: Y = 0.299 R + 0.587 G + 0.114 B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class ImageSet:
+    """A set of images held in memory.
+
+    ``x`` is float32 ``[0, 1]`` NCHW; ``y`` holds one int64 label per image or is ``None``; ``name`` says where
+    the images came from (e.g. ``"mnist/train"``). It satisfies the trainer's data protocol (``len`` and
+    ``get_batch``), so it can be passed to :class:`atebm.training.Trainer` directly.
+    """
+
+    x: Tensor
+    y: Tensor | None = None
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or self.x.dim() != 4:
+            shape = tuple(self.x.shape) if isinstance(self.x, Tensor) else type(self.x).__name__
+            raise ValueError(f"ImageSet {self.name!r}: x must be an NCHW tensor, got {shape}")
+        if self.x.dtype != torch.float32:
+            raise ValueError(f"ImageSet {self.name!r}: x must be float32, got {self.x.dtype}")
+        if self.y is not None:
+            if not isinstance(self.y, Tensor) or self.y.dim() != 1 or len(self.y) != len(self.x):
+                raise ValueError(f"ImageSet {self.name!r}: y must be a 1-D tensor with one label per image "
+                                 f"({len(self.x)}), got {getattr(self.y, 'shape', type(self.y).__name__)}")
+            if self.y.dtype != torch.int64:
+                raise ValueError(f"ImageSet {self.name!r}: y must be int64, got {self.y.dtype}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def get_batch(self, indices: Tensor | Sequence[int] | np.ndarray) -> Tensor:
+        """The images at ``indices`` (the trainer's data protocol)."""
+        return self.x[torch.as_tensor(indices, dtype=torch.long)]
+
+    def load(self, n: int | None = None, seed: int = 0) -> "ImageSet":
+        """Itself, or its first ``n`` images after a seeded shuffle (same call as on the lazy sources)."""
+        if n is None:
+            return self
+        return take(self, n, rng_for(seed, self.name, "take"))
+
+    def __repr__(self) -> str:  # the default repr would print whole tensors
+        labels = "no labels" if self.y is None else f"{int(self.y.max()) + 1 if len(self.y) else 0} classes"
+        return f"ImageSet(name={self.name!r}, x={tuple(self.x.shape)}, {labels})"
+
+
+def rng_for(seed: int, *keys: str | int) -> np.random.Generator:
+    """The random generator for one (seed, source, split, ...) combination.
+
+    Keys are hashed with CRC-32 (stable across processes and Python versions, unlike ``hash``) and fed to
+    NumPy's ``SeedSequence``, so e.g. ``photos/train`` and ``photos/test`` with the same seed draw independent
+    streams, and every result depends only on its arguments.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    words = [int(seed)] + [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
+    return np.random.default_rng(words)
+
+
+def take(images: ImageSet, n: int | None, rng: np.random.Generator, name: str | None = None) -> ImageSet:
+    """The first ``n`` items of a permutation drawn from ``rng`` (all of them, shuffled, when ``n`` is None)."""
+    total = len(images)
+    if n is None:
+        n = total
+    _check_count(n, what=f"n for {images.name or 'this source'}")
+    if n > total:
+        raise ValueError(f"{images.name or 'this source'} has {total} images; n={n} asked for more")
+    index = torch.from_numpy(rng.permutation(total)[:n])
+    return ImageSet(images.x[index].contiguous(), None if images.y is None else images.y[index],
+                    name or images.name, dict(images.meta))
+
+
+def _check_count(n: object, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        pair = (int(size), int(size))
+    elif isinstance(size, Sequence) and len(size) == 2 and all(isinstance(s, (int, np.integer)) for s in size):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"size must be an integer or a (height, width) pair, got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return pair
+
+
+def resize(x: Tensor, size: int | Sequence[int]) -> Tensor:
+    """Resizes NCHW images to ``size`` (an int for square output, or ``(height, width)``).
+
+    Bilinear interpolation with antialiasing (``F.interpolate(..., antialias=True)``): when shrinking, the
+    triangle kernel is widened by the scale factor so it averages over every source pixel it covers instead of
+    aliasing. The kernel is non-negative, so values stay in [0, 1]. The same size returns ``x`` itself.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"resize expects NCHW images, got shape {tuple(x.shape)}")
+    height, width = _size_pair(size)
+    if x.shape[-2:] == (height, width):
+        return x
+    if x.shape[0] == 0:
+        return x.new_zeros(0, x.shape[1], height, width)
+    out = F.interpolate(x.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def to_channels(x: Tensor, channels: int) -> Tensor:
+    """Converts NCHW images between grey (1 channel) and colour (3 channels).
+
+    Grey -> colour repeats the channel; colour -> grey takes the BT.601 luma ``0.299 R + 0.587 G + 0.114 B``.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected NCHW images with 1 or 3 channels, got shape {tuple(x.shape)}")
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
+
+
+def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Tensor:
+    """The normalised 1-D Gaussian ``g(u) = exp(-u^2 / (2 sigma^2)) / Z`` for ``u = -r..r``, ``r = ceil(3 sigma)``."""
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    u = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (u / sigma) ** 2)
+    return (kernel / kernel.sum()).to(dtype=dtype, device=device)
+
+
+def blur(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of NCHW images; ``sigma`` in pixels, 0 returns ``x`` unchanged.
+
+    Computes ``(G_sigma * x)(i, j) = sum_{u,v} g(u) g(v) x(i - u, j - v)`` with the separable normalised kernel
+    of :func:`gaussian_kernel1d` (truncated at 3 sigma), one channel at a time. Borders are reflected (or
+    replicated when the kernel is wider than the image), so a constant image stays constant and the mean
+    intensity is kept. Used to make blurred generation seeds (METHOD Sec. 2: samples started from blurred
+    data or patches).
+    """
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        raise ValueError(f"blur expects an NCHW tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    sigma = float(sigma)
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    if sigma == 0 or x.numel() == 0:
+        return x
+    n, c, h, w = x.shape
+    kernel = gaussian_kernel1d(sigma, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
+    radius = (len(kernel) - 1) // 2
+    flat = x.reshape(n * c, 1, h, w).to(kernel.dtype)
+    mode = "reflect" if radius < min(h, w) else "replicate"
+    flat = F.pad(flat, (radius, radius, radius, radius), mode=mode)
+    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
