@@ -46,7 +46,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError as err:
             raise ValueError(f"cannot parse the value of {key}: {err}") from err
-        values[key] = float(value) if isinstance(value, str) and value.lower() in ("inf", "-inf", "nan") else value
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" and "inf" as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        values[key] = value
     return values
 
 

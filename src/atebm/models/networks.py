@@ -49,17 +49,24 @@ class MLP2D(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """Small ConvNet for 28x28 or 32x32 inputs: four 3x3 convolutions (the last three with stride 2),
-    widths ``width x (1, 2, 4, 8)``, global average pooling and a linear head."""
+    """Small ConvNet for 28x28 or 32x32 inputs: four 3x3 convolutions of widths ``width x (1, 2, 4, 8)``, each
+    but the first halving the resolution (``downsample="stride"``: stride-2 convolutions; ``"avgpool"``: a
+    stride-1 convolution followed by 2x2 average pooling, which avoids the checkerboard pattern of strided
+    convolutions in input gradients), then global average pooling and a linear head."""
 
     def __init__(self, in_channels: int = 1, width: int = 32, activation: str = "lrelu", out_dim: int = 1,
-                 batchnorm: bool = False):
+                 batchnorm: bool = False, downsample: str = "stride"):
         super().__init__()
+        if downsample not in ("stride", "avgpool"):
+            raise ValueError(f"downsample must be 'stride' or 'avgpool', got {downsample!r}")
         widths = [width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c_out in enumerate(widths):
-            layers.append(nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1))
+            strided = i > 0 and downsample == "stride"
+            if i > 0 and downsample == "avgpool":
+                layers.append(nn.AvgPool2d(2, ceil_mode=True))
+            layers.append(nn.Conv2d(c_in, c_out, 3, stride=2 if strided else 1, padding=1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(make_activation(activation))
