@@ -52,13 +52,19 @@ class ConvNet(nn.Module):
     """Small ConvNet for 28x28 or 32x32 inputs: four 3x3 convolutions of widths ``width x (1, 2, 4, 8)``, each
     but the first halving the resolution (``downsample="stride"``: stride-2 convolutions; ``"avgpool"``: a
     stride-1 convolution followed by 2x2 average pooling, which avoids the checkerboard pattern of strided
-    convolutions in input gradients), then global average pooling and a linear head."""
+    convolutions in input gradients). The head is global average pooling and a linear layer (``head="gap"``,
+    translation invariant) or, with ``head="flatten"``, the flattened feature map (``input_size`` fixes its
+    length) through a hidden layer of ``head_hidden`` units, so the score depends on where strokes are, as in the
+    conv-conv-fc MNIST detector of T Tab. 3.1."""
 
     def __init__(self, in_channels: int = 1, width: int = 32, activation: str = "lrelu", out_dim: int = 1,
-                 batchnorm: bool = False, downsample: str = "stride"):
+                 batchnorm: bool = False, downsample: str = "stride", head: str = "gap", input_size: int = 28,
+                 head_hidden: int = 256):
         super().__init__()
         if downsample not in ("stride", "avgpool"):
             raise ValueError(f"downsample must be 'stride' or 'avgpool', got {downsample!r}")
+        if head not in ("gap", "flatten"):
+            raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
         widths = [width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -72,10 +78,19 @@ class ConvNet(nn.Module):
             layers.append(make_activation(activation))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, out_dim)
+        self.pool = head == "gap"
+        if self.pool:
+            self.head = nn.Linear(c_in, out_dim)
+        else:
+            side = input_size
+            for _ in range(3):
+                side = (side + 1) // 2
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, head_hidden),
+                                      make_activation(activation), nn.Linear(head_hidden, out_dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        features = self.features(x)
+        return self.head(features.mean(dim=(2, 3)) if self.pool else features)
 
 
 class _BasicBlock(nn.Module):
