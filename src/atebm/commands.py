@@ -187,7 +187,7 @@ def _presets(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), device=args.device, smoke=args.smoke)
+    return run_demo(Path(args.out), device=args.device, smoke=args.smoke, overwrite=args.overwrite)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -222,6 +222,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="the main job: train on the embedded MNIST default and write a run folder with a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     demo.add_argument("--smoke", action="store_true",
                       help="a seconds-long run with tiny budgets, for tests only: its numbers mean nothing")
     demo.set_defaults(func=_demo)

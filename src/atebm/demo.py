@@ -63,7 +63,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     settings = dict(DEMO_SETTINGS)
     smoke_overrides = dict(SMOKE_OVERRIDES) if smoke else {}
     if smoke:
-        settings.update(oe_iters=4, n_eval=80, ood_n=16, ood_eps=(0, 1))
+        settings.update(oe_iters=4, n_eval=80, ood_n=8, ood_eps=(0, 1))
     timings: dict[str, float] = {}
 
     # 1. training ------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     _say("[3/5] generating from held-out photo seeds and blurred seeds")
     t = time.perf_counter()
     n = settings["n_eval"]
-    gen = preset.generate
+    gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
     seeds = load("photos", split="test", n=n, seed=1).x
     train = load("mnist", split="train").x
     test = load("mnist", split="test", n=n, seed=0).x
