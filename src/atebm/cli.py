@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "atebm.apps.cli",      # restore, translate, interpolate, compose
     "atebm.ood.cli",       # eval-ood
     "atebm.toy2d.cli",     # toy2d
+    "atebm.report.cli",    # report
 )
 
 

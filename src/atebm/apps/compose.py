@@ -53,7 +53,7 @@ class WeightedSum(nn.Module):
                 raise ValueError(f"every composed model must return one score per sample; got {tuple(s.shape)}")
             if self.mode == "log_prob":
                 s = F.logsigmoid(s)
-            term = weight.to(s.dtype) * s
+            term = weight.to(s) * s
             total = term if total is None else total + term
         return total
 

@@ -6,7 +6,8 @@ from typing import Sequence
 from torch import Tensor
 
 from ..sampling import ScoreFn, pgd
-from ._images import check_images, gaussian_blur, model_device
+from ..data import blur
+from ._images import check_images, model_device
 
 __all__ = ["generate"]
 
@@ -26,12 +27,13 @@ def generate(
 
         x_0 = G_σ * seed,   x_{i+1} = clamp( x_i + λ · ∇f(x_i) / ||∇f(x_i)||_2 ),   i < steps
 
-    ``blur_sigma`` > 0 first smooths the seeds with a Gaussian of that standard deviation in pixels; the paper
+    ``blur_sigma`` > 0 first smooths the seeds with a Gaussian of that standard deviation in pixels
+    (:func:`atebm.data.blur`); the paper
     uses σ = 10 at 256 px and reports fewer artifacts at a slightly worse FID (E supp. Sec. 4.3, Fig. 5).
     The paper's settings are 32 steps x 0.2 on CIFAR-10 and 14-20 steps x 8.0 at 256 px (METHOD Sec. 2).
     Seeds are moved to the model's device. Returns the samples, or ``(samples, trajectory)`` when ``record``
     lists step counts (0 = the blurred seed), as :func:`atebm.pgd` does.
     """
     seeds = check_images(seeds, "seeds").to(model_device(model))
-    x0 = gaussian_blur(seeds, blur_sigma) if blur_sigma else seeds
+    x0 = blur(seeds, blur_sigma) if blur_sigma else seeds
     return pgd(model, x0, steps=steps, step_size=step_size, norm=norm, clamp=clamp, record=record)

@@ -1,0 +1,296 @@
+"""Feature networks for generation metrics (Fréchet distance, KID, Inception-style score, nearest neighbours).
+
+Two kinds, both exposing ``features(x) -> (N, D)`` and ``predict_proba(x) -> (N, classes)`` on [0, 1] NCHW inputs:
+
+* :class:`FeatureClassifier` – a small ConvNet classifier trained on the in-distribution data. For the embedded
+  default, :func:`digit_features` trains it deterministically on the MNIST 5,000 *train* split (3,500 images)
+  and caches the weights (about 0.1 MB) in the user cache folder, so FD/KID/IS of the embedded preset are
+  measured in the 64-dimensional penultimate layer of this digit classifier, **not** in Inception-v3. Numbers
+  are therefore comparable between atebm runs, not with published FIDs.
+* :class:`InceptionFeatures` – Inception-v3 (or any feature network) from a local TorchScript file the user
+  passes (``--inception-weights``); nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["FeatureClassifier", "train_classifier", "digit_features", "InceptionFeatures", "load_feature_net",
+           "cache_dir", "DIGIT_RECIPE"]
+
+#: How the embedded digit feature network is trained (changing it changes the cache file name).
+DIGIT_RECIPE: dict[str, Any] = {"dataset": "mnist", "split": "train", "width": 16, "feature_dim": 64,
+                                "epochs": 8, "batch_size": 64, "lr": 2e-3, "max_shift": 2, "seed": 0, "version": 1}
+
+
+def cache_dir() -> Path:
+    """``$ATEBM_CACHE_DIR``, else ``$XDG_CACHE_HOME/atebm``, else ``~/.cache/atebm``."""
+    if os.environ.get("ATEBM_CACHE_DIR"):
+        return Path(os.environ["ATEBM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "atebm"
+
+
+def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    outs = [fn(x[i:i + batch_size].to(device, torch.float32)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(outs) if outs else torch.zeros(0)
+
+
+def _check_images(x: Tensor, channels: int | None = None, what: str = "images") -> Tensor:
+    x = torch.as_tensor(x)
+    if x.dim() != 4:
+        raise ValueError(f"{what} must be NCHW, got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{what} have {x.shape[1]} channel(s); this feature network expects {channels}")
+    return x
+
+
+class FeatureClassifier(nn.Module):
+    """Three 3x3 convolutions (widths w, 2w, 4w; max-pool after the first two), 4x4 adaptive average pooling,
+    a ``feature_dim`` fully connected layer (the *features*, after ReLU) and a linear classifier head.
+    Inputs in [0, 1] are mapped to [-1, 1] inside."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, feature_dim: int = 64):
+        super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(4 * width * 16, feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.info: dict[str, Any] = {"network": "FeatureClassifier (untrained)"}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits."""
+        return self.head(self.body(x * 2 - 1))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def features(self, x: Tensor, batch_size: int = 500) -> Tensor:
+        """Penultimate-layer features, shape ``(N, feature_dim)``, on the CPU."""
+        x = _check_images(x, self.in_channels)
+        self.eval()
+        return _batched(self.body, x * 2 - 1, batch_size, self.device)
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor, batch_size: int = 500) -> Tensor:
+        """Softmax class probabilities, shape ``(N, num_classes)``."""
+        x = _check_images(x, self.in_channels)
+        self.eval()
+        return _batched(lambda b: F.softmax(self(b), dim=1), x, batch_size, self.device)
+
+    def predict(self, x: Tensor, batch_size: int = 500) -> Tensor:
+        """Predicted class indices, shape ``(N,)``."""
+        return self.predict_proba(x, batch_size).argmax(dim=1)
+
+
+def _shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+    """Random integer translations in [-max_shift, max_shift] (edge pixels repeated), one per image."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * max_shift)
+    out = padded.gather(2, rows)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+    return out.gather(3, cols)
+
+
+def train_classifier(x: Tensor, y: Tensor, *, num_classes: int | None = None, width: int = 16,
+                     feature_dim: int = 64, epochs: int = 4, batch_size: int = 64, lr: float = 2e-3,
+                     max_shift: int = 2, seed: int = 0, x_val: Tensor | None = None,
+                     y_val: Tensor | None = None) -> FeatureClassifier:
+    """Trains a :class:`FeatureClassifier` with Adam and cross-entropy on ``(x, y)`` (random shifts of up to
+    ``max_shift`` pixels as augmentation). Deterministic for a given seed and thread count; the global torch RNG
+    is left untouched. ``info`` records the recipe and, with ``x_val``/``y_val``, the held-out accuracy."""
+    x = _check_images(x).float()
+    y = torch.as_tensor(y).long().view(-1)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need at least 2 images with one label each, got {len(x)} images and {len(y)} labels")
+    classes = int(num_classes if num_classes is not None else int(y.max()) + 1)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FeatureClassifier(x.shape[1], classes, width, feature_dim)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            index = order[start:start + batch_size]
+            batch = _shift(x[index], max_shift, generator)
+            loss = F.cross_entropy(net(batch), y[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    net.eval()
+    net.info = {"network": f"FeatureClassifier(width={width}, feature_dim={feature_dim}) trained on "
+                           f"{len(x)} labelled in-distribution images", "classes": classes,
+                "recipe": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_shift": max_shift, "seed": seed}}
+    if x_val is not None and y_val is not None:
+        accuracy = float((net.predict(x_val) == torch.as_tensor(y_val).long().view(-1)).float().mean())
+        net.info["val_accuracy"] = accuracy
+    return net
+
+
+_DIGIT_NET: dict[str, FeatureClassifier] = {}
+
+
+def _recipe_tag() -> str:
+    return hashlib.sha256(json.dumps(DIGIT_RECIPE, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") -> FeatureClassifier:
+    """The embedded default feature network: :class:`FeatureClassifier` trained on the MNIST 5,000 train split
+    (``atebm.data.load("mnist", split="train")``, 3,500 images) with :data:`DIGIT_RECIPE`; its accuracy on the
+    1,000-image test split is in ``info["test_accuracy"]``. Trained once (about 15 s on one CPU core) and then
+    loaded from ``cache_dir()/digit-features-<recipe hash>.pt`` (``weights_only=True``); kept in memory per
+    process. ``cache=False`` neither reads nor writes the file."""
+    tag = _recipe_tag()
+    if tag in _DIGIT_NET:
+        return _DIGIT_NET[tag].to(device)
+    path = cache_dir() / f"digit-features-{tag}.pt"
+    net = _load_digit_cache(path) if cache else None
+    if net is None:
+        from ..data import load
+
+        train = load("mnist", split="train", seed=DIGIT_RECIPE["seed"])
+        test = load("mnist", split="test", seed=DIGIT_RECIPE["seed"])
+        r = DIGIT_RECIPE
+        net = train_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
+                               epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], max_shift=r["max_shift"],
+                               seed=r["seed"], x_val=test.x, y_val=test.y)
+        net.info = {"network": "atebm digit classifier: FeatureClassifier(width=16, feature_dim=64) trained on "
+                               "the MNIST 5,000 train split (3,500 images); features = 64-d penultimate layer",
+                    "test_accuracy": net.info["val_accuracy"], "recipe": dict(DIGIT_RECIPE), "cache": str(path)}
+        if cache:
+            _save_digit_cache(path, net)
+    _DIGIT_NET[tag] = net
+    return net.to(device)
+
+
+def _load_digit_cache(path: Path) -> FeatureClassifier | None:
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        r = payload["recipe"]
+        net = FeatureClassifier(1, 10, r["width"], r["feature_dim"])
+        net.load_state_dict(payload["state_dict"])
+    except Exception as err:  # a truncated or foreign file: retrain rather than fail
+        warnings.warn(f"ignoring unreadable feature-network cache {path} ({type(err).__name__}: {err}); retraining")
+        return None
+    net.eval()
+    net.info = dict(payload["info"])
+    return net
+
+
+def _save_digit_cache(path: Path, net: FeatureClassifier) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".digit-features.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"recipe": dict(DIGIT_RECIPE), "state_dict": net.state_dict(), "info": net.info}, handle)
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"could not cache the digit feature network in {path} ({err}); it will be retrained "
+                      "in the next process")
+
+
+class InceptionFeatures:
+    """A feature network loaded from a local file (e.g. Inception-v3 exported for FID; never downloaded).
+
+    The file holds a TorchScript module (``torch.jit.script/trace(...).save``) or, with the suffix ``.pt2``, a
+    ``torch.export`` program; it takes float RGB NCHW images. Inputs in [0, 1] are converted
+    to 3 channels, resized to ``resize`` pixels (bilinear, antialiased; ``None`` keeps the size) and scaled to
+    ``input_range`` (``(0, 255)`` for the widespread ``inception-2015-12-05.pt`` convention, or ``(-1, 1)``,
+    ``(0, 1)``). Features: ``module(x, return_features=True)`` when the module accepts that keyword, else
+    ``module(x)``, flattened. ``predict_proba`` calls ``module(x)`` and applies a softmax unless the rows already
+    sum to one.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, resize: int | None = 299,
+                 input_range: tuple[float, float] = (0.0, 255.0), device: str | torch.device = "cpu"):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"feature-network file not found: {path}")
+        try:
+            if path.suffix == ".pt2":
+                self.module = torch.export.load(str(path)).module().to(device)
+            else:
+                with warnings.catch_warnings():  # TorchScript is deprecated in recent torch but still loads
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self.module = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as err:
+            raise ValueError(f"{path} is not a TorchScript module or a torch.export program ({type(err).__name__}: "
+                             f"{err}); save the network with torch.jit.script(...).save or torch.export.save "
+                             "(.pt2)") from err
+        self.path, self.resize, self.input_range, self.device = path, resize, input_range, torch.device(device)
+        self._feature_kwargs: dict[str, Any] | None = None
+        self.info = {"network": f"TorchScript feature network {path.name}", "resize": resize,
+                     "input_range": list(input_range)}
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        x = _check_images(x).float()
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        elif x.shape[1] != 3:
+            raise ValueError(f"images must have 1 or 3 channels, got {x.shape[1]}")
+        if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False,
+                              antialias=True)
+        lo, hi = self.input_range
+        return x.clamp(0, 1) * (hi - lo) + lo
+
+    @torch.no_grad()
+    def _features_batch(self, x: Tensor) -> Tensor:
+        x = self._prepare(x).to(self.device)
+        if self._feature_kwargs is None:
+            try:
+                out = self.module(x, return_features=True)
+                self._feature_kwargs = {"return_features": True}
+            except (RuntimeError, TypeError):
+                out = self.module(x)
+                self._feature_kwargs = {}
+        else:
+            out = self.module(x, **self._feature_kwargs)
+        return out.flatten(1)
+
+    def features(self, x: Tensor, batch_size: int = 64) -> Tensor:
+        return _batched(self._features_batch, x, batch_size, torch.device("cpu"))
+
+    @torch.no_grad()
+    def _proba_batch(self, x: Tensor) -> Tensor:
+        out = self.module(self._prepare(x).to(self.device)).flatten(1).float()
+        sums = out.sum(dim=1)
+        if (out >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+            return out
+        return F.softmax(out, dim=1)
+
+    def predict_proba(self, x: Tensor, batch_size: int = 64) -> Tensor:
+        return _batched(self._proba_batch, x, batch_size, torch.device("cpu"))
+
+
+def load_feature_net(spec: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Any:
+    """``None`` or ``"digits"``: :func:`digit_features`; otherwise a path to a TorchScript file
+    (:class:`InceptionFeatures`)."""
+    if spec is None or str(spec) == "digits":
+        return digit_features(device=device)
+    return InceptionFeatures(spec, device=device)
+

@@ -1,0 +1,247 @@
+"""Failure-mode monitor for binary adversarial training (G App. I; METHOD Sec. 4 "Failure mode" and E Sec. 5.3).
+
+A trainer callback (``Trainer(..., callbacks=[FailureMonitor()])``) that reads every log record and looks for:
+
+* **step size too large** (G App. I, Fig. 8): with K > 0 the training loss collapses to ~0, the perturbed p_0
+  samples become perfectly separable from the data (AUC(p_data vs perturbed p_0) -> 1), while the model loses
+  the ability to separate *clean* p_0 from the data (AUC(p_data vs clean p_0) falls well below its best value).
+  A healthy run shows the opposite: the loss rises and AUC(p_data vs perturbed p_0) drifts toward 0.5 as K grows.
+  Suggested change: halve the PGD step size.
+* **non-finite values**: NaN/inf in the loss or the scores (e.g. the EBM loss of E Sec. 5.3, whose score gap
+  overflows).
+* **exploding scores**: ``|score|`` of data or perturbed samples beyond ``score_limit`` (BCE training keeps
+  logits moderate; a runaway means divergence).
+
+Every detection is logged (``logging`` logger ``atebm.monitor``) and warned (``RuntimeWarning``) once per streak
+and kept in :attr:`FailureMonitor.events` for the report. A signature that persists for ``patience``
+consecutive log lines (non-finite values: at once) stops training by raising
+:class:`atebm.training.StopTraining`; the trainer's last periodic checkpoint stays in place and, when the trainer
+has an ``out_dir``, the weights of the last healthy log line are written to ``checkpoint_last_good.pt``
+(weights only; ``atebm.load`` reads it) and loaded back into ``trainer.model``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES"]
+
+STEP_SIZE_TOO_LARGE = "step_size_too_large"
+NON_FINITE = "non_finite"
+EXPLODING_SCORES = "exploding_scores"
+
+logger = logging.getLogger("atebm.monitor")
+
+
+def _value(record: Mapping[str, Any], key: str) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _any_rank(flag: bool, trainer: Any) -> bool:
+    """``flag`` OR-ed over the DDP ranks of ``trainer`` (just ``flag`` in a single process)."""
+    if int(getattr(trainer, "world", 1) or 1) <= 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=getattr(trainer, "device", "cpu"))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+class FailureMonitor:
+    """Trainer callback that detects G App. I's failure signature and divergence (see module docstring).
+
+    Parameters: ``loss_floor`` – a loss at or below it counts as collapsed; ``auc_adv_high`` – AUC(p_data vs
+    perturbed p_0) at or above it counts as perfectly separable; ``auc_clean_drop`` – AUC(p_data vs clean p_0)
+    at least this far below its best value so far counts as falling; ``min_k`` – the signature is only checked
+    once K >= ``min_k`` (at K = 0, Outlier Exposure, a vanishing loss is normal); ``score_limit`` – larger
+    absolute mean scores count as exploding; ``patience`` – consecutive log lines before stopping; ``stop`` –
+    raise ``StopTraining`` (else only warn); ``snapshot`` – keep the last healthy weights in memory (and write
+    them on stop).
+    """
+
+    def __init__(self, *, loss_floor: float = 0.05, auc_adv_high: float = 0.99, auc_clean_drop: float = 0.15,
+                 min_k: int = 1, score_limit: float = 1e3, patience: int = 3, stop: bool = True,
+                 snapshot: bool = True) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        if not 0 < auc_adv_high <= 1 or not 0 < auc_clean_drop < 1 or loss_floor < 0 or score_limit <= 0:
+            raise ValueError("need 0 < auc_adv_high <= 1, 0 < auc_clean_drop < 1, loss_floor >= 0, score_limit > 0")
+        self.loss_floor, self.auc_adv_high, self.auc_clean_drop = loss_floor, auc_adv_high, auc_clean_drop
+        self.min_k, self.score_limit, self.patience = min_k, score_limit, patience
+        self.stop, self.snapshot = stop, snapshot
+        self.events: list[dict[str, Any]] = []
+        self.lines_seen = 0
+        self.best_auc_clean: float | None = None
+        self.streaks: dict[str, int] = {}
+        self.stopped: dict[str, Any] | None = None
+        self.last_good_step: int | None = None
+        self.last_good_path: str | None = None
+        self._good_state: dict[str, Any] | None = None
+        self._good_history_len: int | None = None
+
+    # ------------------------------------------------------------------------------------------ checks
+    def check(self, record: Mapping[str, Any], step_size: float | None = None,
+              loss_kind: str = "bce") -> list[tuple[str, str, str]]:
+        """The failure signatures present in one log record: ``[(kind, message, suggestion), ...]``.
+        Updates the running best AUC(p_data vs clean p_0)."""
+        found = []
+        step, k = record.get("step"), int(record.get("k", 0) or 0)
+        loss, auc_adv, auc_clean = _value(record, "loss"), _value(record, "auc_adv"), _value(record, "auc_clean")
+        s_data, s_adv = _value(record, "score_data"), _value(record, "score_adv")
+        numbers = {"loss": loss, "score_data": s_data, "score_adv": s_adv}
+        bad = [name for name, v in numbers.items() if v is not None and not math.isfinite(v)]
+        if bad:
+            hint = ("the EBM loss diverges with PGD samples (E Sec. 5.3): use loss='bce'" if loss_kind == "ebm"
+                    else "lower the learning rate or the PGD step size, or add R1 regularisation")
+            found.append((NON_FINITE, f"step {step}: non-finite {', '.join(bad)}", hint))
+            return found
+        big = [name for name in ("score_data", "score_adv")
+               if numbers[name] is not None and abs(numbers[name]) > self.score_limit]
+        if big:
+            hint = ("the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'"
+                    if loss_kind == "ebm" else "lower the learning rate; check the data range and normalisation")
+            found.append((EXPLODING_SCORES, f"step {step}: |{'|, |'.join(big)}| above {self.score_limit:g} "
+                          f"(score_data={s_data:.4g}, score_adv={s_adv:.4g})", hint))
+        if auc_clean is not None and math.isfinite(auc_clean):
+            previous_best = self.best_auc_clean
+            if k >= self.min_k and loss is not None and auc_adv is not None and previous_best is not None \
+                    and loss <= self.loss_floor and auc_adv >= self.auc_adv_high \
+                    and auc_clean <= previous_best - self.auc_clean_drop:
+                halved = f" (now {step_size:g}: try {step_size / 2:g})" if step_size else ""
+                found.append((STEP_SIZE_TOO_LARGE,
+                              f"step {step}, K={k}: loss {loss:.4f} -> 0 and AUC(data vs perturbed p0) {auc_adv:.3f} "
+                              f"-> 1 while AUC(data vs clean p0) fell to {auc_clean:.3f} (best {previous_best:.3f}): "
+                              "the PGD step size is too large (G App. I)",
+                              f"halve the PGD step size{halved}"))
+            self.best_auc_clean = auc_clean if previous_best is None else max(previous_best, auc_clean)
+        return found
+
+    # ------------------------------------------------------------------------------------------ callback
+    def __call__(self, trainer: Any, record: Mapping[str, Any]) -> None:
+        from .training import StopTraining
+
+        self.lines_seen += 1
+        config = getattr(trainer, "config", None)
+        step_size = getattr(config, "step_size", None)
+        loss_kind = getattr(config, "loss", "bce")
+        found = self.check(record, step_size, loss_kind)
+        kinds = {kind for kind, _, _ in found}
+        for kind in list(self.streaks):
+            if kind not in kinds:
+                self.streaks[kind] = 0
+        stop_now = None
+        for kind, message, suggestion in found:
+            streak = self.streaks.get(kind, 0) + 1
+            self.streaks[kind] = streak
+            event = {"step": record.get("step"), "k": record.get("k"), "kind": kind, "message": message,
+                     "suggestion": suggestion, "streak": streak}
+            self.events.append(event)
+            if streak == 1:
+                text = f"training failure signature: {message}. Suggested change: {suggestion}."
+                logger.warning(text)
+                warnings.warn(text, RuntimeWarning, stacklevel=2)
+            limit = 1 if kind == NON_FINITE else self.patience
+            if self.stop and streak >= limit and stop_now is None:
+                stop_now = event
+        if not found:
+            self._remember_good(trainer, record)
+        if self.stop and _any_rank(stop_now is not None, trainer) and stop_now is None:
+            # another DDP rank saw a persistent failure: stop together (every rank logs on the same step)
+            stop_now = {"step": record.get("step"), "k": record.get("k"), "kind": "other_rank",
+                        "message": "another process stopped training", "suggestion": "see rank 0's log", "streak": 1}
+        if stop_now is not None:
+            self.stopped = dict(stop_now)
+            self._restore_good(trainer)
+            logger.warning("stopping training: %s persisted for %d log line(s); %s", stop_now["kind"],
+                           stop_now["streak"], stop_now["suggestion"])
+            raise StopTraining(f"{stop_now['kind']} persisted for {stop_now['streak']} log line(s) "
+                               f"(last healthy step {self.last_good_step}); suggested change: {stop_now['suggestion']}")
+
+    def _remember_good(self, trainer: Any, record: Mapping[str, Any]) -> None:
+        self.last_good_step = record.get("step")
+        model = getattr(trainer, "model", None)
+        if self.snapshot and model is not None:
+            self._good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self._good_history_len = len(getattr(trainer, "history", []))
+
+    def _restore_good(self, trainer: Any) -> None:
+        if self._good_state is None:
+            return
+        model = trainer.model
+        model.load_state_dict(self._good_state)
+        out_dir = getattr(trainer, "out_dir", None)
+        if out_dir is None or not getattr(trainer, "is_main", True):
+            return
+        from .training import save_checkpoint
+
+        path = Path(out_dir) / "checkpoint_last_good.pt"
+        history = list(getattr(trainer, "history", []))[:self._good_history_len]
+        save_checkpoint(path, {"model_spec": model.spec, "model": copy.deepcopy(self._good_state),
+                               "config": trainer.config.to_dict(), "trainer": None, "history": history,
+                               "extra": {"monitor": self.summary()}})
+        self.last_good_path = str(path)
+
+    # ------------------------------------------------------------------------------------------ reporting
+    @property
+    def status(self) -> str:
+        """``"healthy"``, ``"warned"`` (signatures seen, training went on) or ``"stopped"``."""
+        if self.stopped is not None:
+            return "stopped"
+        return "warned" if self.events else "healthy"
+
+    def status_text(self) -> str:
+        """One line for logs and reports, e.g. ``healthy (40 log lines checked, no failure signature)``."""
+        if self.stopped is not None:
+            return (f"stopped at step {self.stopped['step']}: {self.stopped['message']}; suggested change: "
+                    f"{self.stopped['suggestion']} (last healthy step {self.last_good_step})")
+        if self.events:
+            kinds = sorted({e["kind"] for e in self.events})
+            last = self.events[-1]
+            return (f"warned: {len(self.events)} log line(s) with {', '.join(kinds)} (last at step {last['step']}: "
+                    f"{last['suggestion']}); training was not stopped")
+        return f"healthy ({self.lines_seen} log lines checked, no failure signature)"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able state: status, log lines checked, events (first of each streak and the stopping one),
+        the last healthy step and the weights file written on stop."""
+        shown = [e for e in self.events if e["streak"] == 1 or (self.stopped and e == self.stopped)]
+        return {"status": self.status, "status_text": self.status_text(), "log_lines": self.lines_seen,
+                "events": shown, "n_events": len(self.events),
+                "stopped": self.stopped, "last_good_step": self.last_good_step,
+                "last_good_checkpoint": self.last_good_path,
+                "thresholds": {"loss_floor": self.loss_floor, "auc_adv_high": self.auc_adv_high,
+                               "auc_clean_drop": self.auc_clean_drop, "min_k": self.min_k,
+                               "score_limit": self.score_limit, "patience": self.patience}}
+
+    def add_to_report(self, report: Any, key: str = "train/monitor", heading: str = "Training monitor") -> None:
+        """Adds a table of the events (or a line saying the run looked healthy) to an :class:`atebm.report.Report`
+        (not saved here)."""
+        info = self.summary()
+        protocol = {"checks": "G App. I step-size signature (loss <= {loss_floor}, AUC adv >= {auc_adv_high}, AUC "
+                              "clean <= best - {auc_clean_drop}, K >= {min_k}); non-finite loss/scores; |mean score| "
+                              "> {score_limit}; stop after {patience} line(s)".format(**info["thresholds"]),
+                    "log_lines_checked": info["log_lines"]}
+        if not info["events"]:
+            report.add_table(key, f"{heading}: healthy", ["status", "log lines checked", "events"],
+                             [["healthy", info["log_lines"], 0]], protocol=protocol)
+            return
+        rows = [[e["step"], e["k"], e["kind"], e["message"], e["suggestion"]] for e in info["events"]]
+        note = None
+        if self.stopped:
+            note = (f"Training was stopped at step {self.stopped['step']} ({self.stopped['kind']}); last healthy "
+                    f"step {self.last_good_step}" + (f", weights in {Path(self.last_good_path).name}"
+                                                     if self.last_good_path else "") + ".")
+        report.add_table(key, f"{heading}: {info['status']}", ["step", "K", "signature", "message", "suggested change"],
+                         rows, protocol=protocol, note=note)

@@ -1,0 +1,154 @@
+"""The failure-mode monitor (G App. I): unit checks on log records, and a healthy and a failing training run at
+small scale (MNIST digits 0-4 against digits 5-9 at 12x12: a huge PGD step size provokes the failure)."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from atebm.monitor import EXPLODING_SCORES, NON_FINITE, STEP_SIZE_TOO_LARGE, FailureMonitor
+from atebm.training import StopTraining
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _Config:
+    step_size = 2.0
+    loss = "bce"
+
+
+class _FakeTrainer:
+    config = _Config()
+    model = None
+    out_dir = None
+    history: list = []
+
+
+def _record(step, k, loss, auc_adv, auc_clean, s_data=3.0, s_adv=-3.0):
+    return {"step": step, "k": k, "loss": loss, "auc_adv": auc_adv, "auc_clean": auc_clean, "score_data": s_data,
+            "score_adv": s_adv}
+
+
+def _feed(monitor, records):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for record in records:
+            monitor(_FakeTrainer(), record)
+
+
+def test_healthy_records_raise_nothing():
+    monitor = FailureMonitor()
+    # G App. I, healthy: the loss rises toward log 4 and AUC(data vs perturbed p0) drifts to 0.5
+    _feed(monitor, [_record(10 * i, i, 0.5 + 0.09 * i, 1 - 0.05 * i, 0.97) for i in range(10)])
+    assert monitor.status == "healthy" and monitor.events == []
+    assert "healthy (10 log lines" in monitor.summary()["status_text"]
+
+
+def test_outlier_exposure_at_k0_is_not_a_failure():
+    monitor = FailureMonitor()
+    _feed(monitor, [_record(10, 0, 0.5, 0.95, 0.99), _record(20, 0, 0.01, 1.0, 0.6), _record(30, 0, 0.0, 1.0, 0.6)])
+    assert monitor.status == "healthy"
+
+
+def test_step_size_signature_warns_then_stops_after_patience():
+    monitor = FailureMonitor(patience=3)
+    good = [_record(10, 0, 1.0, 0.9, 0.95), _record(20, 1, 0.9, 0.95, 0.96)]
+    _feed(monitor, good)
+    bad = [_record(30 + 10 * i, 2, 0.01, 1.0, 0.55) for i in range(3)]
+    with pytest.warns(RuntimeWarning, match="step size is too large"):
+        monitor(_FakeTrainer(), bad[0])
+    monitor(_FakeTrainer(), bad[1])                       # no stop yet, and no repeated warning
+    with pytest.raises(StopTraining, match="halve the PGD step size .now 2: try 1."):
+        monitor(_FakeTrainer(), bad[2])
+    assert monitor.status == "stopped" and monitor.last_good_step == 20
+    assert [e["kind"] for e in monitor.events] == [STEP_SIZE_TOO_LARGE] * 3
+    summary = monitor.summary()
+    assert summary["stopped"]["streak"] == 3 and len(summary["events"]) == 2   # first of the streak + the stop
+
+
+def test_a_broken_streak_restarts_the_count():
+    monitor = FailureMonitor(patience=2)
+    _feed(monitor, [_record(10, 1, 0.8, 0.9, 0.95), _record(20, 2, 0.01, 1.0, 0.5), _record(30, 2, 0.6, 0.9, 0.93),
+                    _record(40, 2, 0.01, 1.0, 0.5)])
+    assert monitor.status == "warned" and len(monitor.events) == 2
+
+
+def test_non_finite_stops_at_once_and_exploding_scores_are_flagged():
+    monitor = FailureMonitor()
+    with pytest.raises(StopTraining), pytest.warns(RuntimeWarning, match="non-finite loss"):
+        monitor(_FakeTrainer(), _record(10, 1, math.nan, 0.9, 0.9))
+    assert monitor.events[0]["kind"] == NON_FINITE
+    monitor = FailureMonitor(score_limit=100, patience=2)
+    _FakeTrainer.config.loss = "ebm"
+    try:
+        _feed(monitor, [_record(10, 1, -500.0, 0.9, 0.9, s_data=400.0, s_adv=-300.0)])
+        assert monitor.events[0]["kind"] == EXPLODING_SCORES and "loss='bce'" in monitor.events[0]["suggestion"]
+        with pytest.raises(StopTraining):
+            _feed(monitor, [_record(20, 1, -900.0, 0.9, 0.9, s_data=800.0, s_adv=-700.0)])
+    finally:
+        _FakeTrainer.config.loss = "bce"
+
+
+def test_report_section(tmp_path):
+    from atebm.report import Report
+
+    monitor = FailureMonitor(stop=False)
+    _feed(monitor, [_record(10, 1, 0.9, 0.9, 0.95), _record(20, 2, 0.01, 1.0, 0.5)])
+    report = Report.open(tmp_path)
+    monitor.add_to_report(report)
+    report.save()
+    page = (tmp_path / "report.html").read_text()
+    assert "Training monitor: warned" in page and "halve the PGD step size" in page
+
+
+# ------------------------------------------------------------------------------------------------ real training
+def _digit_halves():
+    from atebm.data import load, resize
+
+    mnist = load("mnist", split="train")
+    return resize(mnist.x[mnist.y < 5], 12), resize(mnist.x[mnist.y >= 5], 12)
+
+
+def _train(step_size, out_dir):
+    from atebm import TrainConfig, Trainer
+
+    data, p0 = _digit_halves()
+    config = TrainConfig(model={"arch": "convnet", "kwargs": {"in_channels": 1, "width": 8}, "mean": 0.5, "std": 0.5},
+                         batch_size=32, lr=2e-3, k_max=4, epochs_per_k=0.1, auc_threshold=0.8, auc_window=5,
+                         step_size=step_size, final_iters=60, log_every=5, ckpt_every=25, progress=False, seed=0)
+    monitor = FailureMonitor()
+    trainer = Trainer(config, data, p0, callbacks=[monitor], out_dir=out_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        trainer.fit()
+    return trainer, monitor
+
+
+def test_healthy_and_failing_training_runs(tmp_path):
+    from atebm import load
+
+    healthy, healthy_monitor = _train(0.3, tmp_path / "healthy")
+    assert healthy_monitor.status == "healthy", healthy_monitor.events
+    assert healthy.stop_reason == "final-stage budget reached" and healthy.k == 4
+    last = healthy.history[-1]
+    assert last["loss"] > 1.2 and last["auc_clean"] > 0.8       # G App. I: loss rises, clean p0 still separated
+
+    failing, monitor = _train(30.0, tmp_path / "failing")
+    assert monitor.status == "stopped" and failing.stop_reason.startswith("stopped")
+    assert monitor.stopped["kind"] == STEP_SIZE_TOO_LARGE and "try 15" in monitor.stopped["suggestion"]
+    history = failing.history
+    assert history[-1]["loss"] < 0.05 and history[-1]["auc_adv"] > 0.99
+    assert history[-1]["auc_clean"] < max(r["auc_clean"] for r in history) - 0.15
+    assert failing.step < healthy.step, "the failing run ends early"
+    good = load(tmp_path / "failing" / "checkpoint_last_good.pt")
+    x = torch.rand(4, 1, 12, 12)
+    assert torch.allclose(good(x), failing.model.eval()(x)), "trainer.model holds the last healthy weights"
+    assert (tmp_path / "failing" / "checkpoint.pt").exists()     # the trainer's periodic checkpoint stays
