@@ -7,7 +7,8 @@ Protocol (printed into the JSON and the run report):
   benchmarks/apps_train_reference.py on different digit subsets (default A = 0-5, B = 4-9; the overlap
   {4, 5} is what a conjunction should produce). ``--checkpoint`` (optional) adds the all-class reference
   model alone as a third row.
-* Seeds: ``--n`` natural-photo patches of the held-out test photos; the same seeds for every row.
+* Seeds: ``--n`` natural-photo patches of the held-out test photos (Gaussian-blurred with ``--blur`` pixels,
+  E supp. Sec. 4.3); the same seeds for every row.
 * Sampler: PGD L2 ascent, unconstrained, ``--steps`` x ``--step-size`` (default: model A's training K and
   step size), on A alone, B alone, A + B (sum of scores) and log D_A + log D_B (sum of log-probabilities).
 * Classifier: atebm.metrics.digit_features. Reported: class histogram, mean confidence, the fraction of
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--step-size", type=float, default=None)
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--blur", type=float, default=0.0, help="Gaussian blur of the seeds in pixels (E supp. 4.3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", default=str(RESULTS / "apps_compose.json"))
     args = parser.parse_args()
@@ -79,7 +81,7 @@ def main() -> None:
         rows_spec.append(("all-class reference alone", atebm.load(args.checkpoint)))
     protocol = {"model_a": f"{args.checkpoint_a} (classes {ca})", "model_b": f"{args.checkpoint_b} (classes {cb})",
                 "seeds": f"{args.n} photo patches, test photos, seed 1",
-                "sampler": f"PGD L2 ascent, {steps} steps x {step_size}, no eps-ball",
+                "sampler": f"PGD L2 ascent, {steps} steps x {step_size}, no eps-ball, seeds blurred sigma {args.blur}",
                 "classifier": classifier.info.get("network", "digit_features"),
                 "classifier_mnist_test_accuracy": classifier.info.get("test_accuracy")}
     results: dict = {"command": "python benchmarks/apps_compose.py " + " ".join(
@@ -87,7 +89,7 @@ def main() -> None:
         "protocol": protocol, "rows": {}}
     table, grids = [], [seeds[:16]]
     for label, score in rows_spec:
-        x = generate(score, seeds, steps, step_size)
+        x = generate(score, seeds, steps, step_size, args.blur)
         proba = classifier.predict_proba(x)
         pred = proba.argmax(1)
         with torch.no_grad():

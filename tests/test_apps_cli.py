@@ -21,12 +21,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _checkpoint(path, seed, channels=1):
+def _checkpoint(path, seed, channels=1, extra=None):
     torch.manual_seed(seed)
     model = build_score_model({"arch": "convnet", "kwargs": {"in_channels": channels, "width": 4},
                                "mean": 0.5, "std": 0.5})
     config = TrainConfig(model=model.spec, step_size=0.5, max_iters=1).to_dict()
-    save_checkpoint(path, {"model_spec": model.spec, "model": model.state_dict(), "config": config})
+    save_checkpoint(path, {"model_spec": model.spec, "model": model.state_dict(), "config": config,
+                           "extra": extra or {}})
     return str(path)
 
 
@@ -46,7 +47,8 @@ def files(tmp_path_factory):
     Image.fromarray(hole).save(root / "mask.png")
     return {"root": root, "x": str(root / "x.npz"), "b": str(root / "b.npy"), "faces": str(faces),
             "mask": str(root / "mask.png"), "ckpt1": _checkpoint(root / "m1.pt", 1),
-            "ckpt2": _checkpoint(root / "m2.pt", 2)}
+            "ckpt2": _checkpoint(root / "m2.pt", 2),
+            "ckpt_gen": _checkpoint(root / "m3.pt", 3, extra={"generate": {"steps": 5, "step_size": 0.3, "blur": 1.0}})}
 
 
 def _report_keys(out):
@@ -135,6 +137,20 @@ def test_compose_two_checkpoints_with_weights_and_singles(files, tmp_path):
     assert protocol["steps"] == 16 and protocol["weights"] == [1.0, 0.0]  # default steps: the training K
     assert (out / "compose_single1.npz").is_file() and (out / "compose_comparison.png").is_file()
     assert "apps/compose/comparison" in _report_keys(out)
+
+
+def test_stored_generation_settings_are_the_defaults_of_generation_commands_only(files, tmp_path):
+    out = tmp_path / "run"
+    assert main(["interpolate", "--checkpoint", files["ckpt_gen"], "--input", files["x"], "--n", "2",
+                 "--num", "3", "--out", str(out)]) == 0
+    protocol = json.loads((out / "interpolate.json").read_text())["protocol"]
+    assert (protocol["steps"], protocol["step_size"], protocol["blur_sigma"]) == (5, 0.3, 1.0)
+    assert main(["restore", "denoise", "--checkpoint", files["ckpt_gen"], "--input", files["x"], "--n", "2",
+                 "--out", str(out)]) == 0
+    protocol = json.loads((out / "denoise.json").read_text())["protocol"]
+    assert (protocol["steps"], protocol["step_size"]) == (10, 0.5)  # restoration: its own default, training step
+    assert main(["compose", "--checkpoint", files["ckpt_gen"], files["ckpt1"], "--input", files["x"],
+                 "--out", str(out)]) == 1  # 0.3 vs 0.5: the user must choose
 
 
 def test_bad_arguments_fail_with_a_message(files, tmp_path, capsys):

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..data import load as load_data
 from ..io import load_array, save_grid, save_images, save_npz
-from ..training import load, resolve_device, write_json
+from ..training import load, load_checkpoint, resolve_device, write_json
 from ._images import conform, model_channels
 from .compose import WeightedSum
 from .generate import generate
@@ -31,10 +31,10 @@ from .translate import translate
 
 __all__ = ["register", "DEFAULT_STEPS"]
 
-# Default number of steps per command. Restoration: small, fixed numbers in the range that maximised mean val
-# SSIM on MNIST (benchmarks/apps_restore.py). Generation-like commands (None): the checkpoint's final training
-# K, the number of steps its contrastive samples were made with. The default step size is always the
-# checkpoint's training step size.
+# Default number of steps per command. Restoration: fixed numbers in the range that maximised mean val SSIM on
+# MNIST (benchmarks/apps_restore.py); step size: the checkpoint's training step size. Generation-like commands
+# (None): the generation settings stored in the checkpoint (``extra["generate"]``, written by `atebm train`),
+# else the final training K and step size, the settings its contrastive samples were made with.
 DEFAULT_STEPS: dict[str, int | None] = {"denoise": 10, "inpaint": 20, "translate": None, "interpolate": None,
                                         "compose": None}
 
@@ -155,7 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_options(p, "interpolate")
     p.add_argument("--input-b", metavar="PATH", help="second endpoints (same shape as --input)")
     p.add_argument("--num", type=int, default=8, help="points per interpolation, ends included (default: 8)")
-    p.add_argument("--blur", type=_non_negative_float, default=0.0, help="Gaussian blur of the seeds in pixels")
+    p.add_argument("--blur", type=_non_negative_float, default=None,
+                   help="Gaussian blur of the seeds in pixels (default: the checkpoint's generation blur, else 0)")
     p.set_defaults(func=_run_interpolate, app="interpolate")
 
     p = subparsers.add_parser("compose", help="generate from a weighted sum of several models' scores",
@@ -164,7 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_options(p, "compose", several_models=True)
     p.add_argument("--mode", choices=("score", "log_prob"), default="score",
                    help="sum the scores (default) or the log-probabilities log sigmoid(f_i)")
-    p.add_argument("--blur", type=_non_negative_float, default=0.0, help="Gaussian blur of the seeds in pixels")
+    p.add_argument("--blur", type=_non_negative_float, default=None,
+                   help="Gaussian blur of the seeds in pixels (default: the checkpoint's generation blur, else 0)")
     p.add_argument("--no-singles", action="store_true", help="skip sampling each model alone")
     p.set_defaults(func=_run_compose, app="compose")
 
@@ -186,21 +188,38 @@ class _Context:
             self.score: Any = self.models[0]
         else:
             self.score = WeightedSum(self.models, self.weights, mode=mode).to(self.device)
-        self.step_size = args.step_size if args.step_size is not None else self._training_value("step_size", 1.0)
+        generation = DEFAULT_STEPS[name] is None
+        if args.step_size is not None:
+            self.step_size = args.step_size
+        else:
+            self.step_size = self._default("step_size", "step_size", 1.0, generation, "--step-size")
         if args.steps is None:
-            args.steps = int(self._training_value("k_max", 16))
+            args.steps = int(self._default("steps", "k_max", 16, generation, "--steps"))
+        if getattr(args, "blur", 0.0) is None:
+            args.blur = self._default("blur", None, 0.0, True, "--blur")
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.x = self.read_images(args.input, args.data)
         self.record = parse_steps(args.trajectory, args.steps) if args.trajectory else None
         self.files: dict[str, str] = {}
 
-    def _training_value(self, key: str, fallback: float) -> float:
-        """A training setting of the checkpoints (``step_size``, ``k_max``); they must agree."""
-        values = {float(getattr(m, "checkpoint_config", {}).get(key, fallback)) for m in self.models}
+    def _default(self, generate_key: str, train_key: str | None, fallback: float, generation: bool,
+                 option: str) -> float:
+        """A sampler default shared by all checkpoints: the stored generation setting (generation-like commands
+        only), else the training setting ``train_key``, else ``fallback``. Checkpoints that disagree need
+        ``option``."""
+        values = set()
+        for path, model in zip(self.args.checkpoint, self.models):
+            stored = _generation_settings(path) if generation else {}
+            if generate_key in stored:
+                values.add(float(stored[generate_key]))
+            elif train_key is not None:
+                values.add(float(getattr(model, "checkpoint_config", {}).get(train_key, fallback)))
+            else:
+                values.add(float(fallback))
         if len(values) > 1:
-            option = "--step-size" if key == "step_size" else "--steps"
-            raise ValueError(f"the checkpoints were trained with different {key} {sorted(values)}; choose {option}")
+            raise ValueError(f"the checkpoints disagree on the default {generate_key} {sorted(values)}; "
+                             f"choose {option}")
         return values.pop()
 
     def read_images(self, path: str | None, data: str | None) -> Tensor:
@@ -269,6 +288,13 @@ class _Context:
         path = report.save()
         print(f"{self.name}: wrote {', '.join(sorted(set(self.files.values())))} and {path} in {self.out}")
         return 0
+
+
+def _generation_settings(path: str) -> dict[str, Any]:
+    """``extra["generate"]`` of a checkpoint (steps, step_size, blur), or {} when it stores none."""
+    extra = load_checkpoint(path).get("extra") or {}
+    settings = extra.get("generate") if isinstance(extra, dict) else None
+    return dict(settings) if isinstance(settings, dict) else {}
 
 
 _STAT_COLUMNS = ["mean", "std", "min", "q1", "median", "q3", "max"]
