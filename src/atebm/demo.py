@@ -23,11 +23,15 @@ import torch
 
 from .commands import run_training
 from .presets import PRESETS
-from .training import write_json
+from .training import save_checkpoint, write_json
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
 DEMO_SETTINGS: dict[str, Any] = {
+    "select_every": 100,       # validation FD every N iterations once K >= select_min_k; the best weights are used
+    "select_min_k": 8,
+    "select_seeds": 200,       # validation seeds: patches of the *training* photos (test photos stay unseen)
+    "time_budget_s": 400,      # safety cap on AT training so that the demo stays near ten minutes on slow machines
     "oe_iters": 300,           # the K = 0 Outlier Exposure baseline (same trainer, k_max = 0)
     "n_eval": 500,             # generated samples and each reference set
     "reference_blur": 1.0,     # sigma (px) of the blurred held-out digits reference
@@ -36,6 +40,36 @@ DEMO_SETTINGS: dict[str, Any] = {
     "ood_n": 128,              # images per OOD set and in-distribution images for the OOD table
     "ood_eps": (0, 1, 2, 3, 5, 8),
 }
+
+class BestByFrechet:
+    """Trainer callback: model selection by validation Fréchet distance, as the published code does with FID
+    (E supp. Sec. 3: "the best-performing model is used").
+
+    Every ``every`` iterations (once K >= ``min_k``) it generates from ``seeds`` with the preset's generation
+    settings and measures the Fréchet distance to ``reference`` in ``feature_net``'s feature space; the weights
+    with the lowest distance are kept in memory (``state``) and the value is added to the log record."""
+
+    def __init__(self, seeds: torch.Tensor, reference_features: np.ndarray, feature_net: Any, steps: int,
+                 step_size: float, every: int, min_k: int) -> None:
+        self.seeds, self.reference_features, self.feature_net = seeds, reference_features, feature_net
+        self.steps, self.step_size, self.every, self.min_k = steps, step_size, every, min_k
+        self.best_fd, self.best_step, self.state = float("inf"), None, None
+        self.trace: list[dict[str, float]] = []
+
+    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+        if trainer.step % self.every or trainer.k < self.min_k:
+            return
+        from .apps.generate import generate
+        from .metrics import frechet_distance
+
+        samples = generate(trainer.model, self.seeds.to(trainer.device), self.steps, self.step_size).cpu()
+        fd = frechet_distance(self.feature_net.features(samples).numpy(), self.reference_features)
+        record["val_fd"] = fd
+        self.trace.append({"step": trainer.step, "k": trainer.k, "val_fd": fd})
+        if fd < self.best_fd:
+            self.best_fd, self.best_step = fd, trainer.step
+            self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
 
 SMOKE_OVERRIDES = {"max_iters": 6, "k_max": 2, "epochs_per_k": 0.02, "auc_window": 2, "log_every": 2,
                    "ckpt_every": 3, "progress": False}
@@ -63,16 +97,31 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     settings = dict(DEMO_SETTINGS)
     smoke_overrides = dict(SMOKE_OVERRIDES) if smoke else {}
     if smoke:
-        settings.update(oe_iters=4, n_eval=80, ood_n=8, ood_eps=(0, 1))
+        settings.update(oe_iters=4, n_eval=80, ood_n=8, ood_eps=(0, 1), select_every=2, select_min_k=0,
+                        select_seeds=16)
     timings: dict[str, float] = {}
+    gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
+    net = digit_features(device="cpu")
+    train = load("mnist", split="train").x
 
     # 1. training ------------------------------------------------------------------------------------------
     _say(f"[1/5] training the AT model (preset mnist) -> {out}")
     monitor = FailureMonitor()
+    selector = BestByFrechet(load("photos", split="train", n=settings["select_seeds"], seed=7).x,
+                             net.features(train).numpy(), net, gen["steps"], gen["step_size"],
+                             settings["select_every"], settings["select_min_k"])
     t = time.perf_counter()
-    at = run_training(preset, out, {"device": device, **smoke_overrides}, callbacks=[monitor])
+    at = run_training(preset, out, {"device": device, "time_budget_s": settings["time_budget_s"],
+                                    **smoke_overrides}, callbacks=[monitor, selector])
     timings["train_at_s"] = time.perf_counter() - t
     _say(f"      {at.step} iterations, final K={at.k} ({at.stop_reason}) in {timings['train_at_s']:.0f} s")
+    if selector.state is not None:
+        at.model.load_state_dict(selector.state)
+        _say(f"      using the weights of step {selector.best_step} (validation FD {selector.best_fd:.1f})")
+    save_checkpoint(out / "checkpoint_best.pt", {
+        "model_spec": at.model.spec, "model": at.model.state_dict(), "config": at.config.to_dict(), "trainer": None,
+        "history": at.history, "extra": {k: v for k, v in at.extra.items() if k != "meta"},
+        "selection": {"step": selector.best_step, "val_fd": selector.best_fd, "trace": selector.trace}})
     _say("[2/5] training the Outlier Exposure baseline (same trainer, K = 0)")
     t = time.perf_counter()
     oe_overrides = {**smoke_overrides, "device": device, "k_max": 0, "max_iters": settings["oe_iters"]}
@@ -85,9 +134,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     _say("[3/5] generating from held-out photo seeds and blurred seeds")
     t = time.perf_counter()
     n = settings["n_eval"]
-    gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
     seeds = load("photos", split="test", n=n, seed=1).x
-    train = load("mnist", split="train").x
     test = load("mnist", split="test", n=n, seed=0).x
     record = sorted({0, gen["steps"] // 4, gen["steps"] // 2, 3 * gen["steps"] // 4, gen["steps"]})
     samples, trajectory = generate(model, seeds.to(dev), gen["steps"], gen["step_size"], record=record)
@@ -103,7 +150,6 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     # 3. generation metrics ---------------------------------------------------------------------------------
     _say("[4/5] measuring the samples in a digit classifier's feature space")
     t = time.perf_counter()
-    net = digit_features(device="cpu")
     references = {
         "held-out real digits": test,
         f"blurred held-out digits (sigma {settings['reference_blur']})": blur(test, settings["reference_blur"]),
@@ -150,6 +196,9 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
                        "rule": "samples count as digits when their FD is at or below the blurred-digit reference "
                                "and all 10 classes appear (each >= 1% of the samples)"},
         "monitor": monitor.summary(),
+        "model_selection": {"rule": "lowest validation FD (samples from training-photo seeds vs training digits)",
+                            "best_step": selector.best_step, "best_val_fd": selector.best_fd,
+                            "trace": selector.trace, "checkpoint": "checkpoint_best.pt"},
     }
     write_json(out / "metrics.json", metrics)
     _add_report_sections(report, out, at, oe, metrics)
@@ -166,6 +215,11 @@ def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict
                     f"patches ({gen['steps']} steps x {gen['step_size']}). Timings: " +
                     ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings_s"].items()))
     report.add_curves("curves-at", "Training curves: AT model", at.history)
+    selection = metrics["model_selection"]
+    report.add_table("selection", "Model selection by validation Fréchet distance", ["step", "K", "validation FD"],
+                     [[r["step"], r["k"], r["val_fd"]] for r in selection["trace"]],
+                     protocol={"rule": selection["rule"], "chosen step": selection["best_step"],
+                               "used for": "every sample, metric and OOD number below (checkpoint_best.pt)"})
     report.add_curves("curves-oe", "Training curves: Outlier Exposure (K = 0)", oe.history)
     report.add_image("samples", "Samples from held-out photo seeds", "samples.png", "PGD ascent from photo patches")
     report.add_image("samples-blurred", "Samples from blurred seeds", "samples_blurred_seeds.png",
