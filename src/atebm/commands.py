@@ -11,24 +11,11 @@ from typing import Any, Sequence
 
 import yaml
 
+from .cli_types import non_negative_float, positive_int
 from .presets import PRESETS, Preset, get_preset
 from .training import TrainConfig, Trainer, load_checkpoint, write_json
 
 __all__ = ["register", "parse_overrides", "open_training_data", "run_training"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -207,11 +194,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     sample.add_argument("--out", required=True, help="output folder (samples.npz, samples.png, trajectory.png)")
     sample.add_argument("--steps", type=int, help="PGD steps (default: the preset's)")
-    sample.add_argument("--step-size", type=_non_negative_float, help="PGD step size (default: the preset's)")
-    sample.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    sample.add_argument("--step-size", type=non_negative_float, help="PGD step size (default: the preset's)")
+    sample.add_argument("--n", type=positive_int, default=64, help="number of samples (default 64)")
     sample.add_argument("--seeds", help="seed source string (default: the preset's held-out seeds)")
     sample.add_argument("--seed", type=int, default=0, help="which seeds to draw (default 0)")
-    sample.add_argument("--blur", type=_non_negative_float, help="Gaussian blur sigma of the seeds in pixels")
+    sample.add_argument("--blur", type=non_negative_float, help="Gaussian blur sigma of the seeds in pixels")
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     sample.set_defaults(func=_sample)
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..cli_types import non_negative_float, non_negative_int, positive_int
 from ..data import load as load_data
 from ..io import load_array, save_grid, save_images, save_npz
 from ..training import load, load_checkpoint, resolve_device, write_json
@@ -40,25 +41,6 @@ DEFAULT_STEPS: dict[str, int | None] = {"denoise": 10, "inpaint": 20, "translate
 
 
 # ----------------------------------------------------------------------------------------------- options
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -81,17 +63,17 @@ def _common_options(parser: argparse.ArgumentParser, command: str, several_model
     where.add_argument("--input", metavar="PATH", help="NPZ (key x) / NPY array in [0,1] NCHW, or a folder of images")
     where.add_argument("--data", metavar="NAME", help="an embedded data set of atebm.data (mnist, lfw, photos, ...)")
     source.add_argument("--split", default="test", help="split of --data (default: test)")
-    source.add_argument("--n", type=_positive_int, default=None, metavar="N",
+    source.add_argument("--n", type=positive_int, default=None, metavar="N",
                         help="use the first N images (default: all of --input, 64 of --data)")
-    source.add_argument("--size", type=_positive_int, default=None,
+    source.add_argument("--size", type=positive_int, default=None,
                         help="resize the images to SIZE x SIZE (default: keep)")
     source.add_argument("--channels", type=int, choices=(1, 3), default=None,
                         help="convert to 1 (grey) or 3 (RGB) channels (default: the model's input channels)")
     sampler = parser.add_argument_group("sampler")
     default = DEFAULT_STEPS[command]
-    sampler.add_argument("--steps", type=_non_negative_int, default=default,
+    sampler.add_argument("--steps", type=non_negative_int, default=default,
                          help=f"PGD steps (default: {default if default is not None else 'the checkpoint training K'})")
-    sampler.add_argument("--step-size", type=_non_negative_float, default=None,
+    sampler.add_argument("--step-size", type=non_negative_float, default=None,
                          help="length of one L2 step, or per-pixel change of one linf step (default: the checkpoint's "
                               "training step size)")
     sampler.add_argument("--norm", choices=("l2", "linf"), default="l2", help="step geometry (default: l2)")
@@ -99,9 +81,9 @@ def _common_options(parser: argparse.ArgumentParser, command: str, several_model
     out.add_argument("--out", required=True, metavar="DIR", help="output (run) folder")
     out.add_argument("--trajectory", metavar="STEPS", default=None,
                      help="also save the path at these steps: a comma list (0,5,10), 'all' or 'every:N'")
-    out.add_argument("--trajectory-samples", type=_positive_int, default=16,
+    out.add_argument("--trajectory-samples", type=positive_int, default=16,
                      help="samples shown in the trajectory strip and GIF (default: 16)")
-    out.add_argument("--scale", type=_positive_int, default=2, help="enlargement of PNG grids (default: 2)")
+    out.add_argument("--scale", type=positive_int, default=2, help="enlargement of PNG grids (default: 2)")
     out.add_argument("--seed", type=int, default=0, help="seed for noise, masks and data (default: 0)")
 
 
@@ -118,9 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("denoising")
     g.add_argument("--noise", choices=("none", "gaussian", "salt-pepper"), default="none",
                    help="corrupt the (clean) input first and evaluate against it (default: none = input is noisy)")
-    g.add_argument("--sigma", type=_non_negative_float, default=0.2, help="Gaussian noise std (default: 0.2)")
+    g.add_argument("--sigma", type=non_negative_float, default=0.2, help="Gaussian noise std (default: 0.2)")
     g.add_argument("--amount", type=_fraction, default=0.1, help="salt-and-pepper pixel fraction (default: 0.1)")
-    g.add_argument("--eps", type=_non_negative_float, default=math.inf,
+    g.add_argument("--eps", type=non_negative_float, default=math.inf,
                    help="L2 (or Linf) radius around the input the result must stay in (default: inf)")
     p.set_defaults(func=_run_denoise, app="restore denoise")
 
@@ -132,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--mask", choices=MASK_KINDS, default="center", help="mask kind (default: center)")
     g.add_argument("--mask-file", metavar="PATH", help="mask image/NPY for --mask file (white = missing)")
     g.add_argument("--mask-size", type=_fraction, default=0.5, help="centre-square side fraction (default: 0.5)")
-    g.add_argument("--boxes", type=_positive_int, default=3, help="boxes per image (default: 3)")
+    g.add_argument("--boxes", type=positive_int, default=3, help="boxes per image (default: 3)")
     g.add_argument("--box-min", type=_fraction, default=0.15, help="smallest box side fraction (default: 0.15)")
     g.add_argument("--box-max", type=_fraction, default=0.35, help="largest box side fraction (default: 0.35)")
     g.add_argument("--fraction", type=_fraction, default=0.5, help="missing-pixel fraction (default: 0.5)")
@@ -145,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Image-to-image translation (E Sec. 5.2): PGD ascent of the target model "
                                           "from source-domain images; use --trajectory for intermediate images.")
     _common_options(p, "translate")
-    p.add_argument("--eps", type=_non_negative_float, default=math.inf,
+    p.add_argument("--eps", type=non_negative_float, default=math.inf,
                    help="radius around the source image (default: inf)")
     p.set_defaults(func=_run_translate, app="translate")
 
@@ -155,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_options(p, "interpolate")
     p.add_argument("--input-b", metavar="PATH", help="second endpoints (same shape as --input)")
     p.add_argument("--num", type=int, default=8, help="points per interpolation, ends included (default: 8)")
-    p.add_argument("--blur", type=_non_negative_float, default=None,
+    p.add_argument("--blur", type=non_negative_float, default=None,
                    help="Gaussian blur of the seeds in pixels (default: the checkpoint's generation blur, else 0)")
     p.set_defaults(func=_run_interpolate, app="interpolate")
 
@@ -165,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_options(p, "compose", several_models=True)
     p.add_argument("--mode", choices=("score", "log_prob"), default="score",
                    help="sum the scores (default) or the log-probabilities log sigmoid(f_i)")
-    p.add_argument("--blur", type=_non_negative_float, default=None,
+    p.add_argument("--blur", type=non_negative_float, default=None,
                    help="Gaussian blur of the seeds in pixels (default: the checkpoint's generation blur, else 0)")
     p.add_argument("--no-singles", action="store_true", help="skip sampling each model alone")
     p.set_defaults(func=_run_compose, app="compose")
