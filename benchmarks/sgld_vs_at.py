@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (both methods)")
     ap.add_argument("--sgld-steps", type=int, default=20, help="SGLD steps per training iteration (JEM: 20)")
+    ap.add_argument("--sgld-step-size", type=float, default=10.0,
+                    help="lambda of E Eq. 3: x += lambda/2 grad f + noise (10: IGEBM-like; 0.5: JEM's step on [0, 1])")
+    ap.add_argument("--sgld-noise", type=float, default=0.005, help="SGLD noise std (IGEBM: 0.005)")
     ap.add_argument("--n-eval", type=int, default=500, help="samples per FD")
     ap.add_argument("--classifier-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     # ---------------------------------------------------------------- SGLD EBM
     s = args.sgld_steps
     ebm_cfg = EBMConfig(model=spec, batch_size=args.batch, lr=args.lr, max_iters=max(1, args.passes // (s + 1)),
-                        sgld_steps=s, sgld_step_size=0.5, sgld_noise_std=0.005, buffer_size=5000,
+                        sgld_steps=s, sgld_step_size=args.sgld_step_size,
+                        sgld_noise_std=args.sgld_noise, buffer_size=5000,
                         reinit_prob=0.05, l2_reg=0.1, log_every=10, seed=args.seed, device="cpu")
     ebm = EBMTrainer(ebm_cfg, train.x, noise)
     t0 = time.perf_counter()

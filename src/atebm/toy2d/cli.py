@@ -13,31 +13,11 @@ import argparse
 import json
 from typing import Any
 
+from ..cli_types import non_negative_int, positive_float, positive_int
 from .datasets import DATASETS, P0_KINDS, parse_mixture
 from .solvers import MaximinSettings, MinimaxSettings
 
 __all__ = ["register", "main"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -62,29 +42,29 @@ def register(subparsers: Any) -> None:
                    help="the square data space [LO, HI]^2 (PGD clamps to it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, p_0, the initial D and training")
     g = p.add_argument_group("maximin (E Alg. 1-2 through atebm.Trainer)")
-    g.add_argument("--iters", type=_positive_int, default=mx.iters, help="training iterations")
-    g.add_argument("--k", type=_non_negative_int, default=mx.k, help="final number of PGD steps K")
-    g.add_argument("--k-start", type=_non_negative_int, default=mx.k_start, help="first K (progressive K)")
-    g.add_argument("--k-ramp", type=_positive_float, default=mx.k_ramp,
+    g.add_argument("--iters", type=positive_int, default=mx.iters, help="training iterations")
+    g.add_argument("--k", type=non_negative_int, default=mx.k, help="final number of PGD steps K")
+    g.add_argument("--k-start", type=non_negative_int, default=mx.k_start, help="first K (progressive K)")
+    g.add_argument("--k-ramp", type=positive_float, default=mx.k_ramp,
                    help="fraction of the iterations after which K has reached --k at the latest")
-    g.add_argument("--step-size", type=_positive_float, default=mx.step_size, help="PGD step length lambda")
-    g.add_argument("--batch-size", type=_positive_int, default=mx.batch_size, help="m data + m p_0 per iteration")
-    g.add_argument("--init-bumps", type=_non_negative_int, default=mx.init_bumps,
+    g.add_argument("--step-size", type=positive_float, default=mx.step_size, help="PGD step length lambda")
+    g.add_argument("--batch-size", type=positive_int, default=mx.batch_size, help="m data + m p_0 per iteration")
+    g.add_argument("--init-bumps", type=non_negative_int, default=mx.init_bumps,
                    help="start D with this many random local maxima (0: the MLP's default initialisation)")
-    g.add_argument("--lr", type=_positive_float, default=mx.lr, help="Adam learning rate (betas 0, 0.99)")
+    g.add_argument("--lr", type=positive_float, default=mx.lr, help="Adam learning rate (betas 0, 0.99)")
     g = p.add_argument_group("minimax (G Alg. 2 / E supp. Alg. 3)")
-    g.add_argument("--particles", type=_positive_int, default=mn.particles, help="number of particles m")
-    g.add_argument("--rounds", type=_positive_int, default=mn.max_rounds, help="maximum alternating rounds")
-    g.add_argument("--minimax-step", type=_positive_float, default=mn.step_size,
+    g.add_argument("--particles", type=positive_int, default=mn.particles, help="number of particles m")
+    g.add_argument("--rounds", type=positive_int, default=mn.max_rounds, help="maximum alternating rounds")
+    g.add_argument("--minimax-step", type=positive_float, default=mn.step_size,
                    help="length of each particle's step up D")
-    g.add_argument("--d-steps", type=_positive_int, default=mn.d_steps, help="max inner D steps per round")
-    g.add_argument("--minimax-init-bumps", type=_non_negative_int, default=mn.init_bumps,
+    g.add_argument("--d-steps", type=positive_int, default=mn.d_steps, help="max inner D steps per round")
+    g.add_argument("--minimax-init-bumps", type=non_negative_int, default=mn.init_bumps,
                    help="start the minimax D with this many random local maxima")
     g = p.add_argument_group("model and output")
-    g.add_argument("--hidden", type=_positive_int, default=mx.hidden, help="MLP width")
-    g.add_argument("--depth", type=_positive_int, default=mx.depth, help="MLP hidden layers")
+    g.add_argument("--hidden", type=positive_int, default=mx.hidden, help="MLP width")
+    g.add_argument("--depth", type=positive_int, default=mx.depth, help="MLP hidden layers")
     g.add_argument("--activation", default=mx.activation, help="MLP activation (silu, relu, lrelu, softplus, ...)")
-    g.add_argument("--threads", type=_positive_int, default=1,
+    g.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads while this command runs (tiny 2D MLPs run fastest on one)")
     g.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
     g.add_argument("--no-plots", action="store_true", help="only JSON and checkpoints")

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
@@ -65,8 +66,9 @@ def draw_state(ax, d_grid: Tensor, box: tuple[float, float], *, data: Tensor | N
     if colorbar:
         bar = ax.figure.colorbar(filled, ax=ax, fraction=0.046, pad=0.03)
         bar.ax.tick_params(labelsize=7)
-        bar.formatter.set_useOffset(False)
-        bar.update_ticks()
+        span = hi - lo
+        digits = 3 if span >= 0.01 else min(8, 2 - int(np.floor(np.log10(span))))
+        bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter(f"%.{digits}f"))
     if field is not None:
         pts, u, v = field
         ax.quiver(pts[:, 0], pts[:, 1], u, v, color="white", alpha=0.75, scale=28, width=0.004, headwidth=3.5)
