@@ -40,6 +40,7 @@ from torch import Tensor
 from ..models import ScoreModel, build_score_model
 from ..sampling import sgld
 from ..training import StopTraining, batch_auc, resolve_device, save_checkpoint, write_json
+from ..training.trainer import fetch_batch
 
 __all__ = ["EBMConfig", "EBMTrainer", "ReplayBuffer"]
 
@@ -120,12 +121,6 @@ class EBMConfig:
         return cls(**values)
 
 
-def _fetch(source: Any, indices: Tensor) -> Tensor:
-    if isinstance(source, Tensor):
-        return source[indices]
-    if hasattr(source, "get_batch"):
-        return source.get_batch(indices)
-    return torch.stack([torch.as_tensor(source[int(i)]) for i in indices])
 
 
 class ReplayBuffer:
@@ -141,7 +136,7 @@ class ReplayBuffer:
     def fresh(self, n: int) -> Tensor:
         """``n`` fresh samples of p_0 (drawn with replacement)."""
         idx = torch.randint(len(self.p0), (n,), generator=self.generator)
-        return _fetch(self.p0, idx).to(torch.float32).cpu()
+        return fetch_batch(self.p0, idx).to(torch.float32).cpu()
 
     def __len__(self) -> int:
         return self.samples.shape[0]
@@ -204,7 +199,7 @@ class EBMTrainer:
     def train_step(self) -> dict[str, float]:
         c = self.config
         idx = torch.randint(len(self.data), (c.batch_size,), generator=self.generator)
-        x = _fetch(self.data, idx).to(self.device, torch.float32)
+        x = fetch_batch(self.data, idx).to(self.device, torch.float32)
         starts, slots, fresh = self.buffer.draw(c.batch_size)
         x_neg = self.run_chains(starts)
         self.buffer.store(slots, x_neg)

@@ -36,7 +36,7 @@ from ..sampling import pgd
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
-__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device"]
+__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch"]
 
 
 class ImageSource(Protocol):
@@ -67,7 +67,8 @@ def batch_auc(positive: Tensor, negative: Tensor) -> float:
     return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
 
 
-def _fetch(source: Tensor | ImageSource, indices: Tensor) -> Tensor:
+def fetch_batch(source: Tensor | ImageSource, indices: Tensor) -> Tensor:
+    """Rows ``indices`` of a data source: a tensor, an object with ``get_batch``, or any indexable of images."""
     if isinstance(source, Tensor):
         return source[indices]
     if hasattr(source, "get_batch"):
@@ -231,9 +232,9 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         c = self.config
-        x = _fetch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x = fetch_batch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
         x = augment(x, c.augment_crop_scale, c.augment_flip, self.aug_generator)
-        x0 = _fetch(self.p0, self.p0_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x0 = fetch_batch(self.p0, self.p0_stream.next(self.local_batch)).to(self.device, torch.float32)
         x_adv = self.sample_p0(x0, self.k) if self.k > 0 else x0
         if c.indist_at_steps > 0:
             x = pgd(self.model, x, steps=c.indist_at_steps, step_size=c.indist_at_step_size, norm=c.pgd_norm,
