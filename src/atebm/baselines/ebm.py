@@ -121,8 +121,6 @@ class EBMConfig:
         return cls(**values)
 
 
-
-
 class ReplayBuffer:
     """Past SGLD samples. ``draw`` returns chain starts: buffer entries, each replaced by a fresh p_0 sample with
     probability ``reinit_prob``; ``store`` writes the chains' end points back at the same slots."""
