@@ -43,11 +43,11 @@ class AttackConfig:
     """
 
     attackers: tuple[str, ...] = ATTACKERS
-    pgd_steps: tuple[int, ...] = (5,)
+    pgd_steps: tuple[int, ...] = (10,)
     pgd_step_sizes: tuple[float | None, ...] = (None,)
     pgd_step_factor: float = 2.5
     pgd_random_restarts: int = 0
-    apgd_steps: int = 5
+    apgd_steps: int = 10
     apgd_restarts: int = 1
     apgd_loss: str = "dlr"
     early_stop: bool = True
@@ -241,7 +241,11 @@ def _pgd_from(score: ScoreFn, x0: Tensor, start: Tensor, steps: int, step_size: 
 
 def _run_apgd(score: ScoreFn, x0: Tensor, best_x: Tensor, best_s: Tensor, norm: str, eps: float,
               config: AttackConfig, stop_above: float | None, seed: int, device: torch.device) -> None:
-    import torchattacks
+    try:
+        import torchattacks
+    except ImportError as err:
+        raise RuntimeError("the APGD attacker needs torchattacks: pip install 'atebm[eval]' (or run only "
+                           "attackers=('pgd',), --attackers pgd)") from err
 
     adapter = TwoClassAdapter(score, x0.shape[1:], loss=config.apgd_loss, device=device)
     attack = torchattacks.APGD(adapter, norm="L2" if norm == "l2" else "Linf", eps=eps, steps=config.apgd_steps,

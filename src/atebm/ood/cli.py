@@ -11,8 +11,8 @@ __all__ = ["register", "DEFAULTS"]
 #: Defaults shared by the command and :func:`run_eval_ood` (the demo calls it with the same values, so that
 #: ``atebm eval-ood`` on the demo checkpoints reproduces the demo's numbers).
 DEFAULTS: dict[str, Any] = {
-    "eps": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "n": 64, "n_in": 500, "norm": "l2", "attackers": ("pgd", "apgd"),
-    "pgd_steps": (5,), "pgd_step_sizes": None, "pgd_step_factor": 2.5, "pgd_restarts": 0, "apgd_steps": 5,
+    "eps": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "n": 128, "n_in": 500, "norm": "l2", "attackers": ("pgd", "apgd"),
+    "pgd_steps": (10,), "pgd_step_sizes": None, "pgd_step_factor": 2.5, "pgd_restarts": 0, "apgd_steps": 10,
     "apgd_restarts": 1, "apgd_loss": "dlr", "threshold": 0.9, "seed": 0, "batch_size": 256, "size": 28,
 }
 
@@ -89,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared machine)")
     p.add_argument("--no-report", action="store_true", help="do not update OUT/report.html")
     p.set_defaults(func=_run)
 
@@ -110,7 +112,12 @@ def _in_channels(model: Any) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..training import resolve_device
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     device = str(resolve_device(args.device))
     models = {args.name: _load_model(args.checkpoint, device)}
