@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
                                                          "input_size": 28, "head_hidden": 256},
                           "mean": 0.5, "std": 0.5},
                    batch_size=32, lr=1e-3, optimizer="adam", betas=(0.0, 0.99), k_start=0, k_max=16,
-                   epochs_per_k=2.0, auc_window=10, auc_threshold=0.8, max_iters=1000, step_size=1.0,
+                   epochs_per_k=2.0, auc_window=10, auc_threshold=0.8, max_iters=2000, step_size=1.0,
                    pgd_norm="l2", pgd_eps=math.inf, r1=1.0, log_every=25, ckpt_every=200),
         generate=dict(steps=32, step_size=1.0, blur=0.0, n=256),
         hardware="2 CPU cores", wall_clock="see README (measured by `atebm demo`)"),
