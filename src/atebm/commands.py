@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import yaml
 
 from .cli_types import non_negative_float, positive_int
 from .presets import PRESETS, Preset, get_preset
-from .training import TrainConfig, Trainer, load_checkpoint, write_json
+from .training import Trainer, load_checkpoint, write_json
 
 __all__ = ["register", "parse_overrides", "open_training_data", "run_training"]
 
@@ -119,7 +118,6 @@ def _train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ sample
 def _sample(args: argparse.Namespace) -> int:
-    import torch
 
     from . import load
     from .apps.generate import generate

@@ -264,5 +264,5 @@ def _print_summary(metrics: dict[str, Any], ood: dict[str, Any], out: Path) -> N
     for r in metrics["sampling_efficiency"]["rows"]:
         print(f"  {r['steps']:3d} steps x {r['step_size']:.3g} = {r['product']:.3g}: FD {r['fd']:.1f}")
     print(f"\nFailure-mode monitor: {metrics['monitor'].get('status_text', metrics['monitor'])}")
-    print(f"Timings (s): " + ", ".join(f"{k}={v:.0f}" for k, v in metrics["timings_s"].items()))
+    print("Timings (s): " + ", ".join(f"{k}={v:.0f}" for k, v in metrics["timings_s"].items()))
     print(f"\nRun folder: {out}  (report: {out / 'report.html'})")
