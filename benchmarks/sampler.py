@@ -19,6 +19,7 @@ from torch import nn
 from _timing import environment, interleaved, write
 
 import atebm
+from atebm.presets import PRESETS
 
 
 class TwoClass(nn.Module):
@@ -72,8 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cases = [
-        ("convnet-w16 (mnist preset)", {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 16}, "mean": 0.5,
-                                         "std": 0.5}, (64, 1, 28, 28), 8),
+        ("mnist preset ConvNet", PRESETS["mnist"].train["model"], (64, 1, 28, 28), 8),
         ("convnet-w32", {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 32}}, (64, 1, 28, 28), 8),
         ("resnet18 (32 px)", {"arch": "resnet32", "kwargs": {"depth": 18, "in_channels": 3, "width": 16}},
          (32, 3, 32, 32), 4),
