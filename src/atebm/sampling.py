@@ -23,14 +23,14 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "sgld", "ScoreFn"]
+__all__ = ["pgd", "sgld", "ScoreFn", "eval_mode"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
 
 
 @contextmanager
-def _eval_mode(score: ScoreFn) -> Iterator[None]:
+def eval_mode(score: ScoreFn) -> Iterator[None]:
     """Puts an ``nn.Module`` score in eval mode (BatchNorm/Dropout frozen) and restores every submodule's mode."""
     if not isinstance(score, nn.Module):
         yield
@@ -178,7 +178,7 @@ def pgd(
     sign = -1.0 if descent else 1.0
 
     best_x, best_traj, best_score = None, None, None
-    with _eval_mode(score):
+    with eval_mode(score):
         for _ in range(restarts):
             xi = _random_start(x0, norm, eps, generator) if random_start else x0.clone()
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
@@ -236,7 +236,7 @@ def sgld(
     if clamp is not None:
         xi = xi.clamp(clamp[0], clamp[1])
     traj = [xi] if wanted is not None and 0 in wanted else []
-    with _eval_mode(score):
+    with eval_mode(score):
         for i in range(1, steps + 1):
             _, grad = _input_gradient(score, xi)
             noise = torch.randn(xi.shape, generator=generator, device="cpu").to(xi)

@@ -16,12 +16,13 @@ weaker than the clean score nor than either attacker alone.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from ..sampling import eval_mode
 
 __all__ = ["AttackConfig", "WorstCase", "TwoClassAdapter", "worst_case", "batched_scores", "ATTACKERS"]
 
@@ -103,20 +104,6 @@ class WorstCase:
     protocol: dict[str, Any] = field(default_factory=dict)
 
 
-@contextmanager
-def _eval_mode(score: Any) -> Iterator[None]:
-    if not isinstance(score, nn.Module):
-        yield
-        return
-    modes = [(m, m.training) for m in score.modules()]
-    score.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _device_of(score: Any, fallback: torch.device) -> torch.device:
     if isinstance(score, nn.Module):
         for tensor in list(score.parameters()) + list(score.buffers()):
@@ -129,7 +116,7 @@ def batched_scores(score: ScoreFn, x: Tensor, batch_size: int = 512) -> Tensor:
     """Scores of ``x`` in batches, in eval mode, on the score's device; returns a CPU float tensor ``(N,)``."""
     device = _device_of(score, x.device)
     out = []
-    with _eval_mode(score):
+    with eval_mode(score):
         for i in range(0, len(x), batch_size):
             s = score(x[i:i + batch_size].to(device))
             if s.dim() == 2 and s.shape[1] == 1:
@@ -334,7 +321,7 @@ def worst_case(score: ScoreFn, x_ood: Tensor, *, norm: str = "l2", eps: float,
 
     by_attacker, x_by_attacker = {}, {}
     generator = torch.Generator().manual_seed(seed)
-    with _eval_mode(score):
+    with eval_mode(score):
         for name in config.attackers:
             best_x = x0.clone()
             best_s = clean.clone()

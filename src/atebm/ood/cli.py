@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli_types import non_negative_float, positive_int
+
 __all__ = ["register", "DEFAULTS"]
 
 #: Defaults shared by the command and :func:`run_eval_ood` (the demo calls it with the same values, so that
@@ -15,20 +17,6 @@ DEFAULTS: dict[str, Any] = {
     "pgd_steps": (10,), "pgd_step_sizes": None, "pgd_step_factor": 2.5, "pgd_restarts": 0, "apgd_steps": 10,
     "apgd_restarts": 1, "apgd_loss": "dlr", "threshold": 0.9, "seed": 0, "batch_size": 256, "size": 28,
 }
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
 
 
 def _named_path(text: str) -> tuple[str, str]:
@@ -55,11 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="AT", help="display name of --checkpoint (default: AT)")
     p.add_argument("--name-oe", default="OE (K=0)", help="display name of --checkpoint-oe")
     p.add_argument("--out", required=True, help="run folder for ood.json and the report")
-    p.add_argument("--eps", type=_non_negative_float, nargs="+", default=list(d["eps"]),
+    p.add_argument("--eps", type=non_negative_float, nargs="+", default=list(d["eps"]),
                    help="radii; 0 = clean (default: 0 1 2 3 5 8, L2 on 28x28 images in [0,1])")
     p.add_argument("--norm", choices=("l2", "linf"), default=d["norm"])
-    p.add_argument("--n", type=_positive_int, default=d["n"], help="OOD samples per set (default: %(default)s)")
-    p.add_argument("--n-in", type=_positive_int, default=d["n_in"],
+    p.add_argument("--n", type=positive_int, default=d["n"], help="OOD samples per set (default: %(default)s)")
+    p.add_argument("--n-in", type=positive_int, default=d["n_in"],
                    help="in-distribution samples (default: %(default)s)")
     p.add_argument("--in-dist", default="mnist",
                    help="embedded dataset name (its test split is used), a data-source string "
@@ -69,27 +57,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--suite-file", type=_named_path, action="append", default=[], metavar="NAME=SOURCE",
                    help="an extra OOD set (repeatable): a path (image folder, .npz, .npy) or a data-source string, "
                         "e.g. svhn=/data/svhn_test.npz or cifar100=cifar100:/data/cifar-100-python?split=test")
-    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size (default: %(default)s)")
+    p.add_argument("--size", type=positive_int, default=d["size"], help="image size (default: %(default)s)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="image channels (default: the checkpoint's input channels)")
     p.add_argument("--attackers", nargs="+", choices=("pgd", "apgd"), default=list(d["attackers"]))
-    p.add_argument("--steps", "--pgd-steps", dest="pgd_steps", type=_positive_int, nargs="+",
+    p.add_argument("--steps", "--pgd-steps", dest="pgd_steps", type=positive_int, nargs="+",
                    default=list(d["pgd_steps"]), help="PGD step counts of the grid (default: %(default)s)")
-    p.add_argument("--step-sizes", "--pgd-step-sizes", dest="pgd_step_sizes", type=_non_negative_float, nargs="+",
+    p.add_argument("--step-sizes", "--pgd-step-sizes", dest="pgd_step_sizes", type=non_negative_float, nargs="+",
                    default=None, help="PGD step sizes of the grid (default: 2.5*eps/steps)")
     p.add_argument("--pgd-restarts", type=int, default=d["pgd_restarts"],
                    help="extra random-start PGD runs per grid point (default: %(default)s)")
-    p.add_argument("--apgd-steps", type=_positive_int, default=d["apgd_steps"])
-    p.add_argument("--apgd-restarts", type=_positive_int, default=d["apgd_restarts"])
+    p.add_argument("--apgd-steps", type=positive_int, default=d["apgd_steps"])
+    p.add_argument("--apgd-restarts", type=positive_int, default=d["apgd_restarts"])
     p.add_argument("--apgd-loss", choices=("dlr", "ce"), default=d["apgd_loss"])
     p.add_argument("--no-early-stop", action="store_true",
                    help="attack every sample fully, even once it outscores all in-distribution inputs")
     p.add_argument("--threshold", type=float, default=d["threshold"],
                    help="report the first eps where AUROC falls below this (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared machine)")
     p.add_argument("--no-report", action="store_true", help="do not update OUT/report.html")
     p.set_defaults(func=_run)
