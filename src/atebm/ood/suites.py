@@ -152,7 +152,7 @@ def file_suite(spec: str | os.PathLike, *, n: int | None = None, size: int = 28,
 # ------------------------------------------------------------------------------------------------ letters
 def _renders_latin(font: ImageFont.FreeTypeFont) -> bool:
     """True when the font draws distinct, non-empty glyphs for A, B and x (symbol fonts and fonts that draw
-    one placeholder box for every letter fail)."""
+    the same empty box for every letter fail)."""
     glyphs = []
     for ch in "ABx":
         canvas = Image.new("L", (64, 64), 0)
