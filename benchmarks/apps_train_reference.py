@@ -25,6 +25,7 @@ import atebm
 from atebm.apps import generate
 from atebm.data import load
 from atebm.io import save_images
+from atebm.presets import PRESETS
 from atebm.training import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="train with a preset's full config instead of the flags above (budget flags still apply)")
+    parser.add_argument("--max-iters", type=int, default=None, help="iteration cap (with --preset)")
     parser.add_argument("--classes", default=None,
                         help="comma list of digit classes to keep (a class-conditional model for compose)")
     parser.add_argument("--results", default=str(RESULTS / "apps_train_reference.json"))
@@ -55,11 +59,15 @@ def main() -> None:
         data.x, data.y = data.x[keep], data.y[keep]
         data_label = f"mnist/train classes {classes} ({len(data.x)})"
     p0 = load("photos", split="train", n=20000, seed=args.seed)
-    config = atebm.TrainConfig(
-        model={"arch": "convnet", "kwargs": {"in_channels": 1, "width": args.width}, "mean": 0.5, "std": 0.5},
-        batch_size=args.batch_size, lr=1e-3, k_start=0, k_max=args.k_max, step_size=args.step_size, epochs_per_k=1.0,
-        auc_window=args.auc_window, auc_threshold=0.8, time_budget_s=args.time_budget, log_every=25, ckpt_every=100,
-        progress=False, seed=args.seed, device="cpu")
+    if args.preset:
+        config = PRESETS[args.preset].config(time_budget_s=args.time_budget, max_iters=args.max_iters,
+                                             progress=False, seed=args.seed, device="cpu")
+    else:
+        config = atebm.TrainConfig(
+            model={"arch": "convnet", "kwargs": {"in_channels": 1, "width": args.width}, "mean": 0.5, "std": 0.5},
+            batch_size=args.batch_size, lr=1e-3, k_start=0, k_max=args.k_max, step_size=args.step_size,
+            epochs_per_k=1.0, auc_window=args.auc_window, auc_threshold=0.8, time_budget_s=args.time_budget,
+            log_every=25, ckpt_every=100, progress=False, seed=args.seed, device="cpu")
     trainer = atebm.Trainer(config, data.x, p0.x, out_dir=args.out,
                             extra={"meta": {"data": data_label, "p0": "photos/train (20000 patches)"}})
     start = time.perf_counter()
@@ -68,7 +76,7 @@ def main() -> None:
 
     model = atebm.load(args.out)
     seeds = load("photos", split="test", n=64, seed=args.seed).x
-    samples = generate(model, seeds, args.k_max, args.step_size)
+    samples = generate(model, seeds, config.k_max, config.step_size)
     save_images(args.out, "samples_from_test_photos", samples, nrow=8)
     with torch.no_grad():
         test = load("mnist", split="test", seed=args.seed).x
