@@ -204,6 +204,9 @@ def test_cli_writes_json_plots_gif_and_checkpoints(tmp_path, capsys):
             assert (out / f"{name}{suffix}").stat().st_size > 1000
     assert "energy_distance_to_data" in summary["panels"]["minimax-corner-moons"]["metrics"]["particles"]
     assert (out / "panels.png").exists()
+    html = (out / "report.html").read_text()
+    assert "Proposition 1 check" in html and html.count("data:image/png;base64") >= 3
+    assert "maximin-corner-moons" in html and "minimax-corner-moons" in html
 
 
 def test_cli_rejects_bad_settings(tmp_path, capsys):

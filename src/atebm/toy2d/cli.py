@@ -117,6 +117,39 @@ def main(args: argparse.Namespace) -> int:
                           plots=not args.no_plots)
     finally:
         torch.set_num_threads(threads)
-    print(f"toy2d: wrote {args.out}/toy2d.json and {len(summary['panels'])} checkpoint(s) "
+    if not args.no_plots:
+        add_to_report(summary, args.out)
+    print(f"toy2d: wrote {args.out}/toy2d.json, {args.out}/report.html and {len(summary['panels'])} checkpoint(s) "
           f"in {summary['seconds_total']:.1f} s")
     return 0
+
+
+def add_to_report(summary: dict[str, Any], out: str) -> None:
+    """The run's report: the Proposition-1 numbers of every panel as one table, then the figures."""
+    from pathlib import Path
+
+    from ..report import Report
+
+    report = Report.open(out, title="atebm toy2d: maximin vs minimax in 2D")
+    rows = []
+    for name, panel in summary["panels"].items():
+        m = panel["metrics"]
+        rows.append([name, m["d_on_support_data"]["mean"], m["d_on_support_data"]["std"],
+                     m["d_off_support_grid"]["max"], m["ascent"]["frac_end_on_support"],
+                     m["initial_maxima"]["n_off_support"], m["maxima"]["n_off_support_maxima"],
+                     m["particles"]["energy_distance_to_data"] if "particles" in m else None])
+    report.add_table("toy2d/prop1", "Proposition 1 check (E Prop. 1, G Table 1)",
+                     ["panel", "mean D on support", "std D on support", "max D off support",
+                      "ascents ending on support", "off-support maxima before", "off-support maxima after",
+                      "energy distance to p_data"], rows,
+                     protocol={"support": summary["support_definition"], "ascent": summary["ascent_protocol"],
+                               "data": summary["data"], "box": summary["box"], "seed": summary["seed"]})
+    if summary.get("figure"):  # every file lies in `out`
+        report.add_image("toy2d/panels", "Initial and final states", Path(summary["figure"]).name,
+                         "contours of D, unit gradient field, p_data (blue) and p_0 / perturbed p_0 (red)")
+    for name, panel in summary["panels"].items():
+        strip = panel["files"].get("strip")
+        if strip:
+            report.add_image(f"toy2d/{name}/strip", f"{name}: the optimisation over time", Path(strip).name,
+                             "snapshots of D and the particles during training")
+    report.save()
