@@ -26,7 +26,6 @@ the replay buffer, so it is not resumable.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,8 @@ from torch import Tensor
 from ..models import ScoreModel, build_score_model
 from ..sampling import sgld
 from ..training import StopTraining, batch_auc, resolve_device, save_checkpoint, write_json
-from ..training.trainer import fetch_batch
+from ..training.config import check_known_keys
+from ..training.trainer import append_jsonl, fetch_batch
 
 __all__ = ["EBMConfig", "EBMTrainer", "ReplayBuffer"]
 
@@ -114,10 +114,7 @@ class EBMConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EBMConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown EBM config keys {unknown}; valid keys: {sorted(known)}")
+        check_known_keys(cls, values, "EBM")
         return cls(**values)
 
 
@@ -253,8 +250,7 @@ class EBMTrainer:
                     acc, window_start, window_iters = {}, now, 0
                     self.history.append(record)
                     if self.out_dir is not None:
-                        with (self.out_dir / "log.jsonl").open("a") as handle:
-                            handle.write(json.dumps(record) + "\n")
+                        append_jsonl(self.out_dir / "log.jsonl", record)
                     for callback in self.callbacks:
                         callback(self, record)
                 if self.step % c.ckpt_every == 0:

@@ -6,7 +6,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "check_known_keys"]
+
+
+def check_known_keys(cls: type, values: dict[str, Any], what: str) -> None:
+    """Rejects keys that are not fields of the dataclass ``cls``, naming the valid ones (typos fail loudly)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {unknown}; valid keys: {sorted(known)}")
 
 
 @dataclass
@@ -105,10 +113,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; valid keys: {sorted(known)}")
+        check_known_keys(cls, values, "training")
         values = dict(values)
         for key in ("pgd_eps",):
             if isinstance(values.get(key), str):

@@ -36,7 +36,7 @@ from ..sampling import pgd
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
-__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch"]
+__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl"]
 
 
 class ImageSource(Protocol):
@@ -343,7 +343,7 @@ class Trainer:
                     accumulated, window_start, window_iters = {}, now, 0
                     self.history.append(record)
                     if self.is_main and self.out_dir is not None:
-                        _append_jsonl(self.out_dir / "log.jsonl", record)
+                        append_jsonl(self.out_dir / "log.jsonl", record)
                     for callback in self.callbacks:
                         callback(self, record)
                 if self.step % c.ckpt_every == 0:
@@ -437,7 +437,7 @@ class Trainer:
         return trainer
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")
 
