@@ -26,6 +26,7 @@ def main(out_dir: str) -> None:
         print("DDP-RESULT " + json.dumps({"world": dist.get_world_size(), "same_params": same, "k": trainer.k,
                                            "step": trainer.step, "first_loss": history[0]["loss"],
                                            "last_loss": history[-1]["loss"]}))
+    dist.barrier()  # both ranks leave together: tearing gloo down while the peer is still talking aborts
     dist.destroy_process_group()
 
 
