@@ -30,13 +30,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from atebm import load
-    from atebm.ood.cli import DEFAULTS, run_eval_ood
+    from atebm.ood.pipeline import DEFAULTS, run_eval_ood
     from atebm.ood.evaluate import compare_models
 
     timings = {}
     at_path, oe_path = args.checkpoint, args.checkpoint_oe
     if at_path is None or oe_path is None:
-        from atebm.commands import run_training
+        from atebm.training.run import run_training
         from atebm.presets import PRESETS
 
         preset = PRESETS["mnist"]

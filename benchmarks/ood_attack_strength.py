@@ -42,7 +42,7 @@ def main() -> None:
     from atebm import load, pgd
     from atebm.ood import AttackConfig, embedded_suites, evaluate, in_distribution
     from atebm.ood.attacks import TwoClassAdapter
-    from atebm.ood.cli import DEFAULTS
+    from atebm.ood.pipeline import DEFAULTS
 
     fast = AttackConfig(pgd_steps=DEFAULTS["pgd_steps"], apgd_steps=DEFAULTS["apgd_steps"])
     strong = AttackConfig(pgd_steps=(20, 50), pgd_step_sizes=(None, 0.25, 1.0), pgd_random_restarts=1,

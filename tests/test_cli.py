@@ -6,7 +6,7 @@ import pytest
 
 import atebm
 from atebm.cli import build_parser, main
-from atebm.commands import parse_overrides
+from atebm.cli.train import parse_overrides
 
 TINY = ["model={arch: convnet, kwargs: {in_channels: 1, width: 4}, mean: 0.5, std: 0.5}", "max_iters=4",
         "k_max=2", "epochs_per_k=0.01", "auc_window=2", "log_every=2", "ckpt_every=2", "batch_size=8",

@@ -174,7 +174,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 def test_report_command_rerenders(tmp_path, capsys):
     import argparse
 
-    from atebm.report.cli import register
+    from atebm.cli.report import register
 
     _full_report(tmp_path).save()
     (tmp_path / "report.html").unlink()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .commands import run_training
+from .training.run import run_training
 from .presets import PRESETS
 from .training import save_checkpoint, write_json
 
@@ -199,7 +199,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     # 4. OOD: AT vs Outlier Exposure (sections appended after the generation ones) --------------------------
     _say("[5/5] clean and worst-case OOD detection: AT vs Outlier Exposure")
     t = time.perf_counter()
-    from .ood.cli import run_eval_ood
+    from .ood.pipeline import run_eval_ood
 
     ood_options = {} if not smoke else {"n": settings["ood_n"], "n_in": settings["ood_n"],
                                          "eps": settings["ood_eps"]}

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "sgld", "ScoreFn", "eval_mode"]
+__all__ = ["pgd", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -44,7 +44,8 @@ def eval_mode(score: ScoreFn) -> Iterator[None]:
             module.training = training
 
 
-def _per_sample_scores(score: ScoreFn, x: Tensor) -> Tensor:
+def per_sample_scores(score: ScoreFn, x: Tensor) -> Tensor:
+    """``score(x)`` as shape ``(N,)`` (an ``(N, 1)`` output is squeezed); any other shape is a clear error."""
     out = score(x)
     if out.dim() == 2 and out.shape[1] == 1:
         out = out[:, 0]
@@ -56,11 +57,11 @@ def _per_sample_scores(score: ScoreFn, x: Tensor) -> Tensor:
     return out
 
 
-def _input_gradient(score: ScoreFn, x: Tensor) -> tuple[Tensor, Tensor]:
+def input_gradient(score: ScoreFn, x: Tensor) -> tuple[Tensor, Tensor]:
     """Returns (scores, ∇_x scores) without touching any parameter's ``.grad``."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        s = _per_sample_scores(score, x)
+        s = per_sample_scores(score, x)
         (grad,) = torch.autograd.grad(s.sum(), x)
     return s.detach(), grad
 
@@ -184,7 +185,7 @@ def pgd(
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
             traj = [xi] if wanted is not None and 0 in wanted else []
             for i in range(1, steps + 1):
-                _, grad = _input_gradient(score, xi)
+                _, grad = input_gradient(score, xi)
                 if moving is not None:
                     grad = grad * moving
                 xi = xi + sign * step_size * _direction(grad, norm)
@@ -195,7 +196,7 @@ def pgd(
                 best_x, best_traj = xi, traj
                 break
             with torch.enable_grad():
-                final = _per_sample_scores(score, xi).detach()
+                final = per_sample_scores(score, xi).detach()
             if best_x is None:
                 best_x, best_traj, best_score = xi, traj, final
                 continue
@@ -238,7 +239,7 @@ def sgld(
     traj = [xi] if wanted is not None and 0 in wanted else []
     with eval_mode(score):
         for i in range(1, steps + 1):
-            _, grad = _input_gradient(score, xi)
+            _, grad = input_gradient(score, xi)
             noise = torch.randn(xi.shape, generator=generator, device="cpu").to(xi)
             xi = xi + 0.5 * step_size * grad + std * noise
             if clamp is not None:

@@ -10,7 +10,7 @@ or, with exactly the sets and defaults of ``atebm eval-ood`` (so that the comman
     result = run_eval_ood({"AT": at_model, "OE (K=0)": oe_model}, "runs/demo")
 """
 from .attacks import ATTACKERS, AttackConfig, TwoClassAdapter, WorstCase, batched_scores, worst_case
-from .cli import DEFAULTS, run_eval_ood
+from .pipeline import DEFAULTS, run_eval_ood
 from .evaluate import add_to_report, compare_models, evaluate, format_table
 from .suites import EMBEDDED_SUITES, available_fonts, embedded_suite, embedded_suites, file_suite, in_distribution, letters
 

@@ -13,9 +13,9 @@ import argparse
 import json
 from typing import Any
 
-from ..cli_types import non_negative_int, positive_float, positive_int
-from .datasets import DATASETS, P0_KINDS, parse_mixture
-from .solvers import MaximinSettings, MinimaxSettings
+from .options import non_negative_int, positive_float, positive_int
+from ..toy2d.datasets import DATASETS, P0_KINDS, parse_mixture
+from ..toy2d.solvers import MaximinSettings, MinimaxSettings
 
 __all__ = ["register", "main"]
 
@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     import torch
 
-    from .experiment import run_all
+    from ..toy2d.experiment import run_all
 
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

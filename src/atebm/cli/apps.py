@@ -17,18 +17,18 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..cli_types import non_negative_float, non_negative_int, positive_int
+from .options import non_negative_float, non_negative_int, positive_int
 from ..data import load as load_data
 from ..io import load_array, save_grid, save_images, save_npz
 from ..training import load, load_checkpoint, resolve_device, write_json
-from ._images import conform, model_channels
-from .compose import WeightedSum
-from .generate import generate
-from .interpolate import interpolate
-from .quality import summarize
-from .restore import MASK_KINDS, corrupt, denoise, inpaint, make_mask, occlude
-from .trajectory import parse_steps, save_trajectory
-from .translate import translate
+from ..apps._images import conform, model_channels
+from ..apps.compose import WeightedSum
+from ..apps.generate import generate
+from ..apps.interpolate import interpolate
+from ..apps.quality import summarize
+from ..apps.restore import MASK_KINDS, corrupt, denoise, inpaint, make_mask, occlude
+from ..apps.trajectory import parse_steps, save_trajectory
+from ..apps.translate import translate
 
 __all__ = ["register", "DEFAULT_STEPS"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .report import render
+from ..report import render
 
 __all__ = ["register"]
 

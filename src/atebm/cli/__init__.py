@@ -1,20 +1,21 @@
-"""The ``atebm`` command. Sub-commands live beside the code they drive; each module exposes
-``register(subparsers)`` that adds its parser(s) and sets ``func`` (called with the parsed namespace)."""
+"""The ``atebm`` command: the only layer that parses options. Each module of this package registers its
+sub-commands (``register(subparsers)``, setting ``func``) and calls library functions; nothing in the library
+imports this package. Options shared by several commands are declared once, in :mod:`atebm.cli.options`."""
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import os
 import sys
 from typing import Sequence
 
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = (
-    "atebm.commands",      # train, sample, demo, presets
-    "atebm.apps.cli",      # restore, translate, interpolate, compose
-    "atebm.ood.cli",       # eval-ood
-    "atebm.toy2d.cli",     # toy2d
-    "atebm.report.cli",    # report
+    "atebm.cli.train",     # train, sample, demo, presets
+    "atebm.cli.apps",      # restore, translate, interpolate, compose
+    "atebm.cli.ood",       # eval-ood
+    "atebm.cli.toy2d",     # toy2d
+    "atebm.cli.report",    # report
 )
 
 
@@ -24,19 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Energy-based models learned by binary adversarial training (higher score = in-distribution).",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full Python traceback of an error (also: environment ATEBM_TRACEBACK=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return f"atebm {__version__}"
 
@@ -49,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, TypeError, OSError) as err:
+        if args.traceback or os.environ.get("ATEBM_TRACEBACK"):
+            raise
         print(f"atebm {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

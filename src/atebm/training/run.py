@@ -1,0 +1,64 @@
+"""The ``atebm train`` pipeline as a library function: open a preset's data, build or resume the trainer in a
+run folder and train it to its budget."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..presets import Preset
+from .trainer import Trainer
+
+__all__ = ["open_images", "open_training_data", "run_training"]
+
+
+def open_images(spec: str, size: int, channels: int, role: str = "data", preset: Preset | None = None):
+    """Opens a source string at ``size`` x ``size`` with ``channels`` unless the string says otherwise."""
+    from ..data import open_source, parse_source
+
+    kind, path, options = parse_source(spec)
+    options.setdefault("size", size)
+    options.setdefault("channels", channels)
+    try:
+        return open_source(kind, path, **options)
+    except FileNotFoundError as err:
+        hint = f" Preset {preset.name!r} needs {preset.needs_files}." if preset and preset.needs_files else ""
+        raise FileNotFoundError(f"{role} source {spec!r}: {err}.{hint} Pass {role}=KIND:PATH on the command line."
+                                ) from err
+
+
+def open_training_data(preset: Preset, data_spec: str | None = None, p0_spec: str | None = None):
+    """Opens p_data and p_0 for a preset (or the given source strings) at the preset's size and channels."""
+    data = open_images(data_spec or preset.data, preset.size, preset.channels, "data", preset)
+    p0 = open_images(p0_spec or preset.p0, preset.size, preset.channels, "p0", preset)
+    return data, p0
+
+
+def run_training(preset: Preset, out_dir: Path, overrides: dict[str, Any], *, resume: bool = False,
+                 callbacks: Sequence = (), log: bool = True) -> Trainer:
+    """Builds (or resumes) the trainer of a preset in ``out_dir`` and trains it to its budget."""
+    overrides = dict(overrides)
+    data_spec, p0_spec = overrides.pop("data", None), overrides.pop("p0", None)
+    seeds_spec = overrides.pop("seeds", None)
+    data, p0 = open_training_data(preset, data_spec, p0_spec)
+    extra = {
+        "preset": preset.name, "data": data_spec or preset.data, "p0": p0_spec or preset.p0,
+        "seeds": seeds_spec or preset.seeds, "generate": dict(preset.generate), "clamp": (0.0, 1.0),
+        "size": preset.size, "channels": preset.channels,
+    }
+    extra["meta"] = {k: v for k, v in extra.items() if k != "meta"}
+    checkpoint = out_dir / "checkpoint.pt"
+    if resume:
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+        trainer = Trainer.resume(checkpoint, data, p0, out_dir=out_dir, callbacks=callbacks, overrides=overrides,
+                                 extra={"meta": extra["meta"]})
+    else:
+        if checkpoint.exists():
+            raise ValueError(f"{checkpoint} exists: pass --resume to continue it or choose another --out")
+        trainer = Trainer(preset.config(**overrides), data, p0, out_dir=out_dir, callbacks=callbacks, extra=extra)
+    if log and trainer.is_main:
+        print(f"training preset {preset.name!r}: {len(data)} data vs {len(p0)} p0 samples, device {trainer.device},"
+              f" {trainer.world} process(es), out {out_dir}", file=sys.stderr)
+    trainer.fit()
+    return trainer
