@@ -12,7 +12,7 @@ import yaml
 
 from .options import non_negative_float, positive_int
 from ..presets import PRESETS, Preset, get_preset
-from ..training import load_checkpoint
+from ..training import load_checkpoint, write_json
 from ..training.run import open_images, run_training
 
 __all__ = ["register", "parse_overrides"]
