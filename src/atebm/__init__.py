@@ -4,9 +4,10 @@ Higher score = more in-distribution, inputs in [0, 1]; one PGD sampler (:func:`p
 generation, restoration, translation and attacks.
 """
 from .models import ScoreModel, build_score_model
-from .sampling import pgd, sgld
-from .training import CheckpointError, TrainConfig, Trainer, load
+from .sampling import pgd, pgd_trajectory, sgld
+from .training import CheckpointError, TrainConfig, Trainer, load, load_model
 
 __version__ = "0.1.0"
-__all__ = ["pgd", "sgld", "ScoreModel", "build_score_model", "TrainConfig", "Trainer", "load", "CheckpointError",
+__all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreModel", "build_score_model", "TrainConfig", "Trainer", "load_model",
+           "load", "CheckpointError",
            "__version__"]

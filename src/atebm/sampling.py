@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient"]
+__all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -133,7 +133,6 @@ def _prepare_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}") from err
 
 
-@torch.no_grad()
 def pgd(
     score: ScoreFn,
     x: Tensor,
@@ -147,9 +146,8 @@ def pgd(
     random_start: bool = False,
     restarts: int = 1,
     clamp: tuple[float, float] | None = (0.0, 1.0),
-    record: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Projected gradient ascent on ``score`` (E Eq. 6-8; descent with ``descent=True``).
 
     ``score`` is any callable mapping a batch to one score per sample (higher = more in-distribution); an
@@ -162,9 +160,38 @@ def pgd(
     ``random_start`` starts uniformly inside the eps-ball (finite ``eps`` required); with ``restarts > 1`` every
     sample keeps the run whose final score is best (highest for ascent, lowest for descent).
 
-    Returns the final iterate, detached; with ``record=[i, j, ...]`` returns ``(x_final, trajectory)`` where
-    ``trajectory[r]`` is the iterate after ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``.
+    Returns the final iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
     """
+    final, _ = _pgd(score, x, steps=steps, step_size=step_size, norm=norm, eps=eps, descent=descent, mask=mask,
+                    random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator)
+    return final
+
+
+def pgd_trajectory(score: ScoreFn, x: Tensor, *, record: Sequence[int], **pgd_options) -> tuple[Tensor, Tensor]:
+    """:func:`pgd` that also keeps iterates: returns ``(x_final, path)`` where ``path[r]`` is the iterate after
+    ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``. ``pgd_options`` are :func:`pgd`'s."""
+    final, path = _pgd(score, x, record=list(record), **pgd_options)
+    assert path is not None
+    return final, path
+
+
+@torch.no_grad()
+def _pgd(
+    score: ScoreFn,
+    x: Tensor,
+    *,
+    steps: int,
+    step_size: float,
+    norm: str = "l2",
+    eps: float = float("inf"),
+    descent: bool = False,
+    mask: Tensor | None = None,
+    random_start: bool = False,
+    restarts: int = 1,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    record: Sequence[int] | None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     wanted = _check_common(x, steps, step_size, record)
@@ -207,7 +234,7 @@ def pgd(
             best_score = torch.where(better, final, best_score)
 
     if wanted is None:
-        return best_x
+        return best_x, None
     by_step = dict(zip(sorted(set(wanted)), best_traj))
     return best_x, torch.stack([by_step[i] for i in wanted])
 
@@ -221,32 +248,25 @@ def sgld(
     step_size: float,
     noise_std: float | None = None,
     clamp: tuple[float, float] | None = (0.0, 1.0),
-    record: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Stochastic gradient Langevin dynamics on ``score`` (E Eq. 3), the maximum-likelihood EBM sampler:
 
         x_{i+1} = x_i + (step_size / 2) · ∇_x f(x_i) + noise_std · ξ,   ξ ~ N(0, I)
 
     with ``noise_std = sqrt(step_size)`` by default (the textbook Langevin scale; JEM/IGEBM use a much smaller
-    one). Same conventions as :func:`pgd`: eval mode during sampling, box clamp, ``record`` for trajectories.
+    one). Same conventions as :func:`pgd`: eval mode during sampling, box clamp.
     """
-    wanted = _check_common(x, steps, step_size, record)
+    _check_common(x, steps, step_size, None)
     std = math.sqrt(step_size) if noise_std is None else float(noise_std)
     xi = x.detach().clone()
     if clamp is not None:
         xi = xi.clamp(clamp[0], clamp[1])
-    traj = [xi] if wanted is not None and 0 in wanted else []
     with eval_mode(score):
-        for i in range(1, steps + 1):
+        for _ in range(steps):
             _, grad = input_gradient(score, xi)
             noise = torch.randn(xi.shape, generator=generator, device="cpu").to(xi)
             xi = xi + 0.5 * step_size * grad + std * noise
             if clamp is not None:
                 xi = xi.clamp(clamp[0], clamp[1])
-            if wanted is not None and i in wanted:
-                traj.append(xi)
-    if wanted is None:
-        return xi
-    by_step = dict(zip(sorted(set(wanted)), traj))
-    return xi, torch.stack([by_step[i] for i in wanted])
+    return xi

@@ -42,6 +42,9 @@ class ScoreModel(nn.Module):
         self.backbone = backbone
         self.logit = logit
         self.spec = dict(spec or {})
+        #: What a user of a trained model needs besides its weights (input size and channels, training config,
+        #: generation defaults); filled by :func:`atebm.load_model`, empty for a fresh model.
+        self.meta: dict[str, Any] = {}
         mean_t, std_t = _as_stat(mean, 0.0), _as_stat(std, 1.0)
         if (std_t <= 0).any():
             raise ValueError(f"std must be positive, got {std_t.tolist()}")

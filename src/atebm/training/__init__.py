@@ -1,7 +1,9 @@
 """Binary adversarial training (E Alg. 1-2), its configuration and checkpoints."""
-from .checkpoint import CheckpointError, load, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import (CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load, load_checkpoint, load_model,
+                         resolve_model_path, save_checkpoint, write_json)
 from .config import TrainConfig
 from .trainer import StopTraining, Trainer, augment, batch_auc, resolve_device
 
-__all__ = ["TrainConfig", "Trainer", "StopTraining", "CheckpointError", "load", "load_checkpoint",
+__all__ = ["TrainConfig", "Trainer", "StopTraining", "CheckpointError", "load", "load_model", "load_checkpoint",
+           "resolve_model_path", "MODEL_FILE", "CHECKPOINT_FILE",
            "save_checkpoint", "write_json", "augment", "batch_auc", "resolve_device"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,14 @@ import torch
 
 from ..models import ScoreModel, build_score_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load", "FORMAT"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "load", "resolve_model_path",
+           "FORMAT", "MODEL_FILE", "CHECKPOINT_FILE"]
 
 FORMAT = "atebm-checkpoint"
 VERSION = 1
+#: Inside a run folder: the run's one model (selected weights, no training state) and the resumable state.
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -40,10 +45,11 @@ def _previous(path: Path) -> Path:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Atomically writes ``payload`` (see module docstring) to ``path``; keeps the old file as ``path.prev``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
@@ -55,22 +61,39 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
             os.link(path, link_tmp)
             os.replace(link_tmp, _previous(path))
         os.replace(tmp_name, path)
+    except OSError as err:
+        _remove_quietly(tmp_name)
+        reason = err.strerror or str(err)
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file, if any, is unchanged"
+                              ) from err
     except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        _remove_quietly(tmp_name)
         raise
     return path
 
 
+def _remove_quietly(name: str | None) -> None:
+    if name is not None and os.path.exists(name):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Reads a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` with a clear message."""
+    """Reads a checkpoint with ``weights_only=True`` (a pickle that would run code is refused, and nothing in it
+    runs); raises :class:`CheckpointError` with a clear message. A run folder means its resumable
+    ``checkpoint.pt``; use :func:`load_model` for the run's model."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / CHECKPOINT_FILE
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path} is refused: it holds Python objects other than tensors and plain values "
+                              f"(loading it could run code; atebm loads checkpoints with weights_only=True)") from err
     except Exception as err:  # torch raises many types for a bad file: report them all the same way
         fallback = _previous(path)
         hint = f"; the previous good checkpoint is {fallback}" if fallback.exists() else ""
@@ -85,8 +108,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> ScoreModel:
-    """Returns the trained score model stored in ``path`` (a checkpoint file or a run folder), in eval mode."""
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A run folder -> its ``model.pt`` (its ``checkpoint.pt`` only for folders written without one, e.g. by a
+    run that predates ``model.pt``); a file -> itself."""
+    path = Path(path)
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        return model_file if model_file.exists() else path / CHECKPOINT_FILE
+    return path
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ScoreModel:
+    """Returns the score model of a run folder or a model/checkpoint file, in eval mode, on ``device``.
+
+    A run folder has one model: ``model.pt``, the weights the run selected (by validation Fréchet distance in
+    the demo; the last weights when a run has no selection). ``checkpoint.pt`` beside it is the training state
+    for ``--resume``. ``model.meta`` carries what commands need to use the model: ``size`` and ``channels`` of
+    its inputs, ``config`` (training config), ``generate`` (generation defaults), ``selection`` and the source
+    strings of the run, when the checkpoint has them."""
+    path = resolve_model_path(path)
     payload = load_checkpoint(path, map_location=device)
     model = build_score_model(payload["model_spec"])
     try:
@@ -94,8 +134,18 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> ScoreMo
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path}: weights do not match its model spec: {err}") from err
     model.to(device).eval()
-    model.checkpoint_config = payload.get("config", {})  # type: ignore[attr-defined]
+    extra = dict(payload.get("extra") or {})
+    meta: dict[str, Any] = {k: v for k, v in extra.items() if k != "meta"}
+    meta.setdefault("channels", (payload["model_spec"].get("kwargs") or {}).get("in_channels"))
+    meta["config"] = dict(payload.get("config") or {})
+    meta["selection"] = payload.get("selection") or {"by": "last"}
+    meta["path"] = str(path)
+    model.meta = meta
     return model
+
+
+#: The published name of :func:`load_model` (README, earlier releases).
+load = load_model
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

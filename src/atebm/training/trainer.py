@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..models import ScoreModel, build_score_model, freeze_batchnorm
 from ..sampling import pgd
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
 __all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl"]
@@ -46,6 +46,12 @@ class ImageSource(Protocol):
     def __len__(self) -> int: ...
 
     def get_batch(self, indices: Tensor) -> Tensor: ...
+
+
+#: Config fields a resume may change: budgets, logging and checkpoint cadence, device. Anything else would make
+#: the continuation differ from an uninterrupted run.
+RESUME_OVERRIDABLE = frozenset({"max_iters", "final_iters", "final_epochs", "time_budget_s", "log_every",
+                                "ckpt_every", "progress", "device"})
 
 
 class StopTraining(Exception):
@@ -140,8 +146,10 @@ def augment(x: Tensor, crop_scale: tuple[float, float] | None, flip: bool, gener
 class Trainer:
     """Trains a score model on ``data`` (p_data) against ``p0`` by binary adversarial training.
 
-    ``out_dir`` receives ``checkpoint.pt`` (every ``ckpt_every`` iterations and at the end), ``config.json``
-    and ``log.jsonl``. ``callbacks`` are called as ``callback(trainer, record)`` on every log line and may raise
+    ``out_dir`` is the run folder. At every save (every ``ckpt_every`` iterations and at the end) it receives
+    ``model.pt``, the run's one model (the weights chosen with :meth:`select_weights`, else the current ones;
+    what :func:`atebm.load_model` loads from the folder), and ``checkpoint.pt``, the full training state used only
+    by :meth:`resume`; also ``config.json`` and ``log.jsonl``. ``callbacks`` are called as ``callback(trainer, record)`` on every log line and may raise
     :class:`StopTraining`. Use :meth:`Trainer.resume` to continue an interrupted run exactly.
     """
 
@@ -186,6 +194,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self.elapsed_s = 0.0
+        self.selection: dict[str, Any] | None = None
+        self._selected_weights: dict[str, Tensor] | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
     @staticmethod
@@ -404,34 +414,78 @@ class Trainer:
         self.aug_generator.set_state(state["aug_generator"])
         torch.set_rng_state(state["torch_rng"])
 
+    def select_weights(self, weights: dict[str, Tensor] | None = None, *, by: str, value: float) -> None:
+        """Makes ``weights`` (default: the current ones) the run's model, the one written to ``model.pt``.
+
+        Called by model-selection callbacks (e.g. the demo's lowest validation Fréchet distance, E supp. Sec. 3);
+        ``by`` names the criterion and ``value`` its value at this step. The choice survives :meth:`resume`."""
+        state = self.model.state_dict() if weights is None else weights
+        self._selected_weights = {k: v.detach().clone() for k, v in state.items()}
+        self.selection = {"by": by, "value": float(value), "step": self.step, "k": self.k}
+
+    def model_weights(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The run's model and how it was chosen: the selected weights, else the current (last) ones."""
+        if self._selected_weights is not None and self.selection is not None:
+            return self._selected_weights, dict(self.selection)
+        return self.model.state_dict(), {"by": "last", "step": self.step, "k": self.k}
+
     def save(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Writes the checkpoint (rank 0 only). Default path: ``out_dir/checkpoint.pt``."""
+        """Writes ``model.pt`` and the resumable ``checkpoint.pt`` (rank 0 only) into ``out_dir``, or only the
+        resumable checkpoint to ``path`` when given. Returns the checkpoint path."""
         if not self.is_main:
             return None
         if path is None:
             if self.out_dir is None:
                 return None
             path = self.out_dir / "checkpoint.pt"
+            self.export_model(self.out_dir / MODEL_FILE)
         return save_checkpoint(path, {
             "model_spec": self.model.spec, "model": self.model.state_dict(), "config": self.config.to_dict(),
-            "trainer": self.state_dict(), "history": self.history,
-            "extra": {k: v for k, v in self.extra.items() if k != "meta"},
+            "trainer": self.state_dict(), "history": self.history, "extra": self._saved_extra(),
+            "selection": self.selection, "selected_model": self._selected_weights,
         })
+
+    def export_model(self, path: str | os.PathLike) -> Path:
+        """Writes the run's model (see :meth:`model_weights`) without training state: what users load."""
+        weights, selection = self.model_weights()
+        return save_checkpoint(path, {
+            "model_spec": self.model.spec, "model": weights, "config": self.config.to_dict(), "trainer": None,
+            "extra": self._saved_extra(), "selection": selection,
+        })
+
+    def _saved_extra(self) -> dict[str, Any]:
+        return {k: v for k, v in self.extra.items() if k != "meta"}
 
     @classmethod
     def resume(cls, path: str | os.PathLike, data: Tensor | ImageSource, p0: Tensor | ImageSource, *,
                out_dir: str | os.PathLike | None = None, callbacks: Sequence[Callable] = (),
                overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> "Trainer":
         """Rebuilds a trainer from a checkpoint and continues with the same K, step, optimiser and RNG state.
-        ``overrides`` may change budgets (e.g. a larger ``final_iters``), not the model."""
+
+        ``overrides`` may change only what leaves the continuation exact: the budgets and the logging/checkpoint
+        cadence (:data:`RESUME_OVERRIDABLE`); any other changed field (batch size, seed, model, step size, ...) is
+        refused with a ValueError that names it."""
         payload = load_checkpoint(path)
         if payload.get("trainer") is None:
             raise ValueError(f"{path} holds only model weights, not a trainer state; it cannot be resumed")
-        config = TrainConfig.from_dict({**payload["config"], **(overrides or {})})
+        saved = dict(payload["config"])
+        overrides = dict(overrides or {})
+        reference = TrainConfig.from_dict(saved).to_dict()
+        candidate = TrainConfig.from_dict({**saved, **overrides}).to_dict()
+        changed = sorted(k for k in overrides if candidate.get(k) != reference.get(k))
+        refused = [k for k in changed if k not in RESUME_OVERRIDABLE]
+        if refused:
+            raise ValueError(f"cannot resume with {', '.join(f'{k}={overrides[k]!r}' for k in refused)}: it would "
+                             f"not continue the run exactly (saved: "
+                             f"{', '.join(f'{k}={reference.get(k)!r}' for k in refused)}); a resume may change only "
+                             f"{', '.join(sorted(RESUME_OVERRIDABLE))}")
+        config = TrainConfig.from_dict({**saved, **overrides})
         saved_extra = payload.get("extra") or {}
         trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else Path(path).parent,
                       callbacks=callbacks, extra={**saved_extra, **(extra or {})})
         trainer.model.load_state_dict(payload["model"])
+        if payload.get("selected_model") is not None and payload.get("selection") is not None:
+            trainer._selected_weights, trainer.selection = payload["selected_model"], dict(payload["selection"])
         trainer.history = list(payload.get("history") or [])
         trainer.load_state_dict(payload["trainer"])
         return trainer
