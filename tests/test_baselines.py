@@ -91,7 +91,7 @@ def test_sgld_ebm_learns_a_2d_gaussian_and_checkpoints_load(tmp_path):
     x = torch.randn(9, 2)
     with torch.no_grad():
         assert torch.allclose(model(x), trainer.model.eval()(x), atol=1e-6)
-    assert model.checkpoint_config["ebm"]["sgld_steps"] == 20
+    assert model.meta["ebm"]["sgld_steps"] == 20 and model.meta["selection"]["by"] == "last"
 
 
 def test_ebm_trainer_runs_on_images_in_the_box():
@@ -144,3 +144,25 @@ def test_growth_summary():
     assert out["slope_second_half_per_1k"] == pytest.approx(2000.0)
     flat = growth_summary(steps, [3.0] * 10)
     assert flat["slope_second_half_per_1k"] == pytest.approx(0.0, abs=1e-9) and flat["max"] == 3.0
+
+
+def test_ebm_resume_continues_exactly_with_the_replay_buffer(tmp_path):
+    """The EBM baseline runs in atebm.Trainer: stopping after 4 iterations and resuming to 8 gives the weights and
+    the replay buffer of an uninterrupted 8-iteration run."""
+    g = torch.Generator().manual_seed(0)
+    data, noise = torch.rand(24, 1, 8, 8, generator=g) * 0.5, torch.rand(24, 1, 8, 8, generator=g)
+    spec = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 4}, "mean": 0.5, "std": 0.5}
+    cfg = EBMConfig(model=spec, batch_size=4, max_iters=8, sgld_steps=2, buffer_size=8, log_every=2, ckpt_every=4,
+                    device="cpu")
+    whole = EBMTrainer(cfg, data, noise, out_dir=tmp_path / "whole")
+    whole.fit()
+    first = EBMTrainer(EBMConfig.from_dict({**cfg.to_dict(), "max_iters": 4}), data, noise, out_dir=tmp_path / "cut")
+    first.fit()
+    resumed = EBMTrainer.resume(tmp_path / "cut" / "checkpoint.pt", data, noise, overrides={"max_iters": 8})
+    resumed.fit()
+    assert resumed.step == 8
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert torch.equal(whole.buffer.samples, resumed.buffer.samples)
+    with pytest.raises(ValueError, match="sgld_steps"):
+        EBMTrainer.resume(tmp_path / "cut" / "checkpoint.pt", data, noise, overrides={"sgld_steps": 3})

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .training.run import run_training
 from .presets import PRESETS
-from .training import save_checkpoint, write_json
+from .sampling import pgd_trajectory
+from .training import MODEL_FILE, write_json
+from .training.run import run_training
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -37,8 +38,8 @@ DEMO_SETTINGS: dict[str, Any] = {
     "reference_blur": 1.0,     # sigma (px) of the blurred held-out digits reference
     "seed_blur": 1.0,          # sigma (px) of the blurred generation seeds
     "class_min_fraction": 0.01,  # a class "appears" when at least 1% of the samples are predicted as it
-    "ood_n": 128,              # smoke runs only; the full demo uses `atebm eval-ood`'s defaults, so that
-    "ood_eps": (0, 1, 2, 3, 5, 8),  # `atebm eval-ood --checkpoint DIR/checkpoint_best.pt ...` reproduces them
+    "smoke_ood_n": 8,          # smoke runs only; the full demo uses `atebm eval-ood`'s defaults, so that
+    "smoke_ood_eps": (0, 1),   # `atebm eval-ood --checkpoint DIR --checkpoint-oe DIR/outlier-exposure` reproduces it
 }
 
 class BestByFrechet:
@@ -47,13 +48,14 @@ class BestByFrechet:
 
     Every ``every`` iterations (once K >= ``min_k``) it generates from ``seeds`` with the preset's generation
     settings and measures the Fréchet distance to ``reference`` in ``feature_net``'s feature space; the weights
-    with the lowest distance are kept in memory (``state``) and the value is added to the log record."""
+    with the lowest distance become the run's model (:meth:`atebm.Trainer.select_weights`, written to
+    ``model.pt``) and the value is added to the log record."""
 
     def __init__(self, seeds: torch.Tensor, reference_features: np.ndarray, feature_net: Any, steps: int,
                  step_size: float, every: int, min_k: int) -> None:
         self.seeds, self.reference_features, self.feature_net = seeds, reference_features, feature_net
         self.steps, self.step_size, self.every, self.min_k = steps, step_size, every, min_k
-        self.best_fd, self.best_step, self.state = float("inf"), None, None
+        self.best_fd, self.best_step = float("inf"), None
         self.trace: list[dict[str, float]] = []
 
     def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
@@ -68,7 +70,7 @@ class BestByFrechet:
         self.trace.append({"step": trainer.step, "k": trainer.k, "val_fd": fd})
         if fd < self.best_fd:
             self.best_fd, self.best_step = fd, trainer.step
-            self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            trainer.select_weights(by="val_fd", value=fd)
 
 
 SMOKE_OVERRIDES = {"max_iters": 6, "k_max": 2, "epochs_per_k": 0.02, "auc_window": 2, "log_every": 2,
@@ -79,9 +81,15 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bool = False) -> int:
+def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = False,
+             overwrite: bool = False) -> dict[str, Any]:
+    """The whole ``atebm demo`` (steps 1-5 of the module docstring); returns the content of ``metrics.json``.
+
+    ``out`` becomes a run folder whose ``model.pt`` is the AT model selected by validation FD; the Outlier
+    Exposure baseline is a run folder of its own in ``out/outlier-exposure``. ``smoke=True`` is a seconds-long
+    run with tiny budgets for tests: its numbers mean nothing."""
     from .apps.generate import generate
-    from .data import blur, load
+    from .data import blur, load_dataset
     from .io import save_grid, save_images
     from .metrics import (digit_features, efficiency_pairs, generation_metrics, nearest_neighbour_grid,
                           sampling_efficiency)
@@ -90,7 +98,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
 
     start = time.perf_counter()
     out = Path(out)
-    if (out / "checkpoint.pt").exists():
+    if (out / "checkpoint.pt").exists() or (out / "model.pt").exists():
         if not overwrite:
             raise ValueError(f"{out} already holds a run; pass --overwrite to replace it or choose another --out")
         shutil.rmtree(out)
@@ -98,17 +106,16 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     settings = dict(DEMO_SETTINGS)
     smoke_overrides = dict(SMOKE_OVERRIDES) if smoke else {}
     if smoke:
-        settings.update(oe_iters=4, n_eval=80, ood_n=8, ood_eps=(0, 1), select_every=2, select_min_k=0,
-                        select_seeds=16)
+        settings.update(oe_iters=4, n_eval=80, select_every=2, select_min_k=0, select_seeds=16)
     timings: dict[str, float] = {}
     gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
     net = digit_features(device="cpu")
-    train = load("mnist", split="train").x
+    train = load_dataset("mnist", split="train").x
 
     # 1. training ------------------------------------------------------------------------------------------
     _say(f"[1/5] training the AT model (preset mnist) -> {out}")
     monitor = FailureMonitor()
-    selector = BestByFrechet(load("photos", split="train", n=settings["select_seeds"], seed=7).x,
+    selector = BestByFrechet(load_dataset("photos", split="train", n=settings["select_seeds"], seed=7).x,
                              net.features(train).numpy(), net, gen["steps"], gen["step_size"],
                              settings["select_every"], settings["select_min_k"])
     t = time.perf_counter()
@@ -116,13 +123,11 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
                                     **smoke_overrides}, callbacks=[monitor, selector])
     timings["train_at_s"] = time.perf_counter() - t
     _say(f"      {at.step} iterations, final K={at.k} ({at.stop_reason}) in {timings['train_at_s']:.0f} s")
-    if selector.state is not None:
-        at.model.load_state_dict(selector.state)
-        _say(f"      using the weights of step {selector.best_step} (validation FD {selector.best_fd:.1f})")
-    save_checkpoint(out / "checkpoint_best.pt", {
-        "model_spec": at.model.spec, "model": at.model.state_dict(), "config": at.config.to_dict(), "trainer": None,
-        "history": at.history, "extra": {k: v for k, v in at.extra.items() if k != "meta"},
-        "selection": {"step": selector.best_step, "val_fd": selector.best_fd, "trace": selector.trace}})
+    weights, selection = at.model_weights()
+    at.model.load_state_dict(weights)
+    if selection["by"] == "val_fd":
+        _say(f"      using the weights of step {selector.best_step} (validation FD {selector.best_fd:.1f}): "
+             f"{out / MODEL_FILE}")
     _say("[2/5] training the Outlier Exposure baseline (same trainer, K = 0)")
     t = time.perf_counter()
     oe_overrides = {**smoke_overrides, "device": device, "k_max": 0, "max_iters": settings["oe_iters"]}
@@ -135,10 +140,11 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     _say("[3/5] generating from held-out photo seeds and blurred seeds")
     t = time.perf_counter()
     n = settings["n_eval"]
-    seeds = load("photos", split="test", n=n, seed=1).x
-    test = load("mnist", split="test", n=n, seed=0).x
+    seeds = load_dataset("photos", split="test", n=n, seed=1).x
+    test = load_dataset("mnist", split="test", n=n, seed=0).x
     record = sorted({0, gen["steps"] // 4, gen["steps"] // 2, 3 * gen["steps"] // 4, gen["steps"]})
-    samples, trajectory = generate(model, seeds.to(dev), gen["steps"], gen["step_size"], record=record)
+    samples, trajectory = pgd_trajectory(model, seeds.to(dev), record=record, steps=gen["steps"],
+                                         step_size=gen["step_size"])
     blurred_samples = generate(model, seeds.to(dev), gen["steps"], gen["step_size"], settings["seed_blur"])
     samples, blurred_samples, trajectory = samples.cpu(), blurred_samples.cpu(), trajectory.cpu()
     save_images(out, "samples", samples, nrow=16)
@@ -189,7 +195,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
         "monitor": monitor.summary(),
         "model_selection": {"rule": "lowest validation FD (samples from training-photo seeds vs training digits)",
                             "best_step": selector.best_step, "best_val_fd": selector.best_fd,
-                            "trace": selector.trace, "checkpoint": "checkpoint_best.pt"},
+                            "trace": selector.trace, "model": MODEL_FILE},
     }
     report = Report.open(out, title="atebm demo: MNIST 5,000 vs natural-photo patches")
     _add_report_sections(report, out, at, oe, metrics)
@@ -201,11 +207,11 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     t = time.perf_counter()
     from .ood.pipeline import run_eval_ood
 
-    ood_options = {} if not smoke else {"n": settings["ood_n"], "n_in": settings["ood_n"],
-                                         "eps": settings["ood_eps"]}
+    ood_options = {} if not smoke else {"n": settings["smoke_ood_n"], "n_in": settings["smoke_ood_n"],
+                                         "eps": settings["smoke_ood_eps"]}
     ood = run_eval_ood({"AT": model, "OE (K=0)": oe_model}, out, report=True, verbose=True,
-                       checkpoints={"AT": str(out / "checkpoint_best.pt"),
-                                    "OE (K=0)": str(out / "outlier-exposure" / "checkpoint.pt")}, **ood_options)
+                       checkpoints={"AT": str(out / MODEL_FILE),
+                                    "OE (K=0)": str(out / "outlier-exposure" / MODEL_FILE)}, **ood_options)
     timings["ood_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     write_json(out / "metrics.json", metrics)
@@ -213,7 +219,7 @@ def run_demo(out: Path, device: str = "auto", smoke: bool = False, overwrite: bo
     _add_intro(report, metrics)  # replaces the intro in place, now with every timing
     report.save()
     _print_summary(metrics, ood, out)
-    return 0
+    return metrics
 
 
 def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict[str, Any]) -> None:
@@ -224,7 +230,7 @@ def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict
     report.add_table("selection", "Model selection by validation Fréchet distance", ["step", "K", "validation FD"],
                      [[r["step"], r["k"], r["val_fd"]] for r in selection["trace"]],
                      protocol={"rule": selection["rule"], "chosen step": selection["best_step"],
-                               "used for": "every sample, metric and OOD number below (checkpoint_best.pt)"})
+                               "used for": f"every sample, metric and OOD number below ({MODEL_FILE})"})
     report.add_curves("curves-oe", "Training curves: Outlier Exposure (K = 0)", oe.history)
     report.add_image("samples", "Samples from held-out photo seeds", "samples.png", "PGD ascent from photo patches")
     report.add_image("samples-blurred", "Samples from blurred seeds", "samples_blurred_seeds.png",

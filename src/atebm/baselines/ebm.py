@@ -17,32 +17,30 @@ and ``x_sgld`` are short-run SGLD chains (E Eq. 3, :func:`atebm.sgld`)::
 started from a **replay buffer** of past samples: each chain starts from a buffer entry, except with probability
 ``reinit_prob`` (5 %) from a fresh p_0 sample (noise), and the final samples are written back (JEM / IGEBM practice).
 
-:class:`EBMTrainer` has the constructor of :class:`atebm.Trainer` (config dataclass, ``data``, ``p0``, ``out_dir``,
-``callbacks``, ``extra={"clamp": ..., "meta": ...}``), works on 2D points and on images, logs the same history
-fields where they apply (``score_data``, ``score_adv`` = the SGLD samples' score, ``loss``, ``elapsed_s``, ...) and
-writes checkpoints that :func:`atebm.load` reads. The checkpoint holds the weights, the config and the history, not
-the replay buffer, so it is not resumable.
+:class:`MaximumLikelihood` is this loss and sampler as an :class:`atebm.training.Objective`: the EBM baseline
+runs in :class:`atebm.Trainer` itself (same loop, optimiser, budgets, logging, checkpoints with the replay buffer,
+exact resume, callbacks). :class:`EBMTrainer` is that trainer built from one :class:`EBMConfig`; ``p0`` is the
+noise the chains are (re)initialised from, and the p_0 batch of every iteration supplies the fresh starts.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ..models import ScoreModel, build_score_model
 from ..sampling import sgld
-from ..training import StopTraining, batch_auc, resolve_device, save_checkpoint, write_json
+from ..training import Objective, Trainer, TrainConfig, check_resume_overrides, load_checkpoint
 from ..training.config import check_known_keys
-from ..training.trainer import append_jsonl, fetch_batch
+from ..training.trainer import fetch_batch
 
-__all__ = ["EBMConfig", "EBMTrainer", "ReplayBuffer"]
+__all__ = ["EBMConfig", "EBMTrainer", "MaximumLikelihood", "ReplayBuffer"]
+
+#: EBMConfig fields that configure the objective (the rest configure the trainer).
+_OBJECTIVE_FIELDS = ("sgld_steps", "sgld_step_size", "sgld_noise_std", "buffer_size", "reinit_prob", "l2_reg")
 
 
 @dataclass
@@ -113,9 +111,17 @@ class EBMConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EBMConfig":
+    def from_dict(cls, values: dict[str, Any]) -> EBMConfig:
         check_known_keys(cls, values, "EBM")
         return cls(**values)
+
+    def train_config(self) -> TrainConfig:
+        """The trainer's part: K = 0 (no PGD), no R1, the budgets, optimiser and bookkeeping of this config."""
+        shared = {k: v for k, v in self.to_dict().items() if k not in _OBJECTIVE_FIELDS}
+        return TrainConfig(k_start=0, k_max=0, r1=0.0, **shared)
+
+    def objective_options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _OBJECTIVE_FIELDS}
 
 
 class ReplayBuffer:
@@ -127,6 +133,16 @@ class ReplayBuffer:
             raise ValueError("p0 is empty")
         self.p0, self.reinit_prob, self.generator = p0, reinit_prob, generator
         self.samples = self.fresh(size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["samples"].shape) != tuple(self.samples.shape):
+            raise ValueError(f"replay buffer of shape {tuple(state['samples'].shape)} does not match "
+                             f"{tuple(self.samples.shape)}")
+        self.samples = state["samples"].clone()
+        self.generator.set_state(state["generator"])
 
     def fresh(self, n: int) -> Tensor:
         """``n`` fresh samples of p_0 (drawn with replacement)."""
@@ -149,136 +165,118 @@ class ReplayBuffer:
         self.samples[slots] = samples.detach().to(self.samples.dtype).cpu()
 
 
-class EBMTrainer:
-    """Maximum-likelihood EBM trainer (module doc). Same constructor shape as :class:`atebm.Trainer`:
-    ``EBMTrainer(config, data, p0, out_dir=None, callbacks=(), extra={"clamp": (lo, hi) or None})``; ``p0`` is the
-    noise the chains are (re)initialised from. ``fit()`` returns the history; ``save(path)`` writes a checkpoint for
-    :func:`atebm.load`; ``sample(n)`` runs fresh short-run chains from p_0."""
+class MaximumLikelihood(Objective):
+    """Maximum-likelihood EBM training as a :class:`atebm.training.Objective` (module doc, E Eq. 1-3).
+
+    Negatives: short-run SGLD chains started from the replay buffer (a ``reinit_prob`` share from the iteration's
+    fresh p_0 batch), written back to the buffer. Loss: ``-(mean f(x) - mean f(x_sgld)) + l2_reg ·
+    (mean f(x)² + mean f(x_sgld)²)``."""
+
+    kind = "maximum-likelihood"
+
+    def __init__(self, p0: Any, *, sgld_steps: int = 20, sgld_step_size: float = 10.0,
+                 sgld_noise_std: float | None = 0.005, buffer_size: int = 10000, reinit_prob: float = 0.05,
+                 l2_reg: float = 0.1, seed: int = 0) -> None:
+        self.sgld_steps, self.sgld_step_size, self.sgld_noise_std = sgld_steps, sgld_step_size, sgld_noise_std
+        self.l2_reg, self.seed = l2_reg, seed
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.buffer = ReplayBuffer(p0, buffer_size, reinit_prob, self.generator)
+
+    @classmethod
+    def restore(cls, options: dict[str, Any], p0: Any) -> MaximumLikelihood:
+        return cls(p0, **options)
+
+    def options(self) -> dict[str, Any]:
+        return {"sgld_steps": self.sgld_steps, "sgld_step_size": self.sgld_step_size,
+                "sgld_noise_std": self.sgld_noise_std, "buffer_size": len(self.buffer),
+                "reinit_prob": self.buffer.reinit_prob, "l2_reg": self.l2_reg, "seed": self.seed}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+
+    def run_chains(self, model: Any, starts: Tensor, clamp: tuple[float, float] | None,
+                   steps: int | None = None) -> Tensor:
+        """SGLD (E Eq. 3) from ``starts`` with the configured step size and noise, box-clamped."""
+        return sgld(model, starts, steps=self.sgld_steps if steps is None else steps, step_size=self.sgld_step_size,
+                    noise_std=self.sgld_noise_std, clamp=clamp, generator=self.generator)
+
+    def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
+        n = x0.shape[0]
+        slots = torch.randint(len(self.buffer), (n,), generator=self.generator)
+        starts = self.buffer.samples[slots].clone().to(x0.device)
+        fresh = (torch.rand(n, generator=self.generator) < self.buffer.reinit_prob).to(x0.device)
+        starts = torch.where(fresh.view(-1, *([1] * (x0.dim() - 1))), x0, starts)
+        self._fresh_fraction = float(fresh.float().mean())
+        x_neg = self.run_chains(trainer.model, starts, trainer._clamp())
+        self.buffer.store(slots, x_neg)
+        return x_neg
+
+    def loss(self, trainer: Trainer, s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+        gap = s_data.mean() - s_neg.mean()
+        reg = s_data.pow(2).mean() + s_neg.pow(2).mean()
+        return -gap + self.l2_reg * reg, {"gap": float(gap.detach()), "reg": float(reg.detach()),
+                                          "fresh_fraction": getattr(self, "_fresh_fraction", 0.0),
+                                          "sgld_steps": float(self.sgld_steps)}
+
+
+class EBMTrainer(Trainer):
+    """:class:`atebm.Trainer` with the :class:`MaximumLikelihood` objective, configured by one
+    :class:`EBMConfig`: ``EBMTrainer(config, data, p0, out_dir=None, callbacks=(), extra={"clamp": (lo, hi) or
+    None})``. ``fit()``, ``save()``, :meth:`resume` and the run folder (``model.pt``, ``checkpoint.pt`` with the
+    replay buffer) are the trainer's; ``sample(n)`` runs fresh short-run chains from p_0."""
 
     def __init__(self, config: EBMConfig, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
-                 callbacks: Sequence[Callable[["EBMTrainer", dict[str, Any]], None]] = (),
-                 extra: dict[str, Any] | None = None) -> None:
+                 callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+                 extra: dict[str, Any] | None = None, objective: MaximumLikelihood | None = None) -> None:
         if len(data) < 1:
             raise ValueError("the data source is empty")
-        self.config = config
-        self.data, self.p0 = data, p0
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.callbacks = list(callbacks)
-        self.extra = dict(extra or {})
-        self.device = resolve_device(config.device)
-        torch.manual_seed(config.seed)
-        self.model: ScoreModel = build_score_model(config.model).to(self.device)
-        if config.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                self.model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                             weight_decay=config.weight_decay)
-        self.generator = torch.Generator().manual_seed(config.seed + 1)
-        self.buffer = ReplayBuffer(p0, config.buffer_size, config.reinit_prob, self.generator)
-        self.step = 0
-        self.elapsed_s = 0.0
-        self.history: list[dict[str, Any]] = []
-        self.stop_reason: str | None = None
+        self.ebm_config = config
+        extra = {"kind": "sgld-ebm", **(extra or {}), "ebm": config.to_dict()}
+        objective = objective or MaximumLikelihood(p0, seed=config.seed, **config.objective_options())
+        super().__init__(config.train_config(), data, p0, out_dir=out_dir, callbacks=callbacks, extra=extra,
+                         objective=objective)
 
-    def _clamp(self) -> tuple[float, float] | None:
-        return self.extra.get("clamp", (0.0, 1.0))
+    @property
+    def buffer(self) -> ReplayBuffer:
+        return self.likelihood.buffer
+
+    @property
+    def likelihood(self) -> MaximumLikelihood:
+        assert isinstance(self.objective, MaximumLikelihood)
+        return self.objective
 
     def run_chains(self, starts: Tensor, steps: int | None = None) -> Tensor:
         """SGLD (E Eq. 3) from ``starts`` with the configured step size and noise, box-clamped."""
-        c = self.config
-        return sgld(self.model, starts.to(self.device), steps=c.sgld_steps if steps is None else steps,
-                    step_size=c.sgld_step_size, noise_std=c.sgld_noise_std, clamp=self._clamp(),
-                    generator=self.generator)
-
-    def train_step(self) -> dict[str, float]:
-        c = self.config
-        idx = torch.randint(len(self.data), (c.batch_size,), generator=self.generator)
-        x = fetch_batch(self.data, idx).to(self.device, torch.float32)
-        starts, slots, fresh = self.buffer.draw(c.batch_size)
-        x_neg = self.run_chains(starts)
-        self.buffer.store(slots, x_neg)
-
-        self.model.train()
-        scores = self.model(torch.cat([x, x_neg]))
-        s_pos, s_neg = scores[:c.batch_size], scores[c.batch_size:]
-        gap = s_pos.mean() - s_neg.mean()
-        reg = s_pos.pow(2).mean() + s_neg.pow(2).mean()
-        loss = -gap + c.l2_reg * reg
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-        self.optimizer.step()
-        return {"loss": float(loss.detach()), "reg": float(reg.detach()), "gap": float(gap.detach()),
-                "score_data": float(s_pos.detach().mean()), "score_adv": float(s_neg.detach().mean()),
-                "auc_adv": batch_auc(s_pos, s_neg), "fresh_fraction": float(fresh.float().mean())}
-
-    def _finished(self) -> str | None:
-        c = self.config
-        if c.max_iters is not None and self.step >= c.max_iters:
-            return "max_iters reached"
-        if c.time_budget_s is not None and self.elapsed_s >= c.time_budget_s:
-            return "time budget reached"
-        return None
-
-    def fit(self) -> list[dict[str, Any]]:
-        """Trains until ``max_iters`` / ``time_budget_s`` (or a callback raises :class:`atebm.training.StopTraining`);
-        returns the history (one record per ``log_every`` iterations, values averaged over the window)."""
-        c = self.config
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.out_dir / "config.json", {"ebm": c.to_dict(), **self.extra.get("meta", {})})
-        acc: dict[str, list[float]] = {}
-        window_start, window_iters = time.perf_counter(), 0
-        try:
-            while (reason := self._finished()) is None:
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                self.step += 1
-                window_iters += 1
-                self.elapsed_s += time.perf_counter() - t0
-                for key, value in stats.items():
-                    acc.setdefault(key, []).append(value)
-                if not np.isfinite(stats["loss"]):
-                    raise StopTraining(f"non-finite loss at step {self.step}")
-                if self.step % c.log_every == 0:
-                    now = time.perf_counter()
-                    record = {"step": self.step, **{k: float(np.mean(v)) for k, v in acc.items()},
-                              "sgld_steps": c.sgld_steps, "iters_per_s": window_iters / (now - window_start),
-                              "elapsed_s": self.elapsed_s}
-                    acc, window_start, window_iters = {}, now, 0
-                    self.history.append(record)
-                    if self.out_dir is not None:
-                        append_jsonl(self.out_dir / "log.jsonl", record)
-                    for callback in self.callbacks:
-                        callback(self, record)
-                if self.step % c.ckpt_every == 0:
-                    self.save()
-            self.stop_reason = reason
-        except StopTraining as stop:
-            self.stop_reason = f"stopped: {stop}"
-        self.save()
-        return self.history
-
-    def save(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Weights + config + history (``atebm.load`` reads it). Default: ``out_dir/checkpoint.pt``."""
-        if path is None:
-            if self.out_dir is None:
-                return None
-            path = self.out_dir / "checkpoint.pt"
-        return save_checkpoint(path, {
-            "model_spec": self.model.spec, "model": self.model.state_dict(), "config": {"ebm": self.config.to_dict()},
-            "trainer": None, "history": self.history,
-            "extra": {"kind": "sgld-ebm", "clamp": self._clamp()},
-        })
+        return self.likelihood.run_chains(self.model, starts.to(self.device), self._clamp(), steps)
 
     def sample(self, n: int, steps: int | None = None, *, from_buffer: bool = False) -> Tensor:
         """``n`` samples: short-run SGLD chains from fresh p_0 noise (default) or from the replay buffer."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if from_buffer:
-            starts = self.buffer.samples[torch.randint(len(self.buffer), (n,), generator=self.generator)]
+            starts = self.buffer.samples[torch.randint(len(self.buffer), (n,), generator=self.likelihood.generator)]
         else:
             starts = self.buffer.fresh(n)
         return self.run_chains(starts, steps)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
+               callbacks: Sequence[Callable] = (), overrides: dict[str, Any] | None = None,
+               extra: dict[str, Any] | None = None) -> EBMTrainer:
+        """Continues an EBM run exactly (replay buffer included); ``overrides`` as :meth:`atebm.Trainer.resume`."""
+        payload = load_checkpoint(path)
+        saved_extra = dict(payload.get("extra") or {})
+        if payload.get("trainer") is None or "ebm" not in saved_extra:
+            raise ValueError(f"{path} is not a resumable EBM checkpoint")
+        saved = saved_extra.pop("ebm")
+        config = EBMConfig.from_dict({**saved, **check_resume_overrides(saved, overrides, EBMConfig.from_dict)})
+        objective = Objective.from_dict(payload.get("objective"), p0)
+        assert isinstance(objective, MaximumLikelihood)
+        trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else os.path.dirname(path),
+                      callbacks=callbacks, extra={**saved_extra, **(extra or {})}, objective=objective)
+        trainer.restore(payload)
+        return trainer

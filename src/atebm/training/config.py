@@ -58,6 +58,7 @@ class TrainConfig:
     augment_crop_scale: tuple[float, float] | None = None
     augment_flip: bool = False
     freeze_bn: bool = False
+    grad_clip: float | None = None
     # bookkeeping
     log_every: int = 50
     ckpt_every: int = 500
@@ -97,6 +98,8 @@ class TrainConfig:
             problems.append(f"loss must be 'bce' (binary AT) or 'ebm' (the E Sec. 5.3 ablation), got {self.loss!r}")
         if self.r1 < 0:
             problems.append(f"r1 must be >= 0, got {self.r1}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.augment_crop_scale is not None:
             lo, hi = self.augment_crop_scale
             if not 0 < lo <= hi <= 1:

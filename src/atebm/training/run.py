@@ -9,7 +9,10 @@ from typing import Any, Sequence
 from ..presets import Preset
 from .trainer import Trainer
 
-__all__ = ["open_images", "open_training_data", "run_training"]
+__all__ = ["open_images", "open_training_data", "resolve_training", "run_training", "SOURCE_KEYS"]
+
+#: Overrides that name data sources rather than TrainConfig fields.
+SOURCE_KEYS = ("data", "p0", "seeds")
 
 
 def open_images(spec: str, size: int, channels: int, role: str = "data", preset: Preset | None = None):
@@ -34,10 +37,20 @@ def open_training_data(preset: Preset, data_spec: str | None = None, p0_spec: st
     return data, p0
 
 
-def run_training(preset: Preset, out_dir: Path, overrides: dict[str, Any], *, resume: bool = False,
-                 callbacks: Sequence = (), log: bool = True) -> Trainer:
-    """Builds (or resumes) the trainer of a preset in ``out_dir`` and trains it to its budget."""
-    overrides = dict(overrides)
+def resolve_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`run_training` would run (``atebm train --dry-run``): sources, run folder and the full config."""
+    config = preset.config(**{k: v for k, v in overrides.items() if k not in SOURCE_KEYS})
+    return {"preset": preset.name, "out": str(out_dir), "data": overrides.get("data", preset.data),
+            "p0": overrides.get("p0", preset.p0), "seeds": overrides.get("seeds", preset.seeds),
+            "train": config.to_dict()}
+
+
+def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] | None = None, *,
+                 resume: bool = False, callbacks: Sequence = (), log: bool = True) -> Trainer:
+    """Builds (or, with ``resume``, continues) the trainer of a preset in the run folder ``out_dir`` and trains it
+    to its budget. ``overrides`` are TrainConfig fields plus the source strings ``data``, ``p0``, ``seeds``."""
+    out_dir = Path(out_dir)
+    overrides = dict(overrides or {})
     data_spec, p0_spec = overrides.pop("data", None), overrides.pop("p0", None)
     seeds_spec = overrides.pop("seeds", None)
     data, p0 = open_training_data(preset, data_spec, p0_spec)

@@ -13,6 +13,11 @@ K starts at ``k_start`` and grows by one when the mean batch AUC(p_data vs x*) o
 batches exceeds ``auc_threshold``, or after ``epochs_per_k`` epochs, whichever first (Alg. 2 as published);
 the last stage ends on the stated budget. Under ``torchrun`` the model is wrapped in DistributedDataParallel
 (gloo on CPU, nccl on GPU); each rank draws its own share of every global batch.
+
+What the iteration contrasts and optimises is a strategy, :class:`Objective`: :class:`BinaryAT` (above) by
+default; the maximum-likelihood EBM baseline plugs in its SGLD chains and likelihood loss
+(:class:`atebm.baselines.MaximumLikelihood`) and reuses everything else: the loop, optimiser, budgets, logging,
+checkpoints, resume, callbacks.
 """
 from __future__ import annotations
 
@@ -52,6 +57,72 @@ class ImageSource(Protocol):
 #: the continuation differ from an uninterrupted run.
 RESUME_OVERRIDABLE = frozenset({"max_iters", "final_iters", "final_epochs", "time_budget_s", "log_every",
                                 "ckpt_every", "progress", "device"})
+
+
+class Objective:
+    """The strategy of one :class:`Trainer` iteration: which negatives the data is contrasted with and which loss
+    is minimised. Subclasses register under ``kind`` so that :meth:`Trainer.resume` can rebuild them from the
+    checkpoint (``options()`` are constructor keywords; ``state_dict()`` is any extra state, e.g. a buffer)."""
+
+    kind = "objective"
+    registry: dict[str, type["Objective"]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Objective.registry[cls.kind] = cls
+
+    def negatives(self, trainer: "Trainer", x0: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, trainer: "Trainer", s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "options": self.options(), "state": self.state_dict()}
+
+    @staticmethod
+    def from_dict(payload: dict[str, Any] | None, p0: Any) -> "Objective":
+        if not payload:
+            return BinaryAT()
+        kind = payload.get("kind")
+        if kind not in Objective.registry:
+            raise ValueError(f"the checkpoint was trained with objective {kind!r}, which is not loaded "
+                             f"(known: {sorted(Objective.registry)}); import the module that defines it first")
+        objective = Objective.registry[kind].restore(payload.get("options") or {}, p0)
+        objective.load_state_dict(payload.get("state") or {})
+        return objective
+
+    @classmethod
+    def restore(cls, options: dict[str, Any], p0: Any) -> "Objective":
+        return cls(**options)
+
+
+class BinaryAT(Objective):
+    """Binary adversarial training (E Alg. 1): negatives are p_0 samples after K PGD ascent steps (none at K = 0,
+    Outlier Exposure); loss ``BCE(f(x), 1) + BCE(f(x*), 0)`` (E Eq. 4), or with ``config.loss == "ebm"`` the
+    unbounded logit gap ``-(mean f(x) - mean f(x*))`` of the E Sec. 5.3 stability ablation."""
+
+    kind = "binary-at"
+
+    def negatives(self, trainer: "Trainer", x0: Tensor) -> Tensor:
+        return trainer.sample_p0(x0, trainer.k) if trainer.k > 0 else x0
+
+    def loss(self, trainer: "Trainer", s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+        if trainer.config.loss == "bce":
+            loss = F.binary_cross_entropy_with_logits(s_data, torch.ones_like(s_data)) + \
+                F.binary_cross_entropy_with_logits(s_neg, torch.zeros_like(s_neg))
+        else:
+            loss = -(s_data.mean() - s_neg.mean())
+        return loss, {}
 
 
 class StopTraining(Exception):
@@ -162,8 +233,10 @@ class Trainer:
         out_dir: str | os.PathLike | None = None,
         callbacks: Sequence[Callable[["Trainer", dict[str, Any]], None]] = (),
         extra: dict[str, Any] | None = None,
+        objective: Objective | None = None,
     ) -> None:
         self.config = config
+        self.objective = objective if objective is not None else BinaryAT()
         self.data, self.p0 = data, p0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
@@ -245,7 +318,7 @@ class Trainer:
         x = fetch_batch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
         x = augment(x, c.augment_crop_scale, c.augment_flip, self.aug_generator)
         x0 = fetch_batch(self.p0, self.p0_stream.next(self.local_batch)).to(self.device, torch.float32)
-        x_adv = self.sample_p0(x0, self.k) if self.k > 0 else x0
+        x_adv = self.objective.negatives(self, x0)
         if c.indist_at_steps > 0:
             x = pgd(self.model, x, steps=c.indist_at_steps, step_size=c.indist_at_step_size, norm=c.pgd_norm,
                     eps=c.indist_at_eps, descent=True, clamp=self._clamp())
@@ -259,11 +332,7 @@ class Trainer:
             inputs.requires_grad_(True)
         scores = self.network(inputs)
         s_data, s_adv = scores[:m], scores[m:]
-        if c.loss == "bce":
-            loss = F.binary_cross_entropy_with_logits(s_data, torch.ones_like(s_data)) + \
-                F.binary_cross_entropy_with_logits(s_adv, torch.zeros_like(s_adv))
-        else:
-            loss = -(s_data.mean() - s_adv.mean())
+        loss, objective_stats = self.objective.loss(self, s_data, s_adv)
         r1_value = torch.zeros((), device=self.device)
         if c.r1 > 0:
             (grad,) = torch.autograd.grad(s_data.sum(), inputs, create_graph=True)
@@ -271,6 +340,8 @@ class Trainer:
             loss = loss + c.r1 * r1_value
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if c.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
 
         auc = batch_auc(s_data, s_adv)
@@ -283,6 +354,7 @@ class Trainer:
             "score_data": float(s_data.detach().mean()),
             "score_adv": float(s_adv.detach().mean()),
             "perturbation_l2": float((x_adv - x0).flatten(1).norm(dim=1).mean()),
+            **objective_stats,
             "_x_data": x.detach(),
             "_x0": x0.detach(),
         }
@@ -334,6 +406,8 @@ class Trainer:
             while (reason := self._finished()) is None:
                 t0 = time.perf_counter()
                 stats = self.train_step()
+                if not math.isfinite(stats["loss"]):
+                    raise StopTraining(f"non-finite loss at step {self.step + 1}")
                 self.step += 1
                 self.k_iters += 1
                 window_iters += 1
@@ -443,6 +517,7 @@ class Trainer:
             "model_spec": self.model.spec, "model": self.model.state_dict(), "config": self.config.to_dict(),
             "trainer": self.state_dict(), "history": self.history, "extra": self._saved_extra(),
             "selection": self.selection, "selected_model": self._selected_weights,
+            "objective": self.objective.to_dict(),
         })
 
     def export_model(self, path: str | os.PathLike) -> Path:
@@ -468,27 +543,38 @@ class Trainer:
         payload = load_checkpoint(path)
         if payload.get("trainer") is None:
             raise ValueError(f"{path} holds only model weights, not a trainer state; it cannot be resumed")
-        saved = dict(payload["config"])
-        overrides = dict(overrides or {})
-        reference = TrainConfig.from_dict(saved).to_dict()
-        candidate = TrainConfig.from_dict({**saved, **overrides}).to_dict()
-        changed = sorted(k for k in overrides if candidate.get(k) != reference.get(k))
-        refused = [k for k in changed if k not in RESUME_OVERRIDABLE]
-        if refused:
-            raise ValueError(f"cannot resume with {', '.join(f'{k}={overrides[k]!r}' for k in refused)}: it would "
-                             f"not continue the run exactly (saved: "
-                             f"{', '.join(f'{k}={reference.get(k)!r}' for k in refused)}); a resume may change only "
-                             f"{', '.join(sorted(RESUME_OVERRIDABLE))}")
-        config = TrainConfig.from_dict({**saved, **overrides})
+        config = TrainConfig.from_dict({**payload["config"], **check_resume_overrides(payload["config"], overrides,
+                                                                                     TrainConfig.from_dict)})
         saved_extra = payload.get("extra") or {}
         trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else Path(path).parent,
-                      callbacks=callbacks, extra={**saved_extra, **(extra or {})})
-        trainer.model.load_state_dict(payload["model"])
-        if payload.get("selected_model") is not None and payload.get("selection") is not None:
-            trainer._selected_weights, trainer.selection = payload["selected_model"], dict(payload["selection"])
-        trainer.history = list(payload.get("history") or [])
-        trainer.load_state_dict(payload["trainer"])
+                      callbacks=callbacks, extra={**saved_extra, **(extra or {})},
+                      objective=Objective.from_dict(payload.get("objective"), p0))
+        trainer.restore(payload)
         return trainer
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Loads the model, selection, history and trainer state of a resumable checkpoint into this trainer."""
+        self.model.load_state_dict(payload["model"])
+        if payload.get("selected_model") is not None and payload.get("selection") is not None:
+            self._selected_weights, self.selection = payload["selected_model"], dict(payload["selection"])
+        self.history = list(payload.get("history") or [])
+        self.load_state_dict(payload["trainer"])
+
+
+def check_resume_overrides(saved: dict[str, Any], overrides: dict[str, Any] | None,
+                           build: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Returns ``overrides`` when each one that changes the saved config is in :data:`RESUME_OVERRIDABLE`;
+    raises a ValueError naming the others (they would make the continuation differ from an uninterrupted run).
+    ``build`` turns a config dict into the config object (so that ``1e-3`` and ``0.001`` compare equal)."""
+    overrides = dict(overrides or {})
+    reference = build(dict(saved)).to_dict()
+    candidate = build({**saved, **overrides}).to_dict()
+    refused = sorted(k for k in overrides if candidate.get(k) != reference.get(k) and k not in RESUME_OVERRIDABLE)
+    if refused:
+        raise ValueError(f"cannot resume with {', '.join(f'{k}={overrides[k]!r}' for k in refused)}: it would not "
+                         f"continue the run exactly (saved: {', '.join(f'{k}={reference.get(k)!r}' for k in refused)})"
+                         f"; a resume may change only {', '.join(sorted(RESUME_OVERRIDABLE))}")
+    return overrides
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
