@@ -11,10 +11,10 @@ of the parameter update):
   with 5 % re-initialisation, S SGLD steps per iteration; one iteration costs S + 1 passes. Test-time samples:
   short-run SGLD from fresh noise (S steps and 5 S steps) and the replay buffer itself.
 
-Sample quality: the Fréchet distance (FD) between generated samples and the MNIST test split, in the 64-d
-penultimate-layer features of a small digit classifier trained here on the MNIST train split (its test accuracy is
-reported); lower is better, with the floor FD(train images vs test images) and the seeds' FD for reference. Also the
-classifier's mean max-softmax ("digit-ness") and the entropy of its predicted labels (diversity; ln 10 = 2.30 is
+Sample quality: the Fréchet distance (FD) between generated samples and the 3,500 MNIST 5,000 training digits, in
+the 64-d features of the digit classifier of :func:`atebm.metrics.digit_features` — the same measure as the README
+and ``atebm demo``; lower is better, with the floor FD(held-out test digits) and the seeds' FD for reference. Also
+the classifier's mean max-softmax ("digit-ness") and the entropy of its predicted labels (diversity; ln 10 = 2.30 is
 uniform over digits).
 
     python benchmarks/sgld_vs_at.py     # ~6 minutes on 1 CPU thread (2 shared cores); writes benchmarks/results/
@@ -30,71 +30,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
-from torch import nn
-from torch.nn import functional as F
 
 import atebm
 from atebm.baselines import EBMConfig, EBMTrainer
-from atebm.data import load
+from atebm.data import load_dataset
 from atebm.io import save_grid
+from atebm.metrics import digit_features, frechet_distance
+from atebm.metrics.features import FeatureClassifier
 from atebm.training import StopTraining, write_json
 
 
-class DigitNet(nn.Module):
-    """Feature network for the FD: two conv blocks, a 64-d feature layer, 10 logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.feat = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU())
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.feat(self.conv(x))
-        return f, self.head(f)
-
-
-def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> DigitNet:
-    torch.manual_seed(seed)
-    net = DigitNet()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(64):
-            _, logits = net(x[idx])
-            loss = F.cross_entropy(logits, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net.eval()
-
-
-@torch.no_grad()
-def features(net: DigitNet, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    feats, probs = [], []
-    for chunk in x.split(256):
-        f, logits = net(chunk)
-        feats.append(f)
-        probs.append(logits.softmax(1))
-    return torch.cat(feats).double().numpy(), torch.cat(probs).double().numpy()
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    eye = 1e-6 * np.eye(a.shape[1])  # dead ReLU features make the covariances singular
-    cov_a, cov_b = np.cov(a, rowvar=False) + eye, np.cov(b, rowvar=False) + eye
-    root = np.real(linalg.sqrtm(cov_a @ cov_b))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
-
-
-def quality(net: DigitNet, x: torch.Tensor, ref_feats: np.ndarray) -> dict[str, float]:
-    f, p = features(net, x)
-    labels = np.bincount(p.argmax(1), minlength=10) / len(p)
+def quality(net: FeatureClassifier, x: torch.Tensor, reference_features: np.ndarray) -> dict[str, float]:
+    """FD in the digit classifier's features (the README's measure), its confidence and label entropy."""
+    probs = net.predict_proba(x).double().numpy()
+    labels = np.bincount(probs.argmax(1), minlength=10) / len(probs)
     entropy = float(-(labels[labels > 0] * np.log(labels[labels > 0])).sum())
-    return {"fd": frechet(f, ref_feats), "mean_max_softmax": float(p.max(1).mean()), "label_entropy": entropy,
-            "n": int(len(x))}
+    return {"fd": frechet_distance(net.features(x).numpy(), reference_features),
+            "mean_max_softmax": float(probs.max(1).mean()), "label_entropy": entropy, "n": int(len(x))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="lambda of E Eq. 3: x += lambda/2 grad f + noise (10: IGEBM-like; 0.5: JEM's step on [0, 1])")
     ap.add_argument("--sgld-noise", type=float, default=0.005, help="SGLD noise std (IGEBM: 0.005)")
     ap.add_argument("--n-eval", type=int, default=500, help="samples per FD")
-    ap.add_argument("--classifier-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/sgld_vs_at.json")
     args = ap.parse_args(argv)
@@ -116,26 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
 
-    train = load("mnist", split="train")
-    test = load("mnist", split="test")
-    photos = load("photos", split="train", n=5000, seed=args.seed).x
-    seeds = load("photos", split="test", n=args.n_eval, seed=args.seed).x
-    noise = load("uniform", split="train", n=5000, seed=args.seed).x
-    noise_eval = load("uniform", split="test", n=args.n_eval, seed=args.seed).x
+    train = load_dataset("mnist", split="train")
+    test = load_dataset("mnist", split="test")
+    photos = load_dataset("photos", split="train", n=5000, seed=args.seed).x
+    seeds = load_dataset("photos", split="test", n=args.n_eval, seed=args.seed).x
+    noise = load_dataset("uniform", split="train", n=5000, seed=args.seed).x
+    noise_eval = load_dataset("uniform", split="test", n=args.n_eval, seed=args.seed).x
 
-    t0 = time.perf_counter()
-    net = train_classifier(train.x, train.y, args.classifier_epochs, args.seed)
-    with torch.no_grad():
-        acc = float((net(test.x)[1].argmax(1) == test.y).float().mean())
-    ref_feats, _ = features(net, test.x[:args.n_eval])
-    classifier = {"test_accuracy": acc, "epochs": args.classifier_epochs, "seconds": time.perf_counter() - t0,
-                  "feature_dim": 64}
+    net = digit_features()
+    ref_feats = net.features(train.x).numpy()
+    classifier = dict(net.info)
     reference = {
-        "mnist_train_vs_test": quality(net, train.x[:args.n_eval], ref_feats),
+        "mnist_test_vs_train": quality(net, test.x[:args.n_eval], ref_feats),
         "photo_seeds": quality(net, seeds, ref_feats),
         "uniform_noise": quality(net, noise_eval, ref_feats),
     }
-    print(f"classifier test accuracy {acc:.3f}; FD floor {reference['mnist_train_vs_test']['fd']:.2f}", flush=True)
+    print(f"classifier test accuracy {net.info['test_accuracy']:.3f}; FD floor "
+          f"{reference['mnist_test_vs_train']['fd']:.2f}", flush=True)
 
     # the ConvNet of the mnist preset (average-pool downsampling, flatten head), same for both methods
     spec = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": args.width, "activation": "lrelu",
@@ -215,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": 1, "budget_passes_per_method": args.passes, "pass": f"one forward+backward of the "
         f"ConvNet(width {args.width}) on a batch of {args.batch} (AT's R1 term and its per-step log forward are "
         "not counted as passes but are in its wall-clock)", "model_spec": spec,
-        "quality_measure": "Frechet distance in the 64-d features of a digit classifier trained here on MNIST "
-                           f"train, {args.n_eval} samples vs {args.n_eval} MNIST test images",
+        "quality_measure": "Frechet distance in the 64-d features of atebm.metrics.digit_features (the README's "
+                           f"measure), {args.n_eval} samples vs the 3,500 MNIST 5,000 training digits",
         "classifier": classifier, "reference": reference, **results,
         "samples_png": str(png), "png_rows": ["photo seeds", "AT samples", "uniform noise",
                                               f"SGLD short-run ({s} steps)", "SGLD replay buffer"],
@@ -225,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out, summary)
     print(json.dumps({"at_fd": results["at"]["samples"]["pgd_from_photo_patches"]["fd"],
                       "sgld_fd": {k: v["fd"] for k, v in ebm_samples.items()},
-                      "floor": reference["mnist_train_vs_test"]["fd"], "seconds": summary["seconds_total"]}))
+                      "floor": reference["mnist_test_vs_train"]["fd"], "seconds": summary["seconds_total"]}))
     return 0
 
 

@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         generate=dict(steps=32, step_size=1.0, blur=0.0, n=256),
         hardware="2 CPU cores", wall_clock="see README (measured by `atebm demo`)"),
     "cifar10": _published(
-        "cifar10", arch={"arch": "resnet32", "kwargs": {"depth": 50, "in_channels": 3, "out_dim": 1},
+        "cifar10", arch={"arch": "cifar_resnet", "kwargs": {"depth": 50, "in_channels": 3, "out_dim": 1},
                          "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]},
         data="cifar10:data/cifar-10-batches-py?split=train", p0="tinyimages:data/tiny_images.bin",
         seeds="tinyimages:data/tiny_images.bin?n=50000&seed=1", size=32, batch=32, iters=172_000, lr=5e-4,

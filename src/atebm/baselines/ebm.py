@@ -80,16 +80,8 @@ class EBMConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         problems = []
-        if self.batch_size < 2:
-            problems.append(f"batch_size must be >= 2, got {self.batch_size}")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("adam", "sgd"):
-            problems.append(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.max_iters is None and self.time_budget_s is None:
             problems.append("set a budget: max_iters or time_budget_s")
-        if self.max_iters is not None and self.max_iters < 1:
-            problems.append(f"max_iters must be >= 1, got {self.max_iters}")
         if self.sgld_steps < 0 or self.sgld_step_size < 0:
             problems.append("sgld_steps and sgld_step_size must be >= 0")
         if self.sgld_noise_std is not None and self.sgld_noise_std < 0:
@@ -100,12 +92,9 @@ class EBMConfig:
             problems.append(f"reinit_prob must lie in [0, 1], got {self.reinit_prob}")
         if self.l2_reg < 0:
             problems.append(f"l2_reg must be >= 0, got {self.l2_reg}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
-        if self.log_every < 1 or self.ckpt_every < 1:
-            problems.append("log_every and ckpt_every must be >= 1")
         if problems:
             raise ValueError("invalid EBM config: " + "; ".join(problems))
+        self.train_config()  # the trainer's fields are checked where they are defined
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,20 +5,24 @@ from typing import Any
 
 from torch import nn
 
-from .networks import MLP2D, ConvNet, Discriminator, ResNet32, make_activation
+from .networks import MLP2D, ConvNet, Discriminator, CifarResNet, make_activation
 from .score import ScoreModel, freeze_batchnorm
 
 __all__ = [
-    "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "ResNet32", "Discriminator", "make_activation",
+    "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "CifarResNet", "Discriminator", "make_activation",
     "ARCHITECTURES", "build_score_model",
 ]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mlp2d": MLP2D,
     "convnet": ConvNet,
-    "resnet32": ResNet32,
+    "cifar_resnet": CifarResNet,
     "discriminator": Discriminator,
 }
+
+
+#: Architecture names used by checkpoints written before a rename; they still load.
+_FORMER_NAMES = {"resnet32": "cifar_resnet"}
 
 
 def build_score_model(spec: dict[str, Any]) -> ScoreModel:
@@ -27,7 +31,7 @@ def build_score_model(spec: dict[str, Any]) -> ScoreModel:
         {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 32}, "mean": 0.5, "std": 0.5, "logit": None}
     """
     spec = dict(spec)
-    arch = spec.get("arch")
+    arch = _FORMER_NAMES.get(spec.get("arch"), spec.get("arch"))
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
     kwargs = dict(spec.get("kwargs") or {})

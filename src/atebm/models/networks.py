@@ -2,7 +2,7 @@
 
 * :class:`MLP2D` – the 2D theory lab (E Fig. 1, G Fig. 2, 4-6).
 * :class:`ConvNet` – a small ConvNet for 28x28 / 32x32 images, the CPU default.
-* :class:`ResNet32` – ResNet-18/34/50 for 32x32 inputs (the CIFAR-10 backbone of E is ResNet50, ReLU).
+* :class:`CifarResNet` – ResNet-18/34/50 for 32x32 inputs (the CIFAR-10 backbone of E is ResNet50, ReLU).
 * :class:`Discriminator` – the 256 px discriminator of E supplement Tab. 2 (after StarGAN v2), parameterised
   by resolution so that 64 and 128 px work too.
 """
@@ -13,7 +13,7 @@ import math
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP2D", "ConvNet", "ResNet32", "Discriminator", "make_activation"]
+__all__ = ["MLP2D", "ConvNet", "CifarResNet", "Discriminator", "make_activation"]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -136,7 +136,7 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
 _RESNET_LAYOUTS = {18: (_BasicBlock, (2, 2, 2, 2)), 34: (_BasicBlock, (3, 4, 6, 3)), 50: (_Bottleneck, (3, 4, 6, 3))}
 
 
-class ResNet32(nn.Module):
+class CifarResNet(nn.Module):
     """ResNet-18/34/50 for 32x32 inputs (3x3 stem, no max-pool), the CIFAR-10 backbone of E (ResNet50, ReLU).
     ``out_dim=10`` with ``ScoreModel(logit=0)`` mirrors the published code; ``out_dim=1`` is the clean choice."""
 
