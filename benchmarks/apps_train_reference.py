@@ -23,7 +23,7 @@ import torch
 
 import atebm
 from atebm.apps import generate
-from atebm.data import load
+from atebm.data import load_dataset
 from atebm.io import save_images
 from atebm.presets import PRESETS
 from atebm.training import write_json
@@ -51,14 +51,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = load("mnist", split="train", seed=args.seed)
+    data = load_dataset("mnist", split="train", seed=args.seed)
     data_label = "mnist/train (3500)"
     if args.classes:
         classes = sorted({int(c) for c in args.classes.split(",")})
         keep = torch.isin(data.y, torch.tensor(classes))
         data.x, data.y = data.x[keep], data.y[keep]
         data_label = f"mnist/train classes {classes} ({len(data.x)})"
-    p0 = load("photos", split="train", n=20000, seed=args.seed)
+    p0 = load_dataset("photos", split="train", n=20000, seed=args.seed)
     if args.preset:
         config = PRESETS[args.preset].config(time_budget_s=args.time_budget, max_iters=args.max_iters,
                                              progress=False, seed=args.seed, device="cpu")
@@ -68,18 +68,20 @@ def main() -> None:
             batch_size=args.batch_size, lr=1e-3, k_start=0, k_max=args.k_max, step_size=args.step_size,
             epochs_per_k=1.0, auc_window=args.auc_window, auc_threshold=0.8, time_budget_s=args.time_budget,
             log_every=25, ckpt_every=100, progress=False, seed=args.seed, device="cpu")
+    # the model's input format goes into the checkpoint (model.meta), so the apps convert inputs to it
+    recorded = {"size": int(data.x.shape[-1]), "channels": int(data.x.shape[1])}
     trainer = atebm.Trainer(config, data.x, p0.x, out_dir=args.out,
-                            extra={"meta": {"data": data_label, "p0": "photos/train (20000 patches)"}})
+                            extra={**recorded, "meta": {"data": data_label, "p0": "photos/train (20000 patches)"}})
     start = time.perf_counter()
     history = trainer.fit()
     wall = time.perf_counter() - start
 
     model = atebm.load(args.out)
-    seeds = load("photos", split="test", n=64, seed=args.seed).x
+    seeds = load_dataset("photos", split="test", n=64, seed=args.seed).x
     samples = generate(model, seeds, config.k_max, config.step_size)
     save_images(args.out, "samples_from_test_photos", samples, nrow=8)
     with torch.no_grad():
-        test = load("mnist", split="test", seed=args.seed).x
+        test = load_dataset("mnist", split="test", seed=args.seed).x
         scores = {"mnist_test": float(model(test).mean()), "photo_seeds": float(model(seeds).mean()),
                   "samples": float(model(samples).mean())}
     write_json(args.results, {

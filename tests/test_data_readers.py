@@ -318,7 +318,7 @@ def test_open_source_strings(tmp_path, cifar10):
     tiny = data.open_source(f"tinyimages:{tmp_path / 't.bin'}?exclusion={tmp_path / 'ex.txt'}&exclusion_base=1")
     assert isinstance(tiny, data.TinyImages) and len(tiny) == 4 and tiny.record_index([0]).tolist() == [1]
     mnist = data.open_source("mnist?split=val&n=7&seed=3")
-    assert torch.equal(mnist.x, data.load("mnist", split="val", n=7, seed=3).x)
+    assert torch.equal(mnist.x, data.load_dataset("mnist", split="val", n=7, seed=3).x)
     for source in (test, folder, tiny, mnist):  # the common protocol
         assert source.get_batch(torch.tensor([0])).shape[0] == 1 and len(source.load(n=1)) == 1
 
@@ -348,3 +348,95 @@ def test_image_set_checks():
     images = data.ImageSet(torch.rand(5, 1, 4, 4), torch.arange(5), "r")
     assert torch.equal(images.get_batch([4, 1]), images.x[[4, 1]])
     assert "r" in repr(images) and len(images.load(n=3)) == 3
+
+
+# ------------------------------------------------------------------------------------ format errors, values
+def test_bad_values_in_arrays_are_named(tmp_path):
+    cases = {
+        "nan.npy": (np.full((2, 1, 3, 3), np.nan, np.float32), r"nan.npy: contains 18 non-finite values \(NaN\)"),
+        "inf.npy": (np.array([[[[0.5, np.inf], [-np.inf, 0.0]]]]), r"non-finite values \(inf\)"),
+        "high.npy": (np.full((1, 3, 2, 2), 1.5, np.float32), r"values must lie in \[0, 1\].*found \[1.5, 1.5\]"),
+        "low.npy": (np.full((1, 2, 2), -0.25), r"found \[-0.25, -0.25\]"),
+        "int.npy": (np.zeros((1, 1, 2, 2), np.int32), "images must be uint8 .* got dtype int32"),
+        "channels.npy": (np.zeros((1, 2, 5, 5), np.float32), "1 or 3 channels"),
+        "empty.npy": (np.zeros((0, 1, 4, 4), np.float32), "holds no images"),
+        "big.npy": (np.full((1, 1, 2, 2), 1e300), r"found \[1e\+300, 1e\+300\]"),  # not reported as inf
+    }
+    for name, (array, message) in cases.items():
+        np.save(tmp_path / name, array)
+        with pytest.raises(data.DataFormatError, match=message):
+            data.read_array(tmp_path / name)
+    np.savez(tmp_path / "nan.npz", x=np.full((1, 1, 2, 2), np.nan, np.float32))
+    with pytest.raises(data.DataFormatError, match=r"nan.npz \(array 'x'\): contains 4 non-finite values"):
+        data.read_array(tmp_path / "nan.npz")
+    np.savez(tmp_path / "neg.npz", x=np.zeros((2, 1, 2, 2), np.float32), y=np.array([0, -3]))
+    with pytest.raises(data.DataFormatError, match="labels must be non-negative; found -3"):
+        data.read_array(tmp_path / "neg.npz")
+    np.save(tmp_path / "edge.npy", np.array([[[[1 + 5e-5, -5e-5]]]], np.float32))  # rounding noise is clipped
+    assert data.read_array(tmp_path / "edge.npy").x.flatten().tolist() == [1.0, 0.0]
+
+
+def test_npy_parsing_refuses_pickles_and_truncation(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(data.DataFormatError, match="objects.npy: holds object values; only numeric arrays"):
+        data.read_npy(tmp_path / "objects.npy")
+    np.save(tmp_path / "full.npy", np.zeros((4, 1, 8, 8), np.float32))
+    blob = (tmp_path / "full.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(blob[:-10])
+    with pytest.raises(data.DataFormatError, match=r"cut.npy: truncated: the header declares a float32 array of "
+                                                   r"shape \(4, 1, 8, 8\) \(1024 bytes\) but only 1014"):
+        data.read_npy(tmp_path / "cut.npy")
+    (tmp_path / "text.npy").write_text("hello")
+    with pytest.raises(data.DataFormatError, match="text.npy: not an NPY array"):
+        data.read_array(tmp_path / "text.npy")
+    fortran = np.asfortranarray(np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 24)
+    np.save(tmp_path / "fortran.npy", fortran)
+    assert np.array_equal(data.read_npy(tmp_path / "fortran.npy"), fortran)
+    np.savez_compressed(tmp_path / "z.npz", x=fortran, y=np.arange(2))
+    assert np.array_equal(data.read_npy(tmp_path / "z.npz", "x"), fortran)
+    assert data.read_array(tmp_path / "z.npz").y.tolist() == [0, 1]
+
+
+def test_format_errors_are_data_format_errors(tmp_path, cifar10):
+    blob = (cifar10 / "test_batch").read_bytes()
+    (cifar10 / "test_batch").write_bytes(blob[:100])
+    with pytest.raises(data.DataFormatError, match="test_batch: not a CIFAR python batch"):
+        data.read_cifar(cifar10, split="test")
+    (tmp_path / "fake.tar.gz").write_bytes(b"\x1f\x8b" + bytes(30))
+    with pytest.raises(data.DataFormatError, match=r"fake.tar.gz: neither a folder nor a readable tar archive"):
+        data.read_cifar(tmp_path / "fake.tar.gz")
+    (tmp_path / "t.bin").write_bytes(bytes(3000))
+    with pytest.raises(data.DataFormatError, match="t.bin: size 3000 bytes"):
+        data.TinyImages(tmp_path / "t.bin")
+    _dump(cifar10 / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.5, 2]})
+    with pytest.raises(data.DataFormatError, match="'labels' must be a list of integer labels"):
+        data.read_cifar(cifar10, split="test")
+
+
+def test_image_folder_native_size_and_suffixes(tmp_path):
+    for k, suffix in enumerate(data.IMAGE_SUFFIXES):
+        image = Image.fromarray(np.full((6, 9), 20 * k, np.uint8))
+        image.save(tmp_path / f"img{k:02d}{suffix}", **({"quality": 100} if suffix in (".jpg", ".jpeg") else {}))
+    native = data.read_image_folder(tmp_path, size=None, channels=1)
+    assert native.x.shape == (len(data.IMAGE_SUFFIXES), 1, 6, 9)  # every listed suffix is read
+    assert torch.allclose(native.x.mean((1, 2, 3)) * 255, 20 * torch.arange(len(data.IMAGE_SUFFIXES)).float(),
+                          atol=1.0)
+    Image.fromarray(np.zeros((7, 9), np.uint8)).save(tmp_path / "zz.png")
+    with pytest.raises(data.DataFormatError, match=r"images differ in size \(img00.png is 6x9, zz.png is 7x9\)"):
+        data.read_image_folder(tmp_path, size=None)
+    assert data.read_image_folder(tmp_path, size=5).x.shape == (len(data.IMAGE_SUFFIXES) + 1, 3, 5, 5)
+
+
+def test_read_image_one_file(tmp_path):
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 1] = 255
+    _png(tmp_path / "green.png", rgb)
+    colour = data.read_image(tmp_path / "green.png")
+    assert colour.shape == (3, 6, 8) and colour.dtype == np.float32 and colour[1].min() == 1 and colour[0].max() == 0
+    grey = data.read_image(tmp_path / "green.png", channels=1, size=(3, 4), crop="stretch")
+    assert grey.shape == (1, 3, 4) and np.allclose(grey, 0.587, atol=0.01)  # luma of pure green
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    with pytest.raises(data.DataFormatError, match=r"broken.png: cannot be read as an image"):
+        data.read_image(tmp_path / "broken.png")
+    with pytest.raises(FileNotFoundError):
+        data.read_image(tmp_path / "absent.png")

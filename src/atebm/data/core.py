@@ -8,18 +8,82 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ImageSet", "resize", "to_channels", "blur", "rng_for", "LUMA_WEIGHTS"]
+__all__ = ["ImageSet", "DataFormatError", "resize", "to_channels", "blur", "rng_for", "images_from_array",
+           "labels_from_array", "LUMA_WEIGHTS"]
 
 #: ITU-R BT.601 luma weights used for colour -> grey: Y = 0.299 R + 0.587 G + 0.114 B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: Float images may stray this far outside [0, 1] (rounding) before they are rejected; they are then clipped.
+RANGE_TOLERANCE = 1e-4
+
+
+class DataFormatError(ValueError):
+    """A data file (or an array read from one) is not in the format its reader expects: truncated, corrupt,
+    another format, or holding values images cannot have. The message names the file and the problem."""
+
+
+def _reason(err: BaseException) -> str:
+    """``"Type: message"`` of an exception raised by a parser, on one line (some span several)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def images_from_array(array: np.ndarray, where: str) -> Tensor:
+    """Image array of a file -> float32 [0, 1] NCHW tensor; ``where`` names the file in error messages.
+
+    ``uint8`` is divided by 255; floating arrays must be finite and lie in ``[0, 1]`` (up to
+    :data:`RANGE_TOLERANCE`, then clipped). Shapes: NCHW, NHWC (last axis 1 or 3, when axis 1 is neither)
+    and NHW (grey). Anything else raises :class:`DataFormatError`.
+    """
+    if not isinstance(array, np.ndarray):
+        raise DataFormatError(f"{where}: expected an array of images, got {type(array).__name__}")
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise DataFormatError(f"{where}: images must be uint8 (0..255) or floats in [0, 1]; got dtype {array.dtype}")
+    shape = array.shape
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4:
+        raise DataFormatError(f"{where}: expected images shaped NCHW, NHWC or NHW; got shape {shape}")
+    if array.shape[1] not in (1, 3) and array.shape[-1] in (1, 3):
+        array = array.transpose(0, 3, 1, 2)
+    if array.shape[1] not in (1, 3):
+        raise DataFormatError(f"{where}: images must have 1 or 3 channels; got shape {shape}")
+    if array.shape[0] == 0 or min(array.shape[2:]) < 1:
+        raise DataFormatError(f"{where}: holds no images (shape {shape})")
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / np.float32(255.0))
+    finite = np.isfinite(array)  # checked in the file's own precision, before the cast to float32
+    if not finite.all():
+        bad = array[~finite]
+        kinds = ", ".join(k for k, hit in (("NaN", np.isnan(bad).any()), ("inf", np.isinf(bad).any())) if hit)
+        raise DataFormatError(f"{where}: contains {int(bad.size)} non-finite values ({kinds}); images must be "
+                              "finite floats in [0, 1]")
+    lo, hi = float(array.min()), float(array.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise DataFormatError(f"{where}: values must lie in [0, 1] (or be uint8); found [{lo:.4g}, {hi:.4g}]")
+    values = np.clip(np.ascontiguousarray(array, dtype=np.float32), 0.0, 1.0)
+    return torch.from_numpy(values)
+
+
+def labels_from_array(array: np.ndarray, count: int, where: str) -> Tensor:
+    """One non-negative integer label per image, as int64; :class:`DataFormatError` otherwise."""
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer) or array.shape != (count,):
+        shape = getattr(array, "shape", None)
+        raise DataFormatError(f"{where}: must hold one integer label per image ({count}); got "
+                              f"{getattr(array, 'dtype', type(array).__name__)} of shape {shape}")
+    if count and int(array.min()) < 0:
+        raise DataFormatError(f"{where}: labels must be non-negative; found {int(array.min())}")
+    if count and np.issubdtype(array.dtype, np.unsignedinteger) and int(array.max()) > np.iinfo(np.int64).max:
+        raise DataFormatError(f"{where}: label {int(array.max())} does not fit in int64")
+    return torch.from_numpy(array.astype(np.int64))
 
 
 @dataclass
@@ -56,7 +120,7 @@ class ImageSet:
         """The images at ``indices`` (the trainer's data protocol)."""
         return self.x[torch.as_tensor(indices, dtype=torch.long)]
 
-    def load(self, n: int | None = None, seed: int = 0) -> "ImageSet":
+    def load(self, n: int | None = None, seed: int = 0) -> ImageSet:
         """Itself, or its first ``n`` images after a seeded shuffle (same call as on the lazy sources)."""
         if n is None:
             return self

@@ -1,4 +1,5 @@
-"""The embedded, offline datasets behind :func:`atebm.data.load`; nothing is downloaded.
+"""The named datasets behind :func:`atebm.data.load_dataset`: the embedded, offline ones (nothing is
+downloaded) and ``"fashion"``, read from a system package (:mod:`atebm.data.fashion`).
 
 Sources and origins:
 
@@ -14,6 +15,8 @@ Sources and origins:
   :mod:`atebm.data.photos`.
 - ``"uniform"`` / ``"gaussian"``: synthetic noise, pixels i.i.d. ``U[0, 1]`` or ``N(0.5, 0.25^2)`` clipped to
   ``[0, 1]``.
+- ``"fashion"`` (not embedded: needs ``apt-get install dataset-fashion-mnist``): Fashion-MNIST, train 55,000 /
+  val 5,000 / test 10,000, see :mod:`atebm.data.fashion`.
 
 Splits of the fixed sets never depend on ``seed``; ``seed`` only orders the returned images (and picks which
 ones when ``n`` is given). Random sources draw from a stream keyed by (seed, name, split).
@@ -21,17 +24,20 @@ ones when ``n`` is given). Random sources draw from a stream keyed by (seed, nam
 from __future__ import annotations
 
 import gzip
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import ImageSet, _check_count, _size_pair, resize, rng_for, take, to_channels
+from .core import DataFormatError, ImageSet, _check_count, _size_pair, resize, rng_for, take, to_channels
+from .fashion import FASHION_SPLITS, load_fashion
 from .photos import DEFAULT_COUNTS as PHOTO_COUNTS
 from .photos import photo_patches
 
-__all__ = ["load", "SOURCES", "SPLITS", "MNIST_SPLIT", "NOISE_COUNTS", "mnist_raw"]
+__all__ = ["load_dataset", "SOURCES", "SPLITS", "INSTALLED_SPLITS", "DATASETS", "MNIST_SPLIT", "NOISE_COUNTS",
+           "mnist_raw"]
 
 #: Per-class sizes of the fixed MNIST 5,000 split (500 per class in the file).
 MNIST_SPLIT = {"train": 350, "val": 50, "test": 100}
@@ -49,6 +55,10 @@ SPLITS = {
     "gaussian": ("train", "val", "test"),
 }
 SOURCES = tuple(SPLITS)
+#: Named datasets read from files a system package installs (not embedded), and their splits.
+INSTALLED_SPLITS = {"fashion": FASHION_SPLITS}
+#: Every name :func:`load_dataset` accepts, with its splits.
+DATASETS = {**SPLITS, **INSTALLED_SPLITS}
 #: The fixed splits are drawn once from this seed (a constant: they never move with the user's seed).
 _SPLIT_SEED = 20240611
 
@@ -127,9 +137,10 @@ def _lfw_faces() -> np.ndarray:
 
 
 def _stratified_split(labels: np.ndarray, fractions: dict[str, float] | None = None,
-                      counts: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Fixed per-class split of indices: ``counts`` per class, or ``fractions`` of each class (the last split
-    takes the remainder). Each split's indices are sorted, so the result depends on nothing but the labels."""
+                      counts: Mapping[str, int | None] | None = None) -> dict[str, np.ndarray]:
+    """Fixed per-class split of indices: ``counts`` per class (``None``: the rest of the class), or
+    ``fractions`` of each class (the last split takes the remainder). Each split's indices are sorted, so the
+    result depends on nothing but the labels."""
     rng = np.random.default_rng(_SPLIT_SEED)
     parts: dict[str, list[np.ndarray]] = {}
     names = list(counts or fractions or {})
@@ -138,17 +149,22 @@ def _stratified_split(labels: np.ndarray, fractions: dict[str, float] | None = N
         start = 0
         for i, split in enumerate(names):
             if counts is not None:
-                size = counts[split]
+                wanted = counts[split]
+                size = len(members) - start if wanted is None else wanted
+                if size > len(members) - start:
+                    raise DataFormatError(f"class {cls} has {len(members)} images, too few for the fixed split "
+                                          f"{counts}")
             elif i == len(names) - 1:
                 size = len(members) - start
             else:
+                assert fractions is not None
                 size = int(round(fractions[split] * len(members)))
             parts.setdefault(split, []).append(members[start:start + size])
             start += size
     return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split_indices(name: str) -> dict[str, np.ndarray]:
     if name == "mnist":
         return _stratified_split(mnist_raw()[1], counts=MNIST_SPLIT)
@@ -172,22 +188,25 @@ def _fixed_set(name: str, split: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 # ----------------------------------------------------------------------------------------------- public
-def load(name: str, *, split: str = "train", size: int | tuple[int, int] = 28, channels: int = 1,
-         n: int | None = None, seed: int = 0) -> ImageSet:
-    """An embedded dataset as float32 ``[0, 1]`` NCHW images of ``channels`` x ``size`` x ``size``.
+def load_dataset(name: str, *, split: str = "train", size: int | tuple[int, int] = 28, channels: int = 1,
+                 n: int | None = None, seed: int = 0) -> ImageSet:
+    """A named dataset as float32 ``[0, 1]`` NCHW images of ``channels`` x ``size`` x ``size``.
 
     ``name`` is one of ``"mnist"``, ``"digits"``, ``"lfw"``, ``"photos"``, ``"uniform"``, ``"gaussian"``
-    (:data:`SPLITS` lists the splits of each). For the fixed sets, the images of a split are returned in an
-    order shuffled by ``seed``, and ``n`` takes the first ``n`` of that order; for the random sources ``n``
-    images are generated (defaults: photos 20,000 train / 5,000 test; noise 20,000 train, 5,000 val/test).
+    (embedded; :data:`SPLITS` lists the splits of each) or ``"fashion"`` (Fashion-MNIST from Debian's
+    ``dataset-fashion-mnist``, :func:`atebm.data.load_fashion`). For the fixed sets, the images of a split are
+    returned in an order shuffled by ``seed``, and ``n`` takes the first ``n`` of that order; for the random
+    sources ``n`` images are generated (defaults: photos 20,000 train / 5,000 test; noise 20,000 train, 5,000 val/test).
     Results depend only on the arguments. Resizing is antialiased bilinear (:func:`atebm.data.resize`);
     ``channels`` 1/3 converts colour to grey (BT.601 luma) or repeats grey.
     """
-    if name not in SPLITS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)} "
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} "
                          "(files are read with atebm.data.open_source)")
-    if split not in SPLITS[name]:
-        raise ValueError(f"dataset {name!r} has splits {', '.join(SPLITS[name])}; got split={split!r}")
+    if split not in DATASETS[name]:
+        raise ValueError(f"dataset {name!r} has splits {', '.join(DATASETS[name])}; got split={split!r}")
+    if name == "fashion":
+        return load_fashion(split, size=size, channels=channels, n=n, seed=seed)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
     if n is not None:
@@ -209,7 +228,7 @@ def load(name: str, *, split: str = "train", size: int | tuple[int, int] = 28, c
     return ImageSet(x, chosen.y, label, {"source": name, "split": split, "seed": seed})
 
 
-def _noise(kind: str, n: int, size: int, channels: int, rng: np.random.Generator) -> torch.Tensor:
+def _noise(kind: str, n: int, size: int | tuple[int, int], channels: int, rng: np.random.Generator) -> torch.Tensor:
     height, width = _size_pair(size)
     generator = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 63 - 1)))
     shape = (n, channels, height, width)

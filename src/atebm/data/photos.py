@@ -23,8 +23,8 @@ colour photographs; colour is converted to grey (BT.601 luma) for ``channels=1``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch

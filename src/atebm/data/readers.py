@@ -7,7 +7,9 @@
   ``test_batch``; CIFAR-100 holds ``train`` and ``test``.
 - Image folders (PNG/JPEG/...; optional class sub-folders give labels; ImageNet, CelebA-HQ, AFHQ or LSUN
   exported as images read the same way).
-- NPZ / NPY arrays (the format every atebm command writes).
+- NPZ / NPY arrays (the format every atebm command writes), parsed here header first: the NPY header's shape
+  and dtype are checked against the bytes present before anything is allocated, and only numeric arrays are
+  read (no pickles).
 - 80 Million Tiny Images (Torralba, Fergus & Freeman 2008; withdrawn by its authors in 2020, read only from a
   copy the user already has): ``tiny_images.bin``, 79,302,017 records of 3072 bytes. Each record is a
   MATLAB (column-major) 32x32x3 uint8 array: byte ``r + 32 c + 1024 k`` is row ``r``, column ``c``, channel
@@ -16,6 +18,10 @@
 
 CIFAR batches are pickles; they are read with an unpickler that only builds NumPy arrays, lists and dicts, so a
 tampered file cannot run code.
+
+Every reader reports a file that is truncated, corrupt or in another format with
+:class:`~atebm.data.core.DataFormatError` (a ``ValueError``) naming the file and the problem; a missing file
+or folder is a ``FileNotFoundError``.
 """
 from __future__ import annotations
 
@@ -25,19 +31,33 @@ import pickle
 import re
 import tarfile
 import zipfile
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import IO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
-from .core import ImageSet, _check_count, _size_pair, resize, rng_for, to_channels
+from .core import (
+    DataFormatError,
+    ImageSet,
+    _check_count,
+    _reason,
+    _size_pair,
+    images_from_array,
+    labels_from_array,
+    resize,
+    rng_for,
+    to_channels,
+)
 
-__all__ = ["read_cifar", "read_image_folder", "ImageFolder", "read_array", "TinyImages", "IMAGE_SUFFIXES",
-           "TINY_RECORD_BYTES"]
+__all__ = ["read_cifar", "read_image", "read_image_folder", "ImageFolder", "read_array", "read_npy", "TinyImages",
+           "IMAGE_SUFFIXES", "TINY_RECORD_BYTES"]
 
+#: File suffixes (lower case) read as images by every image-folder reader of atebm.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: Bytes per 80M Tiny Images record: 32 x 32 pixels x 3 channels.
 TINY_RECORD_BYTES = 3072
@@ -65,9 +85,9 @@ def _unpickle(data: bytes, where: str) -> dict[str, object]:
     try:
         obj = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # truncated or foreign files raise many different types
-        raise ValueError(f"{where}: not a CIFAR python batch (unpickling failed: {type(err).__name__}: {err})") from err
+        raise DataFormatError(f"{where}: not a CIFAR python batch (unpickling failed: {_reason(err)})") from err
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: not a CIFAR python batch (expected a pickled dict, got {type(obj).__name__})")
+        raise DataFormatError(f"{where}: not a CIFAR python batch (expected a pickled dict, got {type(obj).__name__})")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
@@ -84,24 +104,25 @@ def _cifar_files(path: Path) -> tuple[str, Callable[[str], bytes | None], str, s
         raise FileNotFoundError(
             f"{path}: no CIFAR batches found; expected the extracted 'cifar-10-batches-py' folder (data_batch_1..5, "
             "test_batch) or 'cifar-100-python' folder (train, test), or the folder that contains one of them")
+    contents: dict[str, bytes] = {}
     try:
-        archive = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise ValueError(f"{path}: neither a folder nor a readable tar archive of CIFAR batches ({err})") from err
-    with archive:
-        members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
-        contents: dict[str, bytes] = {}
-        for base, member in members.items():
-            if base in ("train", "test", "test_batch") or base.startswith("data_batch_"):
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    contents[base] = handle.read()
+        with tarfile.open(path, "r:*") as archive:
+            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+            for base, member in members.items():
+                if base in ("train", "test", "test_batch") or base.startswith("data_batch_"):
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        contents[base] = handle.read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # gzip/bz2/lzma errors are OSError
+        raise DataFormatError(f"{path}: neither a folder nor a readable tar archive of CIFAR batches "
+                              f"({_reason(err)})") from err
     if any(name.startswith("data_batch_") for name in contents) or "test_batch" in contents:
         kind = "cifar10"
     elif "train" in contents or "test" in contents:
         kind = "cifar100"
     else:
-        raise ValueError(f"{path}: archive holds no CIFAR python batches (data_batch_N/test_batch or train/test)")
+        raise DataFormatError(f"{path}: archive holds no CIFAR python batches (data_batch_N/test_batch or "
+                              "train/test)")
     return kind, contents.get, str(path), set(contents)
 
 
@@ -151,16 +172,17 @@ def read_cifar(path: str | os.PathLike, split: str = "train", size: int = 32, ch
         batch = _unpickle(blob, file)
         for key in ("data", label_key):
             if key not in batch:
-                raise ValueError(f"{file}: CIFAR batch has no {key!r} entry (keys: {sorted(batch)})")
-        data = np.asarray(batch["data"])
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise ValueError(f"{file}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
-        target = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+                raise DataFormatError(f"{file}: CIFAR batch has no {key!r} entry (keys: {sorted(batch)})")
+        data = batch["data"]
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise DataFormatError(f"{file}: 'data' must be uint8 of shape (N, 3072), got {got}")
+        target = _cifar_labels(batch[label_key], file, label_key)
         if len(target) != len(data):
-            raise ValueError(f"{file}: {len(data)} images but {len(target)} {label_key}")
+            raise DataFormatError(f"{file}: {len(data)} images but {len(target)} {label_key}")
         if len(target) and (target.min() < 0 or target.max() >= n_classes):
-            raise ValueError(f"{file}: {label_key} must lie in 0..{n_classes - 1}, "
-                             f"found {target.min()}..{target.max()}")
+            raise DataFormatError(f"{file}: {label_key} must lie in 0..{n_classes - 1}, "
+                                  f"found {target.min()}..{target.max()}")
         images.append(data.reshape(-1, 3, 32, 32))  # red plane, green plane, blue plane; each row-major
         targets.append(target)
     x = torch.from_numpy(np.concatenate(images)).float().div_(255.0)
@@ -169,22 +191,79 @@ def read_cifar(path: str | os.PathLike, split: str = "train", size: int = 32, ch
                     {"source": kind, "split": split, "path": str(path)})
 
 
+def _cifar_labels(value: object, file: str, key: str) -> np.ndarray:
+    """A batch's label list as int64; anything but a flat sequence of integers is a DataFormatError."""
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                  for v in value):
+        array = np.asarray(value) if value else np.zeros(0, np.int64)
+    else:
+        raise DataFormatError(f"{file}: {key!r} must be a list of integer labels, got {type(value).__name__}")
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise DataFormatError(f"{file}: {key!r} must be a list of integer labels, got {array.dtype} {array.shape}")
+    if array.size and (int(array.max()) > np.iinfo(np.int64).max or int(array.min()) < np.iinfo(np.int64).min):
+        raise DataFormatError(f"{file}: {key!r} holds labels outside the int64 range")
+    return array.astype(np.int64)
+
+
 # ------------------------------------------------------------------------------------------- image folders
+def read_image(path: str | os.PathLike, channels: int = 3, size: int | Sequence[int] | None = None,
+               crop: str = "center") -> np.ndarray:
+    """One image file as float32 ``(channels, H, W)`` in [0, 1]: grey (``"L"``) or RGB, optionally resized.
+
+    ``size`` (an int or ``(height, width)``; ``None`` keeps the file's) with ``crop="center"`` resizes the short
+    side then takes the centre, ``crop="stretch"`` resizes both sides; Pillow's antialiased bicubic filter.
+    A file Pillow cannot decode raises :class:`DataFormatError` naming it.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
+    if crop not in ("center", "stretch"):
+        raise ValueError(f"crop must be 'center' or 'stretch', got {crop!r}")
+    pair = None if size is None else _size_pair(size)
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with Image.open(path) as opened:
+            if pair is not None:
+                opened.draft(mode, (pair[1], pair[0]))  # JPEG: decode at a reduced scale when much larger
+            image = opened.convert(mode)
+    # Pillow's decoders raise many types on corrupt input (OSError, SyntaxError, struct.error, zlib.error,
+    # IndexError, DecompressionBombError, ...); all of them mean "this file is not a readable image".
+    except Exception as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise DataFormatError(f"{path}: cannot be read as an image ({_reason(err)})") from err
+    if pair is not None:
+        height, width = pair
+        if crop == "center":
+            scale = max(height / image.height, width / image.width)
+            new = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+            image = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+            left, top = (new[0] - width) // 2, (new[1] - height) // 2
+            image = image.crop((left, top, left + width, top + height))
+        else:
+            image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
 class ImageFolder:
     """Image files under ``path``, decoded lazily: ``len``, ``get_batch(indices)``, ``load()``.
 
     Layout: if sub-folders of ``path`` hold images, each such sub-folder is a class (searched recursively;
     labels are the sorted sub-folder names' positions, listed in :attr:`classes`) and image files directly in
     ``path`` are an error; otherwise the images directly in ``path`` are read without labels. Hidden files and
-    folders are skipped. ``crop="center"`` resizes the short side to ``size`` then takes the centre (aspect
-    kept; the ImageNet/LSUN convention), ``crop="stretch"`` resizes both sides to ``size``. Resizing uses
-    Pillow's antialiased bicubic filter. ``n``/``seed`` keep a seeded random subset of ``n`` files.
+    folders are skipped; image files are those with a suffix in :data:`IMAGE_SUFFIXES`. ``crop="center"``
+    resizes the short side to ``size`` then takes the centre (aspect kept; the ImageNet/LSUN convention),
+    ``crop="stretch"`` resizes both sides to ``size``. Resizing uses Pillow's antialiased bicubic filter.
+    ``size=None`` keeps every image's own size (then the images of one batch must all have the same size).
+    ``n``/``seed`` keep a seeded random subset of ``n`` files.
     """
 
-    def __init__(self, path: str | os.PathLike, size: int | Sequence[int] = 64, channels: int = 3,
+    def __init__(self, path: str | os.PathLike, size: int | Sequence[int] | None = 64, channels: int = 3,
                  crop: str = "center", n: int | None = None, seed: int = 0) -> None:
         self.path = Path(path)
-        self.size = _size_pair(size)
+        self.size = None if size is None else _size_pair(size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
         if crop not in ("center", "stretch"):
@@ -212,7 +291,9 @@ class ImageFolder:
             return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and visible(p))
 
         loose = images_in(self.path, recursive=False)
-        classes, files, labels = [], [], []
+        classes: list[str] = []
+        files: list[Path] = []
+        labels: list[int] = []
         for sub in sorted(p for p in self.path.iterdir() if p.is_dir() and visible(p)):
             members = images_in(sub, recursive=True)
             if members:
@@ -220,13 +301,13 @@ class ImageFolder:
                 classes.append(sub.name)
                 files += members
         if classes and loose:
-            raise ValueError(f"{self.path}: holds class sub-folders ({', '.join(classes[:3])}...) and also loose "
-                             f"images such as {loose[0].name}; put every image in a class folder, or none")
+            raise DataFormatError(f"{self.path}: holds class sub-folders ({', '.join(classes[:3])}...) and also "
+                                  f"loose images such as {loose[0].name}; put every image in a class folder, or none")
         if classes:
             return files, np.asarray(labels, dtype=np.int64), classes
         if not loose:
-            raise ValueError(f"{self.path}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)}, directly "
-                             "or in class sub-folders)")
+            raise DataFormatError(f"{self.path}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)}, "
+                                  "directly or in class sub-folders)")
         return loose, None, []
 
     def __len__(self) -> int:
@@ -234,25 +315,7 @@ class ImageFolder:
 
     def read(self, index: int) -> np.ndarray:
         """Image ``index`` as float32 ``(C, H, W)`` in [0, 1]."""
-        file = self.files[index]
-        height, width = self.size
-        mode = "L" if self.channels == 1 else "RGB"
-        try:
-            with Image.open(file) as image:
-                image.draft(mode, (width, height))  # JPEG: decode at a reduced scale when much larger
-                image = image.convert(mode)
-                if self.crop == "center":
-                    scale = max(height / image.height, width / image.width)
-                    new = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-                    image = image.resize(new, Image.BICUBIC, reducing_gap=3.0)
-                    left, top = (new[0] - width) // 2, (new[1] - height) // 2
-                    image = image.crop((left, top, left + width, top + height))
-                else:
-                    image = image.resize((width, height), Image.BICUBIC, reducing_gap=3.0)
-                array = np.asarray(image, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-            raise ValueError(f"{file}: cannot be read as an image ({type(err).__name__}: {err})") from err
-        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        return read_image(self.files[index], channels=self.channels, size=self.size, crop=self.crop)
 
     def get_batch(self, indices: Tensor | Sequence[int] | np.ndarray) -> Tensor:
         """The images at ``indices`` as float32 [0, 1] ``(N, C, H, W)`` (the trainer's data protocol)."""
@@ -260,8 +323,15 @@ class ImageFolder:
         if len(index) and (index.min() < 0 or index.max() >= len(self)):
             raise IndexError(f"indices must lie in 0..{len(self) - 1} for {self.path}")
         if len(index) == 0:
-            return torch.zeros(0, self.channels, *self.size)
-        return torch.from_numpy(np.stack([self.read(int(i)) for i in index]))
+            return torch.zeros(0, self.channels, *(self.size or (0, 0)))
+        arrays = [self.read(int(i)) for i in index]
+        shapes = [a.shape[1:] for a in arrays]
+        if len(set(shapes)) > 1:
+            k = next(k for k, shape in enumerate(shapes) if shape != shapes[0])
+            first, other = self.files[int(index[0])].name, self.files[int(index[k])].name
+            raise DataFormatError(f"{self.path}: images differ in size ({first} is {shapes[0][0]}x{shapes[0][1]}, "
+                                  f"{other} is {shapes[k][0]}x{shapes[k][1]}); give a size to resize them")
+        return torch.from_numpy(np.stack(arrays))
 
     def load(self, n: int | None = None, seed: int = 0) -> ImageSet:
         """Every image (in sorted file order), or the first ``n`` after a shuffle seeded by ``seed``."""
@@ -281,43 +351,106 @@ class ImageFolder:
         return f"ImageFolder({str(self.path)!r}, {len(self)} images, {len(self.classes)} classes, size={self.size})"
 
 
-def read_image_folder(path: str | os.PathLike, size: int | Sequence[int] = 64, channels: int = 3,
+def read_image_folder(path: str | os.PathLike, size: int | Sequence[int] | None = 64, channels: int = 3,
                       crop: str = "center", n: int | None = None, seed: int = 0) -> ImageSet:
-    """All images of a folder (see :class:`ImageFolder` for the layout) in memory, labels from class folders."""
+    """All images of a folder (see :class:`ImageFolder` for the layout) in memory, labels from class folders.
+    ``size=None`` keeps the images' own (common) size."""
     return ImageFolder(path, size=size, channels=channels, crop=crop).load(n=n, seed=seed)
 
 
 # -------------------------------------------------------------------------------------------------- arrays
+#: dtype kinds an NPY array may have here: booleans, integers and floats (no objects, strings or records).
+_NUMERIC_KINDS = "biuf"
+
+
+def _npy_from_stream(stream: IO[bytes], nbytes: int, where: str) -> np.ndarray:
+    """Parses one NPY stream of ``nbytes`` bytes: magic and header (version 1.0 or 2.0), then exactly the data
+    the header declares, after checking that it is present (a truncated file is reported, never allocated)."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise DataFormatError(f"{where}: NPY format version {version[0]}.{version[1]} is not read here "
+                                  "(only 1.0 and 2.0 hold plain numeric arrays)")
+    except DataFormatError:
+        raise
+    # the header is a Python literal parsed by NumPy with tokenize and ast: a damaged one raises ValueError,
+    # SyntaxError, tokenize.TokenError, EOFError, OSError (zip streams) ... all meaning "not an NPY array"
+    except Exception as err:
+        raise DataFormatError(f"{where}: not an NPY array (bad header: {_reason(err)})") from err
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataFormatError(f"{where}: holds {dtype} values; only numeric arrays are read (no objects or pickles)")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    need, header = count * dtype.itemsize, stream.tell()
+    if header + need > nbytes:
+        raise DataFormatError(f"{where}: truncated: the header declares a {dtype} array of shape {tuple(shape)} "
+                              f"({need} bytes) but only {max(nbytes - header, 0)} bytes follow it")
+    raw = stream.read(need)
+    if len(raw) != need:
+        raise DataFormatError(f"{where}: truncated: fewer than the {need} data bytes its header declares")
+    array = np.frombuffer(raw, dtype=dtype, count=count).copy()  # a writable array of its own
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def read_npy(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """One numeric array from an ``.npy`` file, or array ``key`` of an ``.npz`` archive, without pickles.
+
+    Malformed, truncated or non-numeric content raises :class:`DataFormatError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"array file not found: {path}")
+    if path.suffix.lower() == ".npy":
+        if key is not None:
+            raise ValueError(f"{path}: an .npy file holds one array; key={key!r} applies to .npz archives")
+        with open(path, "rb") as stream:
+            return _npy_from_stream(stream, path.stat().st_size, str(path))
+    if key is None:
+        raise ValueError(f"{path}: name the array to read from the .npz archive (key=...)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name[:-4] if name.endswith(".npy") else name: name for name in archive.namelist()}
+            if key not in members:
+                raise DataFormatError(f"{path} has no array '{key}' (it has {sorted(members)})")
+            info = archive.getinfo(members[key])
+            with archive.open(info) as stream:
+                return _npy_from_stream(stream, info.file_size, f"{path} (array '{key}')")
+    except DataFormatError:
+        raise
+    # zipfile and its decompressors raise BadZipFile, zlib.error, EOFError, NotImplementedError (unknown
+    # method), RuntimeError (encrypted), LZMAError, OSError ... on corrupt archives: all mean the same here.
+    except Exception as err:
+        raise DataFormatError(f"{path} is not a readable NPZ archive ({_reason(err)})") from err
+
+
 def read_array(path: str | os.PathLike, key: str = "x", size: int | Sequence[int] | None = None,
                channels: int | None = None, label_key: str = "y") -> ImageSet:
     """Images from an NPZ (array ``key``) or NPY file, as float32 [0, 1] NCHW.
 
-    uint8 arrays are divided by 255, float arrays must already lie in [0, 1]; NHWC and NHW are accepted (see
-    :func:`atebm.io.load_array`). An NPZ's ``label_key`` array, when present, gives integer labels.
-    ``size`` / ``channels`` resize and convert (``None`` keeps what the file has).
+    uint8 arrays are divided by 255, float arrays must be finite and lie in [0, 1]; NCHW, NHWC and NHW are
+    accepted (:func:`~atebm.data.core.images_from_array`). An NPZ's ``label_key`` array, when present, gives
+    integer labels. ``size`` / ``channels`` resize and convert (``None`` keeps what the file has).
     """
-    from ..io import load_array
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"array file not found: {path}")
     if path.is_dir() or path.suffix.lower() not in (".npz", ".npy"):
         raise ValueError(f"{path}: expected an .npz or .npy file (use read_image_folder for folders)")
-    try:
-        x = load_array(path, key=key)
-    except zipfile.BadZipFile as err:  # atebm.io.load_array lets this one through
-        raise ValueError(f"{path} is not a readable NPZ file: {err}") from err
-    if x.shape[1] not in (1, 3):
-        raise ValueError(f"{path}: images must have 1 or 3 channels, got shape {tuple(x.shape)}")
+    is_npz = path.suffix.lower() == ".npz"
+    x = images_from_array(read_npy(path, key if is_npz else None), f"{path} (array '{key}')" if is_npz else str(path))
     y = None
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if label_key in archive.files and label_key != key:
-                labels = archive[label_key]
-                if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(x),):
-                    raise ValueError(f"{path}: '{label_key}' must hold one integer label per image ({len(x)}), "
-                                     f"got {labels.dtype} {labels.shape}")
-                y = torch.from_numpy(labels.astype(np.int64))
+    if is_npz and label_key != key:
+        try:
+            labels = read_npy(path, label_key)
+        except DataFormatError as err:
+            if f"no array '{label_key}'" not in str(err):
+                raise
+        else:
+            y = labels_from_array(labels, len(x), f"{path} (array '{label_key}')")
     if size is not None:
         x = resize(x, size)
     if channels is not None:
@@ -347,8 +480,9 @@ class TinyImages:
             raise ValueError(f"{self.path} is not a file (expected tiny_images.bin)")
         nbytes = self.path.stat().st_size
         if nbytes == 0 or nbytes % TINY_RECORD_BYTES:
-            raise ValueError(f"{self.path}: size {nbytes} bytes is not a positive multiple of {TINY_RECORD_BYTES} "
-                             "(32x32x3 uint8 records); the file is truncated or not tiny_images.bin")
+            raise DataFormatError(f"{self.path}: size {nbytes} bytes is not a positive multiple of "
+                                  f"{TINY_RECORD_BYTES} (32x32x3 uint8 records); the file is truncated or not "
+                                  "tiny_images.bin")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
         self.records = nbytes // TINY_RECORD_BYTES
@@ -375,25 +509,23 @@ class TinyImages:
             if not file.is_file():
                 raise FileNotFoundError(f"exclusion list not found: {file} (expected a text file of indices or .npy)")
             if file.suffix.lower() == ".npy":
-                try:
-                    values = np.load(file, allow_pickle=False)
-                except (OSError, ValueError, EOFError) as err:
-                    raise ValueError(f"{file}: not a readable .npy array of indices ({err})") from err
+                values = read_npy(file)
             else:
                 tokens = file.read_text(errors="replace").split()
-                bad = next((t for t in tokens if not re.fullmatch(r"[+-]?\d+", t)), None)
+                bad = next((t for t in tokens if not re.fullmatch(r"[+-]?\d{1,18}", t)), None)
                 if bad is not None:
-                    raise ValueError(f"{file}: expected one integer index per line, found {bad!r}")
+                    raise DataFormatError(f"{file}: expected one integer index per line, found {bad[:40]!r}")
                 values = np.asarray([int(t) for t in tokens], dtype=np.int64)
         else:
             values = np.asarray(exclusion)
         if values.size and not np.issubdtype(values.dtype, np.integer):
-            raise ValueError(f"{where}: indices must be integers, got dtype {values.dtype}")
-        values = np.unique(values.astype(np.int64).reshape(-1)) - int(base)
-        if values.size and (values[0] < 0 or values[-1] >= self.records):
-            raise ValueError(f"{where}: indices must lie in {base}..{self.records - 1 + base} for {self.path} "
-                             f"({self.records} records, numbered from {base}); found "
-                             f"{values[0] + base}..{values[-1] + base}")
+            raise DataFormatError(f"{where}: indices must be integers, got dtype {values.dtype}")
+        values = values.reshape(-1)
+        if values.size and (int(values.min()) < base or int(values.max()) >= self.records + base):
+            raise DataFormatError(f"{where}: indices must lie in {base}..{self.records - 1 + base} for {self.path} "
+                                  f"({self.records} records, numbered from {base}); found "
+                                  f"{int(values.min())}..{int(values.max())}")
+        values = np.unique(values.astype(np.int64)) - int(base)
         return values
 
     def __len__(self) -> int:

@@ -2,15 +2,18 @@
 
 Grammar (:data:`SOURCE_GRAMMAR`)::
 
-    SPEC    := NAME [ "?" OPTIONS ]                      embedded: mnist digits lfw photos uniform gaussian
+    SPEC    := NAME [ "?" OPTIONS ]                      named:    mnist digits lfw photos uniform gaussian
+                                                                   fashion (system package, see below)
              | KIND ":" PATH [ "?" OPTIONS ]             files:    cifar10 cifar100 cifar folder imagenet
-                                                                   npz npy array tinyimages
+                                                                   npz npy array tinyimages idx
     OPTIONS := KEY "=" VALUE { "&" KEY "=" VALUE }
     VALUE   := an integer | a float | true | false | none | any other text (a string, e.g. a path)
 
-Examples: ``mnist?split=test``, ``photos?n=5000&seed=3``, ``cifar10:/data/cifar-10-batches-py?split=test``,
-``folder:/data/celebahq?size=256``, ``npz:runs/x/samples.npz``,
-``tinyimages:/data/tiny_images.bin?exclusion=/data/80mn_cifar_idxs.txt&exclusion_base=1``.
+Examples: ``mnist?split=test``, ``photos?n=5000&seed=3``, ``fashion?split=val``,
+``cifar10:/data/cifar-10-batches-py?split=test``, ``folder:/data/celebahq?size=256``, ``npz:runs/x/samples.npz``,
+``tinyimages:/data/tiny_images.bin?exclusion=/data/80mn_cifar_idxs.txt&exclusion_base=1``,
+``idx:/data/mnist/train-images-idx3-ubyte.gz`` (labels from ``train-labels-idx1-ubyte.gz`` beside it),
+``idx:/data/kmnist?split=test`` (a folder holding the standard four files).
 Only the text after the *last* ``?`` is read as options, and only when it has the ``key=value`` form, so a
 path may hold ``?`` elsewhere. ``cifar`` detects CIFAR-10 or CIFAR-100 from the files; ``imagenet`` is an
 alias of ``folder``; ``array`` accepts .npz and .npy.
@@ -18,37 +21,46 @@ alias of ``folder``; ``array`` accepts .npz and .npy.
 Options per kind (keyword arguments of :func:`open_source` are merged with those of the string; giving one
 twice with different values is an error):
 
-- embedded names: ``split size channels n seed`` (see :func:`atebm.data.load`)
+- named datasets: ``split size channels n seed`` (see :func:`atebm.data.load_dataset`); ``fashion`` also takes
+  ``root`` (a folder with the four Fashion-MNIST ``.gz`` files; default: where Debian's
+  ``dataset-fashion-mnist`` puts them)
 - ``cifar10 cifar100 cifar``: ``split size channels labels n seed``
 - ``folder imagenet``: ``size channels crop n seed`` (lazy :class:`~atebm.data.readers.ImageFolder`)
 - ``npz npy array``: ``key label_key size channels n seed``
 - ``tinyimages``: ``exclusion exclusion_base size channels n seed`` (lazy :class:`~atebm.data.readers.TinyImages`)
+- ``idx``: ``split labels transpose size channels n seed`` (:func:`~atebm.data.idx.read_idx`; ``split`` only
+  for a folder, ``labels=none`` reads no labels, ``transpose=true`` for EMNIST)
 
 Every returned object has ``len()``, ``get_batch(indices)`` (the trainer's data protocol) and
 ``load(n=None, seed=0) -> ImageSet``; in-memory ones are :class:`~atebm.data.core.ImageSet` already.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from .core import ImageSet, rng_for, take
-from .embedded import SPLITS, load
+from .embedded import DATASETS, load_dataset
+from .fashion import load_fashion
+from .idx import read_idx
 from .readers import ImageFolder, TinyImages, read_array, read_cifar
 
 __all__ = ["open_source", "parse_source", "SOURCE_GRAMMAR", "FILE_KINDS"]
 
 SOURCE_GRAMMAR = __doc__
-FILE_KINDS = ("cifar10", "cifar100", "cifar", "folder", "imagenet", "npz", "npy", "array", "tinyimages")
+FILE_KINDS = ("cifar10", "cifar100", "cifar", "folder", "imagenet", "npz", "npy", "array", "tinyimages", "idx")
 _OPTIONS = {
     "embedded": {"split", "size", "channels", "n", "seed"},
+    "fashion": {"split", "size", "channels", "n", "seed", "root"},
+    "idx": {"split", "labels", "transpose", "size", "channels", "n", "seed"},
     "cifar": {"split", "size", "channels", "labels", "n", "seed"},
     "folder": {"size", "channels", "crop", "n", "seed"},
     "array": {"key", "label_key", "size", "channels", "n", "seed"},
     "tinyimages": {"exclusion", "exclusion_base", "size", "channels", "n", "seed"},
 }
 _FAMILY = {"cifar10": "cifar", "cifar100": "cifar", "cifar": "cifar", "folder": "folder", "imagenet": "folder",
-           "npz": "array", "npy": "array", "array": "array", "tinyimages": "tinyimages"}
+           "npz": "array", "npy": "array", "array": "array", "tinyimages": "tinyimages", "idx": "idx"}
 _OPTION_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^&]*(&[A-Za-z_][A-Za-z0-9_]*=[^&]*)*$")
 
 
@@ -82,8 +94,8 @@ def _split_options(spec: str) -> tuple[str, dict[str, Any]]:
 
 def _check_kind(kind: str, spec: str) -> str:
     kind = kind.strip().lower()
-    if kind not in SPLITS and kind not in FILE_KINDS:
-        raise ValueError(f"unknown data source {spec!r}: use one of {', '.join(SPLITS)} or KIND:PATH with KIND in "
+    if kind not in DATASETS and kind not in FILE_KINDS:
+        raise ValueError(f"unknown data source {spec!r}: use one of {', '.join(DATASETS)} or KIND:PATH with KIND in "
                          f"{', '.join(FILE_KINDS)}")
     return kind
 
@@ -95,16 +107,18 @@ def parse_source(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     body, options = _split_options(spec.strip())
     kind, colon, path = body.partition(":")
     kind = _check_kind(kind, spec)
-    if kind in SPLITS:
+    if kind in DATASETS:
         if colon:
-            raise ValueError(f"{kind!r} is an embedded dataset and takes no path; write just {kind!r}")
+            hint = " (or read your own copy of the files with idx:PATH)" if kind == "fashion" else ""
+            raise ValueError(f"{kind!r} is a named dataset and takes no path; write just {kind!r}{hint}")
         return kind, None, options
     if not path:
         raise ValueError(f"data source {kind!r} needs a path: write '{kind}:<path>'")
     return kind, path, options
 
 
-def open_source(kind: str, path: str | None = None, **options: Any) -> ImageSet | ImageFolder | TinyImages:
+def open_source(kind: str, path: str | os.PathLike | None = None,
+                **options: Any) -> ImageSet | ImageFolder | TinyImages:
     """Opens a data source named by a string (``"mnist"``, ``"cifar10:<folder>"``, ...; see
     :data:`SOURCE_GRAMMAR`) or by ``kind`` plus ``path``, with options from the string and ``options``."""
     if path is None:
@@ -114,27 +128,32 @@ def open_source(kind: str, path: str | None = None, **options: Any) -> ImageSet 
         if ":" in body:
             raise ValueError(f"give the path once: either in {kind!r} or as path={str(path)!r}")
         name, spec_path = _check_kind(body, str(kind)), str(path)
-        if name in SPLITS:
-            raise ValueError(f"{name!r} is an embedded dataset and takes no path (got path={spec_path!r})")
+        if name in DATASETS:
+            raise ValueError(f"{name!r} is a named dataset and takes no path (got path={spec_path!r})")
     for key, value in options.items():
         if key in spec_options and spec_options[key] != value:
             raise ValueError(f"option {key!r} is {spec_options[key]!r} in the source string but {value!r} as an "
                              "argument; give it once")
         spec_options[key] = value
-    family = "embedded" if name in SPLITS else _FAMILY[name]
+    family = ("fashion" if name == "fashion" else "embedded") if name in DATASETS else _FAMILY[name]
     unknown = sorted(set(spec_options) - _OPTIONS[family])
     if unknown:
         raise ValueError(f"data source {name!r} does not take {', '.join(unknown)}; it takes "
                          f"{', '.join(sorted(_OPTIONS[family]))}")
     opts = dict(spec_options)
     if family == "embedded":
-        return load(name, **opts)
+        return load_dataset(name, **opts)
+    if family == "fashion":
+        return load_fashion(**opts)
+    assert spec_path is not None  # every file kind has a path (parse_source and the checks above)
     n, seed = opts.pop("n", None), opts.pop("seed", 0)
     if family == "folder":
         return ImageFolder(spec_path, n=n, seed=seed, **opts)
     if family == "tinyimages":
         return TinyImages(spec_path, n=n, seed=seed, **opts)
-    if family == "cifar":
+    if family == "idx":
+        result = read_idx(spec_path, **opts)
+    elif family == "cifar":
         result = read_cifar(spec_path, **opts)
         expected = {"cifar10": "cifar10", "cifar100": "cifar100"}.get(name)
         if expected is not None and result.meta["source"] != expected:

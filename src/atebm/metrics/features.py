@@ -158,7 +158,7 @@ def _recipe_tag() -> str:
 
 def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") -> FeatureClassifier:
     """The embedded default feature network: :class:`FeatureClassifier` trained on the MNIST 5,000 train split
-    (``atebm.data.load("mnist", split="train")``, 3,500 images) with :data:`DIGIT_RECIPE`; its accuracy on the
+    (``atebm.data.load_dataset("mnist", split="train")``, 3,500 images) with :data:`DIGIT_RECIPE`; its accuracy on the
     1,000-image test split is in ``info["test_accuracy"]``. Trained once (about 15 s on one CPU core) and then
     loaded from ``cache_dir()/digit-features-<recipe hash>.pt`` (``weights_only=True``); kept in memory per
     process. ``cache=False`` neither reads nor writes the file."""
@@ -168,10 +168,10 @@ def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") ->
     path = cache_dir() / f"digit-features-{tag}.pt"
     net = _load_digit_cache(path) if cache else None
     if net is None:
-        from ..data import load
+        from ..data import load_dataset
 
-        train = load("mnist", split="train", seed=DIGIT_RECIPE["seed"])
-        test = load("mnist", split="test", seed=DIGIT_RECIPE["seed"])
+        train = load_dataset("mnist", split="train", seed=DIGIT_RECIPE["seed"])
+        test = load_dataset("mnist", split="test", seed=DIGIT_RECIPE["seed"])
         r = DIGIT_RECIPE
         net = train_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
                                epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], max_shift=r["max_shift"],

@@ -3,7 +3,7 @@
 For the embedded default (in-distribution: the MNIST 5,000 *test* split, 28x28 grey) the OOD sets are:
 
 ========== ================================================================================================
-photos     natural-photo patches, ``atebm.data.load("photos", split="test")`` (photos never used for p_0)
+photos     natural-photo patches, ``atebm.data.load_dataset("photos", split="test")`` (photos never used for p_0)
 uniform    pixels i.i.d. U[0, 1]
 gaussian   pixels N(0.5, 0.25²) clipped to [0, 1]
 lfw        LFW faces (scikit-image subset: 25 test + 75 train faces, then their mirror images)
@@ -14,6 +14,14 @@ letters    Latin letters that do not resemble digits, rendered with PIL's defaul
            stroke width, rotation and sub-pixel position, centred like MNIST digits (white on black)
 ========== ================================================================================================
 
+Optional sets (:data:`OPTIONAL_SUITES`; selected by name, never part of the default list, because they need
+files that a system package installs):
+
+========== ================================================================================================
+fashion    Fashion-MNIST test split (10,000 clothing images, 28x28 grey), from Debian's
+           ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``); :mod:`atebm.data.fashion`
+========== ================================================================================================
+
 For presets read from files the user names a data source (SVHN as NPZ, CIFAR-100 python batches, an ImageNet
 folder, ...; :data:`atebm.data.SOURCE_GRAMMAR`) and :func:`file_suite` reads it with the data package's readers
 (:func:`atebm.data.open_source`), resizing and converting channels like every other set.
@@ -21,19 +29,23 @@ folder, ...; :data:`atebm.data.SOURCE_GRAMMAR`) and :func:`file_suite` reads it 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-__all__ = ["EMBEDDED_SUITES", "LETTERS", "embedded_suites", "embedded_suite", "in_distribution", "letters",
-           "available_fonts", "file_suite", "suite_descriptions", "describe_fonts"]
+__all__ = ["EMBEDDED_SUITES", "OPTIONAL_SUITES", "ALL_SUITES", "LETTERS", "embedded_suites", "embedded_suite",
+           "in_distribution", "letters", "available_fonts", "file_suite", "suite_descriptions", "describe_fonts"]
 
 EMBEDDED_SUITES = ("photos", "uniform", "gaussian", "lfw", "digits", "inverted", "letters")
+#: Suites selectable by name that need a system package (see the module docstring); not in the default list.
+OPTIONAL_SUITES = ("fashion",)
+#: Every suite name :func:`embedded_suite` accepts.
+ALL_SUITES = EMBEDDED_SUITES + OPTIONAL_SUITES
 #: Letters kept for the letters suite: those that are easily confused with a digit (O o Q D I l i j J S s Z z
 #: B b G g q T) are left out, so that the set is OOD for a digit model.
 LETTERS = "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxy"
@@ -64,38 +76,43 @@ def _resize_channels(x: Tensor, size: int, channels: int) -> Tensor:
 def in_distribution(name: str = "mnist", *, split: str = "test", n: int | None = None, size: int = 28,
                     channels: int = 1, seed: int = 0) -> Tensor:
     """The in-distribution evaluation images (default: the 1,000-image MNIST test split)."""
-    from ..data import load
+    from ..data import load_dataset
 
-    return load(name, split=split, size=size, channels=channels, n=n, seed=seed).x
+    return load_dataset(name, split=split, size=size, channels=channels, n=n, seed=seed).x
 
 
 def embedded_suite(name: str, n: int, *, size: int = 28, channels: int = 1, seed: int = 0) -> Tensor:
-    """One embedded OOD set (see the module table), ``n`` images (fewer only for ``lfw``, which has 200 with
-    mirrors), float32 [0, 1] NCHW."""
-    from ..data import load
+    """One OOD set by name (:data:`ALL_SUITES`, see the module tables), ``n`` images (fewer only for ``lfw``,
+    which has 200 with mirrors, and ``fashion``, 10,000), float32 [0, 1] NCHW."""
+    from ..data import load_dataset
 
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if name in ("photos", "uniform", "gaussian"):
-        return load(name, split="test", size=size, channels=channels, n=n, seed=seed).x
+        return load_dataset(name, split="test", size=size, channels=channels, n=n, seed=seed).x
     if name == "lfw":
-        faces = torch.cat([load("lfw", split="test", size=size, channels=channels, seed=seed).x,
-                           load("lfw", split="train", size=size, channels=channels, seed=seed).x])
+        faces = torch.cat([load_dataset("lfw", split="test", size=size, channels=channels, seed=seed).x,
+                           load_dataset("lfw", split="train", size=size, channels=channels, seed=seed).x])
         faces = torch.cat([faces, faces.flip(-1)])
         return faces[:n].contiguous()
     if name == "digits":
-        available = load("digits", split="test", size=size, channels=channels, seed=seed).x
+        available = load_dataset("digits", split="test", size=size, channels=channels, seed=seed).x
         if n > len(available):
-            available = torch.cat([available, load("digits", split="train", size=size, channels=channels,
+            available = torch.cat([available, load_dataset("digits", split="train", size=size, channels=channels,
                                                    seed=seed).x])
         return available[:n].contiguous()
     if name == "inverted":
-        mnist = load("mnist", split="test", size=size, channels=channels, seed=seed + 1).x
+        mnist = load_dataset("mnist", split="test", size=size, channels=channels, seed=seed + 1).x
         return (1.0 - mnist[:n]).contiguous()
     if name == "letters":
         return letters(n, size=size, channels=channels, seed=seed)
-    raise ValueError(f"unknown OOD suite {name!r}; embedded suites: {', '.join(EMBEDDED_SUITES)} "
-                     "(use file_suite for a path)")
+    if name == "fashion":
+        from ..data.fashion import FASHION_SPLIT_SIZES
+
+        count = min(n, FASHION_SPLIT_SIZES["test"])
+        return load_dataset("fashion", split="test", size=size, channels=channels, n=count, seed=seed).x
+    raise ValueError(f"unknown OOD suite {name!r}; embedded suites: {', '.join(EMBEDDED_SUITES)}; optional: "
+                     f"{', '.join(OPTIONAL_SUITES)} (use file_suite for a path)")
 
 
 def embedded_suites(n: int = 128, *, size: int = 28, channels: int = 1, seed: int = 0,
@@ -271,6 +288,7 @@ def suite_descriptions() -> dict[str, str]:
         "lfw": "skimage LFW subset faces (test, train, then mirrored), resized",
         "digits": "sklearn 8x8 digits upscaled (near-OOD)",
         "inverted": "MNIST test split, 1 - x",
+        "fashion": "Fashion-MNIST test split (Debian package dataset-fashion-mnist), resized",
         "letters": f"letters {LETTERS!r} rendered in {len(fonts)} fonts (PIL default + TrueType files; listed "
                    "under protocol.fonts in ood.json)",
     }
