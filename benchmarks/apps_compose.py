@@ -33,7 +33,7 @@ import torch
 
 import atebm
 from atebm.apps import WeightedSum, generate
-from atebm.data import load
+from atebm.data import load_dataset
 from atebm.io import save_grid
 from atebm.metrics import digit_features
 from atebm.report import Report
@@ -65,14 +65,14 @@ def main() -> None:
     started = time.perf_counter()
 
     a, b = atebm.load(args.checkpoint_a), atebm.load(args.checkpoint_b)
-    cfg = a.checkpoint_config
+    cfg = a.meta["config"]
     steps = args.steps if args.steps is not None else int(cfg.get("k_max", 16))
     step_size = args.step_size if args.step_size is not None else float(cfg.get("step_size", 1.0))
     ca, cb = _classes(args.classes_a), _classes(args.classes_b)
     both = sorted(set(ca) & set(cb))
     ckpt = Path(args.checkpoint_a)
     run_dir = Path(args.report_dir) if args.report_dir else (ckpt if ckpt.is_dir() else ckpt.parent)
-    seeds = load("photos", split="test", n=args.n, seed=1).x
+    seeds = load_dataset("photos", split="test", n=args.n, seed=1).x
     classifier = digit_features()
     scores = {"A": a, "B": b}
     rows_spec = [("A alone", a), ("B alone", b), ("A + B (sum of scores)", WeightedSum([a, b], [1.0, 1.0])),

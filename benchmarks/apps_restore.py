@@ -33,9 +33,20 @@ import numpy as np
 import torch
 
 import atebm
-from atebm.apps import (add_gaussian_noise, add_salt_pepper, denoise, inpaint, make_mask, nn_image_inpaint,
-                        nn_patch_inpaint, occlude, summarize)
-from atebm.data import load
+from atebm.apps import (
+    add_gaussian_noise,
+    add_salt_pepper,
+    denoise,
+    denoise_trajectory,
+    inpaint,
+    inpaint_trajectory,
+    make_mask,
+    nn_image_inpaint,
+    nn_patch_inpaint,
+    occlude,
+    summarize,
+)
+from atebm.data import load_dataset
 from atebm.io import save_grid
 from atebm.metrics import psnr, ssim
 from atebm.report import Report
@@ -56,18 +67,19 @@ def _row(label: str, values: np.ndarray) -> list:
     return [label] + [round(s[c], 4) for c in COLUMNS[1:]]
 
 
-def _select(run, clean_val: torch.Tensor, corrupted_val: torch.Tensor, mask_val: torch.Tensor | None,
+def _select(run_path, clean_val: torch.Tensor, corrupted_val: torch.Tensor, mask_val: torch.Tensor | None,
             step_sizes: list[float], max_steps: int, batch: int) -> dict:
-    """Mean val SSIM for every (step size, steps <= max_steps) from one recorded run per step size; returns the
-    best setting (ties go to fewer steps) and the whole curve."""
+    """Mean val SSIM for every (step size, steps <= max_steps) from one recorded run per step size (``run_path``:
+    an application's ``*_trajectory`` twin); returns the best setting (ties go to fewer steps) and the whole
+    curve."""
     record = list(range(max_steps + 1))
     table = {}
     for step_size in step_sizes:
         sums = np.zeros(max_steps + 1)
         for start in range(0, len(clean_val), batch):
             part = slice(start, start + batch)
-            _, path = run(corrupted_val[part], None if mask_val is None else mask_val[part], max_steps, step_size,
-                          record)
+            _, path = run_path(corrupted_val[part], None if mask_val is None else mask_val[part], max_steps,
+                               step_size, record)
             for t in record:
                 sums[t] += float(ssim(path[t], clean_val[part]).sum())
         table[step_size] = (sums / len(clean_val)).tolist()
@@ -78,7 +90,7 @@ def _select(run, clean_val: torch.Tensor, corrupted_val: torch.Tensor, mask_val:
 
 def _batched(run, x: torch.Tensor, mask: torch.Tensor | None, steps: int, step_size: float,
              batch: int) -> torch.Tensor:
-    return torch.cat([run(x[i:i + batch], None if mask is None else mask[i:i + batch], steps, step_size, None)
+    return torch.cat([run(x[i:i + batch], None if mask is None else mask[i:i + batch], steps, step_size)
                       for i in range(0, len(x), batch)])
 
 
@@ -104,8 +116,8 @@ def main() -> None:
     ckpt = Path(args.checkpoint)
     run_dir = Path(args.report_dir) if args.report_dir else (ckpt if ckpt.is_dir() else ckpt.parent)
     figures = run_dir / "apps_restore"
-    val = load("mnist", split="val", n=args.val, seed=0).x
-    test = load("mnist", split="test", n=args.test, seed=0).x
+    val = load_dataset("mnist", split="val", n=args.val, seed=0).x
+    test = load_dataset("mnist", split="test", n=args.test, seed=0).x
     protocol_base = {"checkpoint": str(args.checkpoint), "val_images": len(val), "test_images": len(test),
                      "selection": f"argmax mean val SSIM over steps 0..{args.max_steps} x step sizes "
                                   f"{args.step_sizes} (L2, unconstrained)",
@@ -116,11 +128,17 @@ def main() -> None:
         "protocol": protocol_base, "denoise": {}, "inpaint": {}}
     report = Report.open(run_dir)
 
-    def run_denoise(x, _mask, steps, step_size, record):
-        return denoise(model, x, steps, step_size, record=record)
+    def run_denoise(x, _mask, steps, step_size):
+        return denoise(model, x, steps, step_size)
 
-    def run_inpaint(x, mask, steps, step_size, record):
-        return inpaint(model, x, mask, steps, step_size, record=record)
+    def denoise_path(x, _mask, steps, step_size, record):
+        return denoise_trajectory(model, x, steps, step_size, record=record)
+
+    def run_inpaint(x, mask, steps, step_size):
+        return inpaint(model, x, mask, steps, step_size)
+
+    def inpaint_path(x, mask, steps, step_size, record):
+        return inpaint_trajectory(model, x, mask, steps, step_size, record=record)
 
     if not args.skip_denoise:
         rows, summary_rows = [], []
@@ -129,7 +147,7 @@ def main() -> None:
         for label, noise in noises:
             t0 = time.perf_counter()
             noisy_val, noisy_test = noise(val, 11), noise(test, 12)
-            choice = _select(run_denoise, val, noisy_val, None, args.step_sizes, args.max_steps, args.batch)
+            choice = _select(denoise_path, val, noisy_val, None, args.step_sizes, args.max_steps, args.batch)
             restored = _batched(run_denoise, noisy_test, None, choice["steps"], choice["step_size"], args.batch)
             s_noisy, s_rest = ssim(noisy_test, test).numpy(), ssim(restored, test).numpy()
             p_noisy, p_rest = psnr(noisy_test, test).numpy(), psnr(restored, test).numpy()
@@ -165,7 +183,7 @@ def main() -> None:
                          protocol=protocol)
 
     if not args.skip_inpaint:
-        bank = load("mnist", split="train", seed=0).x
+        bank = load_dataset("mnist", split="train", seed=0).x
         summary_rows, rows = [], []
         for label, spec in MASKS.items():
             t0 = time.perf_counter()
@@ -174,7 +192,7 @@ def main() -> None:
             m_val = make_mask(kind, val.shape, seed=21, **kwargs)
             m_test = make_mask(kind, test.shape, seed=22, **kwargs)
             occ_val, occ_test = occlude(val, m_val, 0.0), occlude(test, m_test, 0.0)
-            choice = _select(run_inpaint, val, occ_val, m_val, args.step_sizes, args.max_steps, args.batch)
+            choice = _select(inpaint_path, val, occ_val, m_val, args.step_sizes, args.max_steps, args.batch)
             restored = _batched(run_inpaint, occ_test, m_test, choice["steps"], choice["step_size"], args.batch)
             nn_patch = nn_patch_inpaint(test, m_test, bank, occ_test)
             nn_orig = nn_image_inpaint(test, m_test, bank, "original")

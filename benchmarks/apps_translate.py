@@ -5,10 +5,10 @@ Protocol (printed into the JSON and the run report):
 
 * Model: ``--checkpoint`` (default: the apps reference model); PGD ascent, L2, unconstrained, step size =
   the checkpoint's training step size unless ``--step-size``; images recorded after ``--steps`` steps.
-* Sources (none of them seen by the model): LFW faces (all 100 of the embedded subset, 25x25 grey crops
-  resized to 28), natural-photo patches of the held-out test photos (200), scikit-learn 8x8 digits
-  (test split, 200, upscaled: another digit domain, with labels), uniform noise (200), and the MNIST test
-  split itself (200) as the control.
+* Sources (none of them seen by the model; converted to the checkpoint's input size and channels): LFW faces
+  (all 100 of the embedded subset, 25x25 grey crops resized to 28), natural-photo patches of the held-out test
+  photos (200), scikit-learn 8x8 digits (test split, 200, upscaled: another digit domain, with labels), uniform
+  noise (200), and the MNIST test split itself (200) as the control.
 * Classifier: atebm.metrics.digit_features (a small CNN trained on the MNIST train split; its test accuracy is
   in the JSON). Reported per step: mean confidence (max softmax probability), class histogram, accuracy
   against the source labels where there are labels, the model's mean score and the mean L2 distance moved.
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 import atebm
-from atebm.apps import save_trajectory, translate
-from atebm.data import load
+from atebm.apps import save_trajectory, translate_trajectory
+from atebm.data import load_dataset
 from atebm.metrics import digit_features
 from atebm.report import Report
 from atebm.training import write_json
@@ -37,14 +37,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sources(n: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-    faces = torch.cat([load("lfw", split="train", seed=0).x, load("lfw", split="test", seed=0).x])
-    digits = load("digits", split="test", n=n, seed=0)
-    mnist = load("mnist", split="test", n=n, seed=0)
+    faces = torch.cat([load_dataset("lfw", split="train", seed=0).x, load_dataset("lfw", split="test", seed=0).x])
+    digits = load_dataset("digits", split="test", n=n, seed=0)
+    mnist = load_dataset("mnist", split="test", n=n, seed=0)
     return {
         "LFW faces": (faces, None),
-        "photo patches (test photos)": (load("photos", split="test", n=n, seed=0).x, None),
+        "photo patches (test photos)": (load_dataset("photos", split="test", n=n, seed=0).x, None),
         "sklearn 8x8 digits (upscaled)": (digits.x, digits.y),
-        "uniform noise": (load("uniform", split="test", n=n, seed=0).x, None),
+        "uniform noise": (load_dataset("uniform", split="test", n=n, seed=0).x, None),
         "MNIST test (control)": (mnist.x, mnist.y),
     }
 
@@ -80,7 +80,8 @@ def main() -> None:
     model = atebm.load(args.checkpoint)
     ckpt = Path(args.checkpoint)
     run_dir = Path(args.report_dir) if args.report_dir else (ckpt if ckpt.is_dir() else ckpt.parent)
-    step_size = args.step_size if args.step_size is not None else float(model.checkpoint_config.get("step_size", 1.0))
+    config = model.meta["config"]
+    step_size = args.step_size if args.step_size is not None else float(config.get("step_size", 1.0))
     record = sorted({int(s) for s in args.steps.split(",")})
     classifier = digit_features()
     protocol = {"checkpoint": str(args.checkpoint), "sampler": f"PGD L2 ascent, step size {step_size}, no eps-ball",
@@ -93,7 +94,7 @@ def main() -> None:
     summary_rows = []
     for name, (x, labels) in sources(args.n).items():
         x = x[:args.n] if labels is None else x
-        out, path = translate(model, x, record[-1], step_size, channels=1, size=28, record=record)
+        out, path = translate_trajectory(model, x, record[-1], step_size, record=record)  # to the model's format
         per_step = {str(s): describe(classifier, model, path[i], path[0], labels) for i, s in enumerate(record)}
         results["sources"][name] = {"images": len(x), "per_step": per_step}
         for s in record:

@@ -1,4 +1,5 @@
-"""Applications (atebm.apps): restoration, translation, interpolation, composition, trajectories, baselines.
+"""Applications (atebm.apps): restoration, translation, interpolation, composition, trajectories, nearest-neighbour
+inpainting, and the checks every entry point makes on its images.
 
 Restoration quality is checked with a score whose data distribution is known: a Gaussian mixture on a few
 fixed MNIST digits, ``f(x) = logsumexp_k(-||x - t_k||² / 2τ²)``. Ascending it moves an image toward its nearest
@@ -14,21 +15,42 @@ from torch import nn
 
 from atebm import build_score_model, pgd
 from atebm.apps import (
-    WeightedSum, add_gaussian_noise, add_salt_pepper, box_mask, center_mask, compose, conform, corrupt, denoise,
-    generate, inpaint, interpolate, interpolation_seeds, load_mask, make_mask, masked_nearest, nn_image_inpaint,
-    nn_patch_inpaint, occlude, parse_steps, pixel_mask, save_trajectory, summarize, translate,
+    WeightedSum,
+    add_gaussian_noise,
+    add_salt_pepper,
+    box_mask,
+    center_mask,
+    compose,
+    compose_trajectory,
+    conform,
+    corrupt,
+    denoise,
+    denoise_trajectory,
+    generate,
+    generate_trajectory,
+    inpaint,
+    inpaint_trajectory,
+    interpolate,
+    interpolate_trajectory,
+    interpolation_seeds,
+    load_mask,
+    make_mask,
+    masked_nearest,
+    model_size,
+    nn_image_inpaint,
+    nn_patch_inpaint,
+    occlude,
+    parse_steps,
+    pixel_mask,
+    save_trajectory,
+    summarize,
+    translate,
+    translate_trajectory,
 )
 from atebm.data import blur
 from atebm.metrics import ssim
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; several threads spin against each other on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TemplateMixture(nn.Module):
@@ -53,9 +75,9 @@ def tiny_convnet(seed=0, channels=1, width=4):
 @pytest.fixture(scope="module")
 def digits():
     """Eight fixed MNIST digits (val split), 28x28 grey."""
-    from atebm.data import load
+    from atebm.data import load_dataset
 
-    return load("mnist", split="val", n=8, seed=3).x
+    return load_dataset("mnist", split="val", n=8, seed=3).x
 
 
 # ------------------------------------------------------------------------------------------------- noise
@@ -100,7 +122,7 @@ def test_denoising_raises_mean_ssim_and_respects_the_eps_ball(digits):
 def test_denoise_records_a_trajectory_that_starts_at_the_input(digits):
     model = TemplateMixture(digits)
     noisy = add_salt_pepper(digits, 0.1, seed=0)
-    out, path = denoise(model, noisy, steps=4, step_size=0.5, record=[0, 2, 4])
+    out, path = denoise_trajectory(model, noisy, steps=4, step_size=0.5, record=[0, 2, 4])
     assert path.shape == (3, *noisy.shape)
     assert torch.equal(path[0], noisy) and torch.equal(path[-1], out)
 
@@ -160,10 +182,11 @@ def test_occlude_changes_only_the_hole(fill):
 @pytest.mark.parametrize("kind", ["center", "boxes", "pixels"])
 def test_inpainting_keeps_every_visible_pixel_bit_identical(kind):
     model = tiny_convnet()
-    x = torch.rand(6, 1, 16, 16) * 1.2 - 0.1  # some values even outside the box [0, 1]
+    x = torch.rand(6, 1, 16, 16)
+    x[:, :, ::3] = 1.0  # many pixels on the box edge, where a step would be clamped
     mask = make_mask(kind, x.shape, seed=2)
     start = occlude(x, mask, "noise", seed=3)
-    out, path = inpaint(model, start, mask, steps=5, step_size=0.5, record=[0, 5])
+    out, path = inpaint_trajectory(model, start, mask, steps=5, step_size=0.5, record=[0, 5])
     visible = ~mask.expand_as(x)
     assert torch.equal(out[visible], start[visible])
     assert torch.equal(path[0], start)
@@ -182,6 +205,22 @@ def test_inpainting_restores_the_hole_toward_the_truth(digits):
 
 
 # ------------------------------------------------------------------------------------------------- baselines
+def test_masked_nearest_neighbours_match_brute_force():
+    from atebm.metrics import nearest_neighbours
+
+    g = torch.Generator().manual_seed(1)
+    bank, query = torch.rand(30, 3, 5, 5, generator=g), torch.rand(6, 3, 5, 5, generator=g)
+    mask = pixel_mask(query.shape, 0.5, seed=2)  # (N, 1, H, W): broadcast over the channels
+    dist, idx = nearest_neighbours(query, bank, k=3, chunk=4, mask=mask)
+    m = mask.expand_as(query).float()
+    brute = (((query[:, None] - bank[None]) ** 2) * m[:, None]).flatten(2).sum(-1)
+    best, order = brute.sort(dim=1)
+    assert torch.equal(idx, order[:, :3])
+    torch.testing.assert_close(dist, best[:, :3].sqrt(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        nearest_neighbours(query, bank, mask=torch.ones(2, 2))
+
+
 def test_masked_nearest_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     bank, query = torch.rand(40, 1, 6, 6, generator=g), torch.rand(7, 1, 6, 6, generator=g)
@@ -211,7 +250,7 @@ def test_generate_is_pgd_from_the_blurred_seeds():
     model = tiny_convnet()
     seeds = torch.rand(4, 1, 16, 16)
     assert torch.equal(generate(model, seeds, 3, 0.5), pgd(model, seeds, steps=3, step_size=0.5))
-    out, path = generate(model, seeds, 3, 0.5, blur_sigma=1.5, record=[0, 3])
+    out, path = generate_trajectory(model, seeds, 3, 0.5, blur_sigma=1.5, record=[0, 3])
     assert torch.equal(path[0], blur(seeds, 1.5).clamp(0, 1))
     assert torch.equal(out, pgd(model, blur(seeds, 1.5), steps=3, step_size=0.5))
 
@@ -220,7 +259,8 @@ def test_generate_is_pgd_from_the_blurred_seeds():
 def test_translate_converts_the_domain_and_raises_the_target_score(digits):
     model = TemplateMixture(digits)
     faces_rgb = torch.rand(5, 3, 32, 32)
-    out, path = translate(model, faces_rgb, steps=10, step_size=1.0, channels=1, size=28, record=[0, 5, 10])
+    out, path = translate_trajectory(model, faces_rgb, steps=10, step_size=1.0, channels=1, size=28,
+                                     record=[0, 5, 10])
     assert out.shape == (5, 1, 28, 28)
     assert torch.equal(path[0], conform(faces_rgb, 1, 28))
     scores = torch.stack([model(p) for p in path])
@@ -240,8 +280,11 @@ def test_interpolation_endpoints_are_the_endpoints_own_samples():
     seeds = interpolation_seeds(a, b, 5)
     assert torch.equal(seeds[:, 0], a) and torch.equal(seeds[:, -1], b)
     assert torch.allclose(seeds[:, 2], 0.5 * (a + b))
-    samples, seeds2, path = interpolate(model, a, b, 5, steps=4, step_size=0.5, blur_sigma=0.5, record=[0, 4])
+    samples, path = interpolate_trajectory(model, a, b, 5, steps=4, step_size=0.5, blur_sigma=0.5, record=[0, 4])
     assert samples.shape == (3, 5, 1, 16, 16) and path.shape == (2, 3, 5, 1, 16, 16)
+    assert torch.equal(interpolate(model, a, b, 5, steps=4, step_size=0.5, blur_sigma=0.5), samples)
+    blurred = blur(seeds.reshape(-1, 1, 16, 16), 0.5).clamp(0, 1).reshape(seeds.shape)
+    torch.testing.assert_close(path[0], blurred, rtol=0, atol=1e-6)
     torch.testing.assert_close(samples[:, 0], generate(model, a, 4, 0.5, 0.5), rtol=0, atol=1e-6)
     torch.testing.assert_close(samples[:, -1], generate(model, b, 4, 0.5, 0.5), rtol=0, atol=1e-6)
     assert not torch.allclose(samples[:, 2], samples[:, 0])
@@ -305,3 +348,76 @@ def test_summarize_reports_quartiles_and_skips_infinite_values():
     s = summarize(np.array([1.0, 2.0, 3.0, 4.0, 5.0, math.inf]))
     assert s["n"] == 6 and s["non_finite"] == 1 and s["mean"] == 3.0 and s["median"] == 3.0
     assert s["q1"] == 2.0 and s["q3"] == 4.0 and s["min"] == 1.0 and s["max"] == 5.0
+
+
+# ------------------------------------------------------------------------------------------------- one result scheme
+def _apps(model, x):
+    """(name, plain call, trajectory call) for every application, on the same images."""
+    mask = center_mask(x.shape, 0.5)
+    half = x.shape[0] // 2
+    return [
+        ("generate", lambda **k: generate(model, x, 3, 0.5, **k),
+         lambda **k: generate_trajectory(model, x, 3, 0.5, **k)),
+        ("denoise", lambda **k: denoise(model, x, 3, 0.5, eps=1.0, **k),
+         lambda **k: denoise_trajectory(model, x, 3, 0.5, eps=1.0, **k)),
+        ("inpaint", lambda **k: inpaint(model, x, mask, 3, 0.5, **k),
+         lambda **k: inpaint_trajectory(model, x, mask, 3, 0.5, **k)),
+        ("translate", lambda **k: translate(model, x, 3, 0.5, **k),
+         lambda **k: translate_trajectory(model, x, 3, 0.5, **k)),
+        ("interpolate", lambda **k: interpolate(model, x[:half], x[half:2 * half], 3, 3, 0.5, **k),
+         lambda **k: interpolate_trajectory(model, x[:half], x[half:2 * half], 3, 3, 0.5, **k)),
+        ("compose", lambda **k: compose([model, model], x, 3, 0.5, [0.5, 0.5], **k),
+         lambda **k: compose_trajectory([model, model], x, 3, 0.5, [0.5, 0.5], **k)),
+    ]
+
+
+def test_every_application_returns_a_tensor_and_its_trajectory_twin_the_same_result_and_path():
+    model, x = tiny_convnet(seed=3), torch.rand(4, 1, 12, 12)
+    for name, plain, with_path in _apps(model, x):
+        result = plain()
+        assert isinstance(result, torch.Tensor), name
+        again, path = with_path(record=[0, 1, 3])
+        assert isinstance(again, torch.Tensor) and isinstance(path, torch.Tensor), name
+        torch.testing.assert_close(again, result, rtol=0, atol=1e-6, msg=name)
+        assert path.shape == (3, *result.shape), name
+        torch.testing.assert_close(path[-1], result, rtol=0, atol=1e-6, msg=name)
+        assert not torch.equal(path[1], path[0]), name  # the path moves
+        with pytest.raises(TypeError):
+            plain(record=[0, 3])  # no argument changes what a plain application returns
+
+
+def _bad_images():
+    good = torch.rand(2, 1, 8, 8)
+    nan, inf = good.clone(), good.clone()
+    nan[0, 0, 1, 1] = float("nan")
+    inf[1, 0, 2, 2] = float("inf")
+    return [(nan, ValueError, "NaN"), (inf, ValueError, "inf"), (good * 3 - 1, ValueError, r"\[0, 1\]"),
+            (good[0], ValueError, "NCHW"), (torch.zeros(0, 1, 8, 8), ValueError, "empty"),
+            ((good * 255).to(torch.uint8), TypeError, "floating-point"), (good.tolist(), TypeError, "Tensor")]
+
+
+@pytest.mark.parametrize("bad, error, message", _bad_images(), ids=["nan", "inf", "range", "shape", "empty",
+                                                                     "dtype", "list"])
+def test_every_application_refuses_bad_images_with_a_message_naming_the_problem(bad, error, message):
+    model = tiny_convnet()
+    mask = center_mask((2, 1, 8, 8), 0.5)
+    calls = [lambda: generate(model, bad, 1, 0.5), lambda: denoise(model, bad, 1, 0.5),
+             lambda: inpaint(model, bad, mask, 1, 0.5), lambda: translate(model, bad, 1, 0.5),
+             lambda: interpolate(model, bad, bad, 3, 1, 0.5), lambda: compose([model], bad, 1, 0.5),
+             lambda: generate_trajectory(model, bad, 1, 0.5, record=[0, 1]), lambda: conform(bad, 3),
+             lambda: masked_nearest(bad, torch.rand(5, 1, 8, 8))]
+    for call in calls:
+        with pytest.raises(error, match=message):
+            call()
+
+
+def test_translate_converts_to_the_format_the_model_records():
+    model = tiny_convnet(channels=3)
+    model.meta = {"size": 12, "channels": 3}
+    grey = torch.rand(3, 1, 20, 20)
+    assert translate(model, grey, 2, 0.5).shape == (3, 3, 12, 12)
+    other = tiny_convnet(channels=3)
+    other.meta = {"size": 16, "channels": 3}
+    assert model_size(WeightedSum([model, model])) == (12, 12)
+    with pytest.raises(ValueError, match="disagree on their input size"):
+        model_size(WeightedSum([model, other]))

@@ -7,14 +7,31 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import atebm
 from atebm.cli import main as atebm_main
-from atebm.toy2d import (DATASETS, AscentProtocol, MaximinSettings, MinimaxSettings, energy_distance, find_maxima,
-                         get_dataset, parse_mixture, prop1_metrics, run_panel, sample_p0, write_panel)
+from atebm.toy2d import (
+    DATASETS,
+    AscentProtocol,
+    MaximinSettings,
+    MinimaxSettings,
+    energy_distance,
+    find_maxima,
+    get_dataset,
+    parse_mixture,
+    prop1_metrics,
+    run_panel,
+    run_toy2d,
+    sample_p0,
+    toy2d_panels,
+    write_panel,
+)
+from atebm.toy2d.plots import gradient_field
 
 SMALL_METRICS = {"n_data": 1000, "grid": 81, "n_ascent": 500, "maxima_grid": 25}
 # small-scale maximin: progressive K 0..25, unit PGD steps of 0.3 (path 7.5 > the corner-to-centre distance)
@@ -22,7 +39,9 @@ MAXIMIN = dict(iters=500, k=25, step_size=0.3, batch_size=64, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
+def _one_thread_per_module():
+    """The module-scoped panels below train before any function-scoped fixture (conftest's ``one_thread``) runs;
+    tiny 2D MLPs run several times faster on one thread on a busy machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -92,7 +111,7 @@ def test_checkpoints_load_as_2d_score_models(tmp_path, maximin_uniform, maximin_
             out = model(x)
             assert out.shape == (17,)
             assert torch.allclose(out, panel.result.model.eval()(x), atol=1e-6)
-        assert model.checkpoint_config["toy2d"]["method"] == panel.method
+        assert model.meta["config"]["toy2d"]["method"] == panel.method
 
 
 # ------------------------------------------------------------------------------------------- metrics on known D
@@ -211,8 +230,55 @@ def test_cli_writes_json_plots_gif_and_checkpoints(tmp_path, capsys):
 
 def test_cli_rejects_bad_settings(tmp_path, capsys):
     assert atebm_main(["toy2d", "--out", str(tmp_path), "--k", "3", "--k-start", "5"]) == 1
-    assert "k-start" in capsys.readouterr().err
+    assert "k_start" in capsys.readouterr().err
+    assert atebm_main(["toy2d", "--out", str(tmp_path), "--activation", "swish"]) == 1
+    assert "unknown activation 'swish'" in capsys.readouterr().err
+    assert atebm_main(["toy2d", "--out", str(tmp_path), "--box", "2", "-2"]) == 1
+    assert "LO < HI" in capsys.readouterr().err
     assert atebm_main(["toy2d", "--out", str(tmp_path), "--p0", "mixture"]) == 1
-    assert "--mixture" in capsys.readouterr().err
+    assert "needs mixture components" in capsys.readouterr().err
     assert atebm_main(["toy2d", "--out", str(tmp_path), "--dry-run", "--all"]) == 0
     assert "maximin" in capsys.readouterr().out
+
+
+def test_toy2d_pipeline_runs_from_python_and_resolves_its_panels(tmp_path):
+    assert toy2d_panels(all_panels=True) == [("maximin", "uniform"), ("maximin", "corner"), ("minimax", "uniform"),
+                                             ("minimax", "corner")]
+    assert toy2d_panels(method="both", p0="corner") == [("maximin", "corner"), ("minimax", "corner")]
+    with pytest.raises(ValueError, match="mixture"):
+        run_toy2d(tmp_path, p0="mixture")
+    before = torch.get_num_threads()
+    summary = run_toy2d(tmp_path, method="minimax", p0="mixture", mixture="-3,3,0.3; 3,-3,0.3", plots=False,
+                        minimax=MinimaxSettings(particles=32, max_rounds=3, d_steps=20, d_steps_first=20, hidden=8),
+                        log=lambda message: None)
+    assert torch.get_num_threads() == before  # the run's one thread is undone afterwards
+    assert set(summary["panels"]) == {"minimax-mixture"} and (tmp_path / "minimax-mixture.pt").is_file()
+    assert not (tmp_path / "report.html").exists()  # plots=False: JSON and checkpoints only
+    assert json.loads((tmp_path / "toy2d.json").read_text())["panels"]["minimax-mixture"]["p0"] == "mixture"
+
+
+# ------------------------------------------------------------------------------------------- plots
+def test_gradient_field_is_the_unit_ascent_direction_in_eval_mode():
+    class Tilted(torch.nn.Module):  # f(x) = a . x, with dropout that would scramble the gradient in train mode
+        def __init__(self):
+            super().__init__()
+            self.drop = torch.nn.Dropout(0.9)
+
+        def forward(self, x):
+            return self.drop(x @ torch.tensor([3.0, 4.0]))
+
+    score = Tilted().train()
+    pts, u, v = gradient_field(score, (-4.0, 4.0), n=5)
+    assert pts.shape == (25, 2)
+    assert u == pytest.approx([0.6] * 25) and v == pytest.approx([0.8] * 25)
+    assert score.training  # the mode the caller had is restored
+
+
+def test_importing_the_plots_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    code = ("import matplotlib; matplotlib.use('pdf'); import torch; import atebm.toy2d.plots as plots; "
+            "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend(); "
+            f"plots.plot_state({str(tmp_path / 'd.png')!r}, torch.rand(8, 8), (-4.0, 4.0)); "
+            "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,16 +2,16 @@
 conjunction of Du et al.). The sampler sees a single callable, :class:`WeightedSum`."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..sampling import ScoreFn
-from .generate import generate
+from ..sampling import ScoreFn, per_sample_scores
+from .generate import generate, generate_trajectory
 
-__all__ = ["WeightedSum", "compose"]
+__all__ = ["WeightedSum", "compose", "compose_trajectory"]
 
 _MODES = ("score", "log_prob")
 
@@ -41,21 +41,14 @@ class WeightedSum(nn.Module):
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         self.mode = mode
         self.models = nn.ModuleList([m if isinstance(m, nn.Module) else _Callable(m) for m in models])
-        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
+        self.weights: list[float] = weights
 
     def forward(self, x: Tensor) -> Tensor:
-        total = None
+        terms = []
         for weight, model in zip(self.weights, self.models):
-            s = model(x)
-            if s.dim() == 2 and s.shape[1] == 1:
-                s = s[:, 0]
-            if s.shape != (x.shape[0],):
-                raise ValueError(f"every composed model must return one score per sample; got {tuple(s.shape)}")
-            if self.mode == "log_prob":
-                s = F.logsigmoid(s)
-            term = weight.to(s) * s
-            total = term if total is None else total + term
-        return total
+            s = per_sample_scores(model, x)
+            terms.append(weight * (F.logsigmoid(s) if self.mode == "log_prob" else s))
+        return torch.stack(terms).sum(0)
 
 
 class _Callable(nn.Module):
@@ -81,8 +74,23 @@ def compose(
     mode: str = "score",
     blur_sigma: float = 0.0,
     norm: str = "l2",
-    record: Sequence[int] | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Generates from the composition ``Σ_i w_i f_i`` (see :class:`WeightedSum`) with :func:`generate`."""
-    return generate(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma,
-                    norm=norm, record=record)
+    return generate(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma, norm=norm)
+
+
+def compose_trajectory(
+    models: Sequence[ScoreFn],
+    seeds: Tensor,
+    steps: int,
+    step_size: float,
+    weights: Sequence[float] | None = None,
+    *,
+    record: Sequence[int],
+    mode: str = "score",
+    blur_sigma: float = 0.0,
+    norm: str = "l2",
+) -> tuple[Tensor, Tensor]:
+    """:func:`compose` that also returns the path: ``(samples, path)``, ``path[r]`` after ``record[r]`` steps."""
+    return generate_trajectory(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma,
+                               record=record, norm=norm)

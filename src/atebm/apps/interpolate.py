@@ -1,16 +1,16 @@
 """Interpolation: the sampler run on linear interpolations between two seeds (E supp. Fig. 11-13, T Fig. 2.16)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from ..sampling import ScoreFn
-from ._images import check_images, model_device
-from .generate import generate
+from ._images import check_images
+from .generate import generate, generate_trajectory
 
-__all__ = ["interpolate", "interpolation_seeds"]
+__all__ = ["interpolate", "interpolate_trajectory", "interpolation_seeds"]
 
 
 def interpolation_seeds(a: Tensor, b: Tensor, num: int) -> Tensor:
@@ -28,6 +28,11 @@ def interpolation_seeds(a: Tensor, b: Tensor, num: int) -> Tensor:
     return (1 - t) * a[:, None] + t * b.to(a)[:, None]
 
 
+def _flat_seeds(a: Tensor, b: Tensor, num: int) -> tuple[Tensor, tuple[int, ...]]:
+    seeds = interpolation_seeds(a, b, num)
+    return seeds.reshape(-1, *seeds.shape[2:]), tuple(seeds.shape)
+
+
 def interpolate(
     model: ScoreFn,
     a: Tensor,
@@ -38,20 +43,31 @@ def interpolate(
     blur_sigma: float = 0.0,
     *,
     norm: str = "l2",
-    record: Sequence[int] | None = None,
-) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+) -> Tensor:
     """Generates from ``num`` evenly spaced linear interpolations of each seed pair ``(a[m], b[m])``.
 
     Every interpolated seed is sampled exactly as :func:`atebm.apps.generate` would sample it alone (blur, then
-    ``steps`` PGD ascent steps), so the first and last columns are the samples of ``a`` and ``b``.
-    Returns ``(samples, seeds)``, both (M, num, C, H, W), plus the trajectory (T, M, num, C, H, W) when
-    ``record`` is given.
+    ``steps`` PGD ascent steps), so the first and last columns are the samples of ``a`` and ``b``. Returns the
+    samples, shape (M, num, C, H, W); the seeds they started from are :func:`interpolation_seeds`.
     """
-    seeds = interpolation_seeds(a, b, num).to(model_device(model))
-    m = seeds.shape[0]
-    flat = seeds.reshape(m * num, *seeds.shape[2:])
-    out = generate(model, flat, steps, step_size, blur_sigma, norm=norm, record=record)
-    if record is None:
-        return out.reshape(seeds.shape), seeds
-    samples, trajectory = out
-    return samples.reshape(seeds.shape), seeds, trajectory.reshape(len(trajectory), *seeds.shape)
+    flat, shape = _flat_seeds(a, b, num)
+    return generate(model, flat, steps, step_size, blur_sigma, norm=norm).reshape(shape)
+
+
+def interpolate_trajectory(
+    model: ScoreFn,
+    a: Tensor,
+    b: Tensor,
+    num: int,
+    steps: int,
+    step_size: float,
+    blur_sigma: float = 0.0,
+    *,
+    record: Sequence[int],
+    norm: str = "l2",
+) -> tuple[Tensor, Tensor]:
+    """:func:`interpolate` that also returns the path: ``(samples, path)`` with ``path`` of shape
+    (T, M, num, C, H, W), ``path[r]`` after ``record[r]`` steps."""
+    flat, shape = _flat_seeds(a, b, num)
+    samples, path = generate_trajectory(model, flat, steps, step_size, blur_sigma, record=record, norm=norm)
+    return samples.reshape(shape), path.reshape(len(path), *shape)

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from ..sampling import ScoreFn, pgd
+from ..data.core import DataFormatError
+from ..data.readers import read_npy
+from ..sampling import ScoreFn, pgd, pgd_trajectory
 from ._images import check_images, model_device
 
 __all__ = [
     "NOISE_MODELS", "MASK_KINDS", "add_gaussian_noise", "add_salt_pepper", "corrupt", "denoise",
-    "center_mask", "box_mask", "pixel_mask", "load_mask", "make_mask", "occlude", "inpaint",
+    "denoise_trajectory", "center_mask", "box_mask", "pixel_mask", "load_mask", "make_mask", "occlude", "inpaint",
+    "inpaint_trajectory",
 ]
 
 NOISE_MODELS = ("gaussian", "salt-pepper")
@@ -74,6 +77,10 @@ def corrupt(x: Tensor, noise: str, level: float, seed: int | torch.Generator | N
     raise ValueError(f"unknown noise model {noise!r}; choose from {NOISE_MODELS}")
 
 
+def _noisy_start(model: ScoreFn, x: Tensor, what: str) -> Tensor:
+    return check_images(x, what).to(model_device(model))
+
+
 def denoise(
     model: ScoreFn,
     x: Tensor,
@@ -82,17 +89,31 @@ def denoise(
     *,
     eps: float = math.inf,
     norm: str = "l2",
-    record: Sequence[int] | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Denoises by PGD ascent from the noisy images ``x`` (T Sec. 2.5.3)::
 
         x_0 = x,   x_{i+1} = Proj_{B(x, eps) ∩ [0,1]}( x_i + λ · ∇f(x_i) / ||∇f(x_i)||_2 )
 
     ``steps`` is the strength (``||x_K - x||_2 <= λK``); a finite ``eps`` bounds the change outright. Returns the
-    restored images (or ``(images, trajectory)`` with ``record``), on the model's device.
+    restored images on the model's device. The same ascent from images of another domain is
+    :func:`atebm.apps.translate`.
     """
-    x = check_images(x, "noisy images").to(model_device(model))
-    return pgd(model, x, steps=steps, step_size=step_size, norm=norm, eps=eps, record=record)
+    return pgd(model, _noisy_start(model, x, "noisy images"), steps=steps, step_size=step_size, norm=norm, eps=eps)
+
+
+def denoise_trajectory(
+    model: ScoreFn,
+    x: Tensor,
+    steps: int,
+    step_size: float,
+    *,
+    record: Sequence[int],
+    eps: float = math.inf,
+    norm: str = "l2",
+) -> tuple[Tensor, Tensor]:
+    """:func:`denoise` that also returns the path: ``(restored, path)``, ``path[r]`` after ``record[r]`` steps."""
+    return pgd_trajectory(model, _noisy_start(model, x, "noisy images"), record=record, steps=steps,
+                          step_size=step_size, norm=norm, eps=eps)
 
 
 # --------------------------------------------------------------------------------------------- masks
@@ -158,29 +179,26 @@ def load_mask(path: str | os.PathLike, shape: Sequence[int], threshold: float = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
-    if path.suffix.lower() in (".npy", ".npz"):
+    if path.suffix.lower() == ".npy":
+        array = read_npy(path)
+    elif path.suffix.lower() == ".npz":
         try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable NumPy file: {err}") from err
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                key = "mask" if "mask" in loaded.files else "x" if "x" in loaded.files else None
-                if key is None:
-                    raise ValueError(f"{path} has neither a 'mask' nor an 'x' array (it has {loaded.files})")
-                array = loaded[key]
-        else:
-            array = loaded
-        array = np.asarray(array)
-        if array.dtype == np.uint8:
-            array = array / 255.0
+            array = read_npy(path, "mask")
+        except DataFormatError as err:
+            if "no array 'mask'" not in str(err):
+                raise
+            array = read_npy(path, "x")
     else:
         try:
             with Image.open(path) as image:
                 array = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
         except OSError as err:
             raise ValueError(f"{path} is not a readable image: {err}") from err
+    if array.dtype == np.uint8:
+        array = array / 255.0
     array = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"mask {path} holds NaN or infinite values")
     if array.ndim == 2:
         array = array[None, None]
     elif array.ndim == 3:
@@ -241,6 +259,11 @@ def occlude(x: Tensor, mask: Tensor, fill: float | str = 0.0, seed: int | torch.
     return torch.where(m, value, x)
 
 
+def _occluded_start(model: ScoreFn, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    x = check_images(x, "occluded images").to(model_device(model))
+    return x, _mask_for(x, mask)
+
+
 def inpaint(
     model: ScoreFn,
     x: Tensor,
@@ -249,8 +272,7 @@ def inpaint(
     step_size: float,
     *,
     norm: str = "l2",
-    record: Sequence[int] | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Inpaints by PGD ascent that moves only the missing pixels (``mask`` True) of ``x`` (T Sec. 2.5.3)::
 
         x_{i+1} = clamp( x_i + λ · M ⊙ ∇f(x_i) / ||M ⊙ ∇f(x_i)||_2 ),   visible pixels fixed
@@ -258,6 +280,20 @@ def inpaint(
     ``x`` is the occluded image (see :func:`occlude` for the fill of the hole). Visible pixels are returned
     bit-identical to the input. ``mask`` has shape (N or 1, 1 or C, H, W).
     """
-    x = check_images(x, "occluded images").to(model_device(model))
-    m = _mask_for(x, mask)
-    return pgd(model, x, steps=steps, step_size=step_size, norm=norm, mask=m, record=record)
+    x, m = _occluded_start(model, x, mask)
+    return pgd(model, x, steps=steps, step_size=step_size, norm=norm, mask=m)
+
+
+def inpaint_trajectory(
+    model: ScoreFn,
+    x: Tensor,
+    mask: Tensor,
+    steps: int,
+    step_size: float,
+    *,
+    record: Sequence[int],
+    norm: str = "l2",
+) -> tuple[Tensor, Tensor]:
+    """:func:`inpaint` that also returns the path: ``(restored, path)``, ``path[r]`` after ``record[r]`` steps."""
+    x, m = _occluded_start(model, x, mask)
+    return pgd_trajectory(model, x, record=record, steps=steps, step_size=step_size, norm=norm, mask=m)

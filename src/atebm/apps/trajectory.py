@@ -4,8 +4,8 @@ Fig. 14-16 and T Fig. 2.11."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,8 +55,8 @@ def save_trajectory(out_dir: str | os.PathLike, name: str, trajectory: Tensor, s
     """Writes ``<name>_trajectory.png`` (strip), ``<name>_trajectory.gif`` and ``<name>_trajectory.npz``.
 
     ``trajectory`` has shape (T, N, C, H, W) with ``trajectory[t]`` the iterate after ``steps[t]`` sampler steps
-    (the layout :func:`atebm.pgd` returns with ``record=steps``). The strip and GIF show the first
-    ``max_samples`` samples; the NPZ holds all of them as key ``x`` of shape (T·N, C, H, W) in step-major
+    (the path of :func:`atebm.pgd_trajectory` and of the ``*_trajectory`` applications). The strip and GIF show
+    the first ``max_samples`` samples; the NPZ holds all of them as key ``x`` of shape (T·N, C, H, W) in step-major
     order, with ``steps`` and ``num_samples`` beside it.
     """
     trajectory = torch.as_tensor(trajectory).detach().cpu().float()

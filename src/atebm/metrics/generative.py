@@ -118,19 +118,38 @@ def _flat(x: Tensor) -> Tensor:
     return torch.as_tensor(x).detach().float().cpu().flatten(1)
 
 
-def nearest_neighbours(queries: Tensor, reference: Tensor, *, k: int = 1, chunk: int = 256) -> tuple[Tensor, Tensor]:
+def nearest_neighbours(queries: Tensor, reference: Tensor, *, k: int = 1, chunk: int = 256,
+                       mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """For each query, the ``k`` nearest reference rows in Euclidean distance (rows flattened: pixels or
-    features). Returns ``(distances, indices)``, both ``(len(queries), k)``, nearest first."""
-    q, r = _flat(queries), _flat(reference)
+    features). Returns ``(distances, indices)``, both ``(len(queries), k)``, nearest first.
+
+    With ``mask`` (the queries' shape, or broadcastable to it) a distance only counts the values where the mask
+    is nonzero, ``d(q_n, r_j)² = Σ_p m_np (q_np - r_jp)²`` (the nearest-neighbour inpainting baselines of
+    T Sec. 2.5.3 compare the pixels under or outside a hole). Distances are computed in blocks of ``chunk``
+    queries from ``Σ m q² - 2 Σ m q r + Σ m r²``, in float64."""
+    q, r = _flat(queries).double(), _flat(reference).double()
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} values per row but the reference has {r.shape[1]}")
     if not 1 <= k <= len(r):
         raise ValueError(f"k must lie in [1, {len(r)}], got {k}")
-    r_sq = (r.double() ** 2).sum(1)
+    weights = None
+    if mask is not None:
+        shape = tuple(torch.as_tensor(queries).shape)
+        try:
+            full = torch.broadcast_to(torch.as_tensor(mask).detach().cpu() != 0, shape)
+        except RuntimeError as err:
+            raise ValueError(f"mask of shape {tuple(torch.as_tensor(mask).shape)} does not fit queries of shape "
+                             f"{shape}") from err
+        weights = full.reshape(len(q), -1).double()
+    r_sq = (r ** 2).sum(1).view(1, -1) if weights is None else (r ** 2).T
     dists, idx = [], []
     for start in range(0, len(q), chunk):
-        block = q[start:start + chunk].double()
-        d2 = (block ** 2).sum(1, keepdim=True) + r_sq.view(1, -1) - 2 * block @ r.double().T
+        block = q[start:start + chunk]
+        if weights is None:
+            d2 = (block ** 2).sum(1, keepdim=True) + r_sq - 2 * block @ r.T
+        else:
+            m = weights[start:start + chunk]
+            d2 = (m * block ** 2).sum(1, keepdim=True) - 2 * (m * block) @ r.T + m @ r_sq
         values, indices = torch.topk(d2, k, dim=1, largest=False)
         dists.append(values.clamp_min(0).sqrt().float())
         idx.append(indices)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..sampling import ScoreFn, pgd
+from ..sampling import ScoreFn, eval_mode, per_sample_scores, pgd, pgd_trajectory
 from .datasets import Toy2D, uniform_box
 
 __all__ = ["AscentProtocol", "energy_distance", "grid_points", "ascend", "find_maxima", "local_maxima",
@@ -53,15 +53,8 @@ def grid_points(box: tuple[float, float], n: int) -> Tensor:
 @torch.no_grad()
 def evaluate_d(score: ScoreFn, x: Tensor, chunk: int = 8192) -> Tensor:
     """``D(x) = sigmoid(f(x))`` in chunks (model put in eval mode and restored)."""
-    module = score if isinstance(score, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    try:
-        return torch.cat([torch.sigmoid(score(c)) for c in x.split(chunk)])
-    finally:
-        if module is not None:
-            module.train(was_training)
+    with eval_mode(score):
+        return torch.cat([torch.sigmoid(per_sample_scores(score, c)) for c in x.split(chunk)])
 
 
 def energy_distance(x: Tensor, y: Tensor) -> float:
@@ -81,8 +74,8 @@ def ascend(score: ScoreFn, x0: Tensor, box: tuple[float, float], protocol: Ascen
     clamp = (float(box[0]), float(box[1]))
     x = pgd(score, x0, steps=protocol.coarse_steps, step_size=protocol.coarse_step, clamp=clamp)
     half = protocol.fine_steps // 2
-    x_end, traj = pgd(score, x, steps=protocol.fine_steps, step_size=protocol.fine_step, clamp=clamp,
-                      record=[half, protocol.fine_steps])
+    x_end, traj = pgd_trajectory(score, x, steps=protocol.fine_steps, step_size=protocol.fine_step, clamp=clamp,
+                                 record=[half, protocol.fine_steps])
     stationary = (traj[1] - traj[0]).norm(dim=1) < protocol.stationary_tol
     return x_end, stationary
 
@@ -153,7 +146,7 @@ def prop1_metrics(score: ScoreFn, dataset: Toy2D, box: tuple[float, float] = (-4
     off = d_grid[~on_grid]
     if off.numel():
         arg = int(torch.argmax(torch.where(~on_grid, d_grid, torch.full_like(d_grid, -1.0))))
-        off_info = {**_stats(off), "argmax": [float(pts[arg, 0]), float(pts[arg, 1])],
+        off_info: dict[str, Any] = {**_stats(off), "argmax": [float(pts[arg, 0]), float(pts[arg, 1])],
                     "frac_above_half": float((off > 0.5).float().mean()),
                     "frac_above_half_plus_0.05": float((off > 0.55).float().mean())}
     else:

@@ -1,4 +1,6 @@
-"""Field plots of the theory lab (E Fig. 1, G Fig. 2, 4-6), matplotlib with the Agg backend only.
+"""Field plots of the theory lab (E Fig. 1, G Fig. 2, 4-6), drawn with matplotlib's object-oriented API
+(:class:`matplotlib.figure.Figure`, rendered by the Agg canvas), so importing this module leaves the user's
+pyplot backend alone.
 
 One panel shows the contours of ``D = sigmoid(f)`` on the box, the unit-normalised gradient field of D (arrows of
 equal length: only the direction of ascent matters to the PGD sampler), the p_data points (blue) and the p_0
@@ -9,22 +11,20 @@ from __future__ import annotations
 
 import io as _io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from ..io import save_gif  # noqa: E402
-from ..sampling import ScoreFn  # noqa: E402
-from .metrics import grid_points  # noqa: E402
-from .solvers import Snapshot  # noqa: E402
+from ..io import save_gif
+from ..sampling import ScoreFn, eval_mode, input_gradient
+from .metrics import grid_points
+from .solvers import Snapshot
 
 __all__ = ["draw_state", "plot_state", "plot_strip", "plot_panels", "save_animation", "gradient_field"]
 
@@ -33,17 +33,8 @@ def gradient_field(score: ScoreFn, box: tuple[float, float], n: int = 21) -> tup
     """Unit-length ascent directions of f (= of D) on an ``n x n`` grid: ``(points, u, v)``; zero gradients give
     zero arrows."""
     pts = grid_points(box, n)
-    module = score if isinstance(score, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    try:
-        with torch.enable_grad():
-            pts_g = pts.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(score(pts_g).sum(), pts_g)
-    finally:
-        if module is not None:
-            module.train(was_training)
+    with eval_mode(score):
+        _, grad = input_gradient(score, pts)
     length = grad.norm(dim=1, keepdim=True)
     unit = torch.where(length > 0, grad / length.clamp_min(1e-30), torch.zeros_like(grad))
     return pts.numpy(), unit[:, 0].numpy(), unit[:, 1].numpy()
@@ -89,8 +80,8 @@ def draw_state(ax, d_grid: Tensor, box: tuple[float, float], *, data: Tensor | N
 
 def plot_state(path: str | os.PathLike, d_grid: Tensor, box: tuple[float, float], **kwargs) -> Path:
     """One state as a PNG (see :func:`draw_state` for the keyword arguments)."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=110)
-    draw_state(ax, d_grid, box, **kwargs)
+    fig = Figure(figsize=(4.6, 4.0), dpi=110)
+    draw_state(fig.subplots(), d_grid, box, **kwargs)
     return _save(fig, path)
 
 
@@ -100,12 +91,8 @@ def plot_strip(path: str | os.PathLike, snapshots: Sequence[Snapshot], box: tupl
     maximin; the current particles for minimax)."""
     if not snapshots:
         raise ValueError("plot_strip needs at least one snapshot")
-    cols = min(len(snapshots), 6)
-    rows = (len(snapshots) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.6 * rows + 0.3), dpi=100, squeeze=False)
-    for ax in axes.ravel()[len(snapshots):]:
-        ax.axis("off")
-    for ax, snap in zip(axes.ravel(), snapshots):
+    fig, axes = _grid(len(snapshots), 6, (2.7, 2.6))
+    for ax, snap in zip(axes, snapshots):
         draw_state(ax, snap.d_grid, box, data=data, particles=snap.particles, colorbar=True,
                    title=f"{label} {snap.step}: D in [{float(snap.d_grid.min()):.2f}, {float(snap.d_grid.max()):.2f}]",
                    n_show=200)
@@ -116,12 +103,8 @@ def plot_strip(path: str | os.PathLike, snapshots: Sequence[Snapshot], box: tupl
 
 def plot_panels(path: str | os.PathLike, panels: Sequence[dict], box: tuple[float, float], title: str = "") -> Path:
     """A grid of panels; each dict has ``d_grid`` and optionally ``data``, ``particles``, ``field``, ``title``."""
-    cols = min(len(panels), 4)
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.6 * rows + 0.3), dpi=100, squeeze=False)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    for ax, panel in zip(axes.ravel(), panels):
+    fig, axes = _grid(len(panels), 4, (4.0, 3.6))
+    for ax, panel in zip(axes, panels):
         panel = dict(panel)
         draw_state(ax, panel.pop("d_grid"), box, **panel)
     if title:
@@ -134,26 +117,37 @@ def save_animation(path: str | os.PathLike, snapshots: Sequence[Snapshot], box: 
     """The snapshots as an animated GIF, one rendered panel per frame."""
     frames = []
     for snap in snapshots:
-        fig, ax = plt.subplots(figsize=(4.4, 3.8), dpi=80)
-        draw_state(ax, snap.d_grid, box, data=data, particles=snap.particles, title=f"{label} {snap.step}",
+        fig = Figure(figsize=(4.4, 3.8), dpi=80)
+        draw_state(fig.subplots(), snap.d_grid, box, data=data, particles=snap.particles, title=f"{label} {snap.step}",
                    n_show=250)
         frames.append(_render(fig))
     return save_gif(path, frames, scale=1, duration_ms=duration_ms)
 
 
-def _render(fig) -> Tensor:
+def _grid(count: int, max_cols: int, cell: tuple[float, float]) -> tuple[Figure, list]:
+    """A figure with ``count`` axes in rows of at most ``max_cols``, each ``cell`` inches (spare axes hidden)."""
+    cols = min(count, max_cols)
+    rows = (count + cols - 1) // cols
+    fig = Figure(figsize=(cell[0] * cols, cell[1] * rows + 0.3), dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.axis("off")
+    return fig, list(axes[:count])
+
+
+def _render(fig: Figure) -> Tensor:
+    """The figure as a (1, 3, H, W) float tensor in [0, 1]."""
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     buffer.seek(0)
-    image = plt.imread(buffer)[..., :3]
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float()
+    with Image.open(buffer) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -84,8 +85,8 @@ def bumpy_init(model: ScoreModel, box: tuple[float, float], bumps: int, seed: in
 @dataclass
 class MaximinSettings:
     """Algorithm 1 (E) with unit-length PGD steps, D started with ``init_bumps`` random local maxima
-    (:func:`bumpy_init`, the randomly initialised D of E Sec. 4.2); K grows from ``k_start`` to ``k`` as in E Alg. 2 (set
-    ``k_start = k`` for a fixed K): one more step when the AUC gate opens or, at the latest, every
+    (:func:`bumpy_init`, the randomly initialised D of E Sec. 4.2); K grows from ``k_start`` to ``k`` as in E Alg. 2
+    (set ``k_start = k`` for a fixed K): one more step when the AUC gate opens or, at the latest, every
     ``k_ramp · iters / (k - k_start)`` iterations, so that K reaches ``k`` after ``k_ramp`` of the run. The last K
     runs until ``iters`` iterations in total."""
 
@@ -104,6 +105,14 @@ class MaximinSettings:
     activation: str = "silu"
     seed: int = 0
     snapshot_steps: tuple[int, ...] = (0, 10, 25, 50, 100, 200, 400, 800)
+
+    def __post_init__(self) -> None:
+        if self.iters < 1 or not 0 <= self.k_start <= self.k:
+            raise ValueError(f"maximin needs iters >= 1 and 0 <= k_start <= k; got iters={self.iters}, "
+                             f"k_start={self.k_start}, k={self.k}")
+        if not 0 < self.k_ramp <= 1:
+            raise ValueError(f"maximin k_ramp must lie in (0, 1], got {self.k_ramp}")
+        _check_common(self, "maximin")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,8 +143,26 @@ class MinimaxSettings:
     seed: int = 0
     snapshot_rounds: tuple[int, ...] = (0, 5, 10, 20, 40, 60, 80, 120, 160, 240, 320)
 
+    def __post_init__(self) -> None:
+        if self.particles < 1 or self.max_rounds < 1 or self.window < 1 or self.d_steps < 1:
+            raise ValueError(f"minimax needs particles, max_rounds, window and d_steps >= 1; got {self.particles}, "
+                             f"{self.max_rounds}, {self.window}, {self.d_steps}")
+        _check_common(self, "minimax")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_common(settings: MaximinSettings | MinimaxSettings, name: str) -> None:
+    """Checks shared by both solvers' settings: positive step and learning rate, a known activation."""
+    from ..models import make_activation
+
+    if not settings.step_size > 0 or not settings.lr > 0:
+        raise ValueError(f"{name} needs step_size > 0 and lr > 0; got {settings.step_size}, {settings.lr}")
+    if settings.hidden < 1 or settings.depth < 1 or settings.init_bumps < 0:
+        raise ValueError(f"{name} needs hidden, depth >= 1 and init_bumps >= 0; got {settings.hidden}, "
+                         f"{settings.depth}, {settings.init_bumps}")
+    make_activation(settings.activation)  # a clear error for an unknown name, before any work
 
 
 @dataclass
@@ -153,7 +180,7 @@ class SolverResult:
     model: ScoreModel
     history: list[dict[str, Any]]
     snapshots: list[Snapshot]
-    particles: Tensor | None
+    particles: Tensor
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -164,13 +191,13 @@ def _snapshot(model: ScoreModel, step: int, box: tuple[float, float], grid: int,
     return Snapshot(step, d, particles.detach().clone(), None if seeds is None else seeds.detach().clone())
 
 
-def solve_maximin(data: Tensor, p0: Tensor, settings: MaximinSettings = MaximinSettings(), *,
+def solve_maximin(data: Tensor, p0: Tensor, settings: MaximinSettings | None = None, *,
                   box: tuple[float, float] = (-4.0, 4.0), snapshot_grid: int = 80, n_show: int = 300,
                   progress: bool = False, device: str = "cpu",
                   callbacks: tuple[Callable[[Trainer, dict[str, Any]], None], ...] = ()) -> SolverResult:
     """Maximin = :class:`atebm.Trainer` (mlp2d, unconstrained PGD, box clamp). Snapshots at
     ``settings.snapshot_steps`` show D and where K PGD steps put ``n_show`` fixed p_0 seeds (G Fig. 4)."""
-    s = settings
+    s = settings if settings is not None else MaximinSettings()
     if s.iters < 1 or not 0 <= s.k_start <= s.k:
         raise ValueError(f"maximin needs iters >= 1 and 0 <= k_start <= k, got iters={s.iters}, "
                          f"k_start={s.k_start}, k={s.k}")
@@ -197,7 +224,7 @@ def solve_maximin(data: Tensor, p0: Tensor, settings: MaximinSettings = MaximinS
             snapshots.append(_snapshot(trainer.model, trainer.step, box, snapshot_grid, moved, seeds))
 
     trainer = Trainer(config, data, p0, extra={"clamp": clamp}, callbacks=(record, *callbacks))
-    init = bumpy_init(trainer.model, box, s.init_bumps, s.seed) if s.init_bumps > 0 else {"bumps": 0}
+    init: dict[str, Any] = bumpy_init(trainer.model, box, s.init_bumps, s.seed) if s.init_bumps > 0 else {"bumps": 0}
     init["maxima"] = local_maxima(trainer.model, box)
     if 0 in s.snapshot_steps:
         moved = trainer.sample_p0(seeds, s.k_start) if s.k_start > 0 else seeds
@@ -238,12 +265,12 @@ def _train_d(model: ScoreModel, opt: torch.optim.Optimizer, data: Tensor, partic
     return losses[-1], max_steps
 
 
-def solve_minimax(data: Tensor, p0: Tensor, settings: MinimaxSettings = MinimaxSettings(), *,
+def solve_minimax(data: Tensor, p0: Tensor, settings: MinimaxSettings | None = None, *,
                   box: tuple[float, float] = (-4.0, 4.0), snapshot_grid: int = 80) -> SolverResult:
     """G Alg. 2 / E supp. Alg. 3 (module doc): alternate "train D to convergence" and "move every particle one
     unit-length step up D" until the particles stop moving. ``data`` and ``p0`` give the m fixed data points and
     the m starting particles (the first ``settings.particles`` rows of each are used)."""
-    s = settings
+    s = settings if settings is not None else MinimaxSettings()
     m = s.particles
     if data.shape[0] < m or p0.shape[0] < m:
         raise ValueError(f"minimax needs at least {m} data points and p0 seeds, got {data.shape[0]} and {p0.shape[0]}")
@@ -252,7 +279,7 @@ def solve_minimax(data: Tensor, p0: Tensor, settings: MinimaxSettings = MinimaxS
     torch.manual_seed(s.seed)
     spec = mlp2d_spec(s.hidden, s.depth, s.activation, box)
     model = build_score_model(spec)
-    init = bumpy_init(model, box, s.init_bumps, s.seed) if s.init_bumps > 0 else {"bumps": 0}
+    init: dict[str, Any] = bumpy_init(model, box, s.init_bumps, s.seed) if s.init_bumps > 0 else {"bumps": 0}
     init["maxima"] = local_maxima(model, box)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     clamp = (float(box[0]), float(box[1]))
@@ -278,12 +305,11 @@ def solve_minimax(data: Tensor, p0: Tensor, settings: MinimaxSettings = MinimaxS
             still_moving = float((net > s.stop_fraction * s.step_size * s.window).float().mean())
         else:
             drift, still_moving = math.nan, math.nan
-        with torch.no_grad():
-            model.eval()
-            d_data = float(torch.sigmoid(model(x_data)).mean())
-            d_part = float(torch.sigmoid(model(particles)).mean())
+        d_data = float(evaluate_d(model, x_data).mean())
+        d_part = float(evaluate_d(model, particles).mean())
         history.append({"round": rounds, "loss": loss, "inner_steps": inner, "d_data": d_data, "d_particles": d_part,
-                        "step_length": step_len, "drift": drift, "moving": still_moving, "elapsed_s": time.perf_counter() - start})
+                        "step_length": step_len, "drift": drift, "moving": still_moving,
+                        "elapsed_s": time.perf_counter() - start})
         if rounds in s.snapshot_rounds:
             snapshots.append(_snapshot(model, rounds, box, snapshot_grid, particles))
         if not math.isnan(still_moving) and still_moving <= s.stop_moving:
