@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .data import blur as blur_images
+from .apps.generate import generate_trajectory
 from .io import save_grid, save_images
-from .sampling import pgd_trajectory
 from .training import load_model, resolve_device, write_json
 from .training.run import open_images
 
@@ -43,11 +42,8 @@ def run_sample(checkpoint: str | os.PathLike, out: str | os.PathLike, *, steps: 
                          "train (use atebm.pgd directly)")
     source = open_images(seeds_spec, int(size), int(channels), "seeds")
     x0 = source.load(n=min(n, len(source)), seed=seed).x
-    if blur:
-        x0 = blur_images(x0, blur)
-    device_of_model = next(model.parameters()).device
     record = sorted({0, *[int(round(steps * f)) for f in (0.25, 0.5, 0.75)], steps})
-    samples, path = pgd_trajectory(model, x0.to(device_of_model), record=record, steps=steps, step_size=step_size)
+    samples, path = generate_trajectory(model, x0, steps, step_size, blur, record=record)
     out = Path(out)
     save_images(out, "samples", samples.cpu())
     strip = path[:, : min(8, len(x0))].transpose(0, 1).reshape(-1, *samples.shape[1:])

@@ -74,9 +74,9 @@ def add_out(parser: argparse.ArgumentParser | Any, *, required: bool = True, def
                         help=help + (f" (default: {default})" if default else ""))
 
 
-def add_threads(parser: argparse.ArgumentParser | Any) -> None:
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+def add_threads(parser: argparse.ArgumentParser | Any, default: int | None = None) -> None:
+    parser.add_argument("--threads", type=positive_int, default=default,
+                        help=f"torch CPU threads (default: {default if default else 'torch' + chr(39) + 's choice'})")
 
 
 def apply_threads(args: argparse.Namespace) -> None:

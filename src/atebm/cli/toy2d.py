@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--depth", type=positive_int, default=mx.depth, help="MLP hidden layers" + _D)
     g.add_argument("--activation", default=mx.activation,
                    help="MLP activation (silu, relu, lrelu, softplus, elu, tanh)" + _D)
-    add_threads(g)
+    add_threads(g, default=1)
     g.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
     g.add_argument("--no-plots", action="store_true", help="only JSON and checkpoints")
     g.add_argument("--dry-run", action="store_true", help="print the resolved settings and exit")

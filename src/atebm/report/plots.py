@@ -1,15 +1,12 @@
-"""Matplotlib (Agg) figures for the report: training curves, ROC curves and score histograms."""
+"""Matplotlib figures (object-oriented API: importing this module leaves the user's backend alone) for the report: training curves, ROC curves and score histograms."""
 from __future__ import annotations
 
 import io
 import math
 from typing import Any, Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["curves_figure", "figure_png", "roc_figure", "histogram_figure", "plot_roc", "plot_histograms"]
 
@@ -20,7 +17,10 @@ def figure_png(figure: Any, dpi: int = 110) -> bytes:
     """The figure as PNG bytes; closes it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
+    if hasattr(figure, "number"):  # a pyplot-managed figure: release it
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
     return buffer.getvalue()
 
 
@@ -43,7 +43,8 @@ def _series(history: Sequence[Mapping[str, Any]], name: str) -> tuple[np.ndarray
 def curves_figure(history: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]] = ()) -> Any:
     """Three panels against the training step: BCE loss (and R1 when present); AUC(p_data vs perturbed p_0) and
     AUC(p_data vs clean p_0); the number of PGD steps K and the mean perturbation length."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig = Figure(figsize=(13, 3.4))
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     for name, style in (("loss", "-"), ("r1", ":")):
         s, v = _series(history, name)
@@ -111,7 +112,8 @@ def plot_histograms(ax: Any, in_scores: Any, groups: Mapping[str, Any], title: s
 
 def roc_figure(curves: Mapping[str, Mapping[str, Any]], title: str) -> Any:
     """A one-panel ROC figure (see :func:`plot_roc`)."""
-    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    fig = Figure(figsize=(4.4, 4.2))
+    ax = fig.subplots()
     plot_roc(ax, curves, title)
     fig.tight_layout()
     return fig
@@ -119,7 +121,8 @@ def roc_figure(curves: Mapping[str, Mapping[str, Any]], title: str) -> Any:
 
 def histogram_figure(in_scores: Any, groups: Mapping[str, Any], title: str) -> Any:
     """A one-panel score-histogram figure (see :func:`plot_histograms`)."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig = Figure(figsize=(5.2, 3.6))
+    ax = fig.subplots()
     plot_histograms(ax, in_scores, groups, title)
     fig.tight_layout()
     return fig

@@ -153,19 +153,20 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False))
+    tmp.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False))
     os.replace(tmp, path)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with ``inf``/``nan`` as strings, tensors and NumPy scalars as Python values: valid JSON."""
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):
         return value.item()
     return value

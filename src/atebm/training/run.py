@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..presets import Preset
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 from .trainer import Trainer
 
 __all__ = ["open_images", "open_training_data", "resolve_training", "run_training", "SOURCE_KEYS"]
@@ -53,6 +54,11 @@ def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] 
     overrides = dict(overrides or {})
     data_spec, p0_spec = overrides.pop("data", None), overrides.pop("p0", None)
     seeds_spec = overrides.pop("seeds", None)
+    checkpoint = out_dir / CHECKPOINT_FILE
+    if resume:
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+        data_spec, p0_spec, seeds_spec = _run_sources(checkpoint, data_spec, p0_spec, seeds_spec)
     data, p0 = open_training_data(preset, data_spec, p0_spec)
     extra = {
         "preset": preset.name, "data": data_spec or preset.data, "p0": p0_spec or preset.p0,
@@ -60,10 +66,7 @@ def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] 
         "size": preset.size, "channels": preset.channels,
     }
     extra["meta"] = {k: v for k, v in extra.items() if k != "meta"}
-    checkpoint = out_dir / "checkpoint.pt"
     if resume:
-        if not checkpoint.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
         trainer = Trainer.resume(checkpoint, data, p0, out_dir=out_dir, callbacks=callbacks, overrides=overrides,
                                  extra={"meta": extra["meta"]})
     else:
@@ -75,3 +78,16 @@ def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] 
               f" {trainer.world} process(es), out {out_dir}", file=sys.stderr)
     trainer.fit()
     return trainer
+
+
+def _run_sources(checkpoint: Path, *given: str | None) -> list[str | None]:
+    """The data, p0 and seeds source strings a resumed run continues on: the ones it started with. A different
+    one given again is refused (the continuation would not be exact)."""
+    extra = load_checkpoint(checkpoint).get("extra") or {}
+    sources = []
+    for key, value in zip(SOURCE_KEYS, given):
+        saved = extra.get(key)
+        if value is not None and saved is not None and value != saved:
+            raise ValueError(f"cannot resume with {key}={value!r}: the run was trained on {key}={saved!r}")
+        sources.append(value if value is not None else saved)
+    return sources

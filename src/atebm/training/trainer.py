@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..models import ScoreModel, build_score_model, freeze_batchnorm
 from ..sampling import pgd
-from .checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import MODEL_FILE, jsonable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
 __all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl"]
@@ -66,6 +66,9 @@ class Objective:
 
     kind = "objective"
     registry: dict[str, type["Objective"]] = {}
+    #: The negatives are perturbed p_0 samples of the same shape (their mean L2 distance to the seeds is logged as
+    #: ``perturbation_l2``); False for objectives whose negatives are not (a GAN generator's samples).
+    perturbs_p0 = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,6 +88,16 @@ class Objective:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def penalty(self, trainer: "Trainer", x_data: Tensor, x_neg: Tensor) -> tuple[Tensor, dict[str, float]] | None:
+        """An extra term added to the loss that needs the inputs, not only their scores (e.g. the WGAN-GP
+        gradient penalty of :mod:`atebm.dsgan`); ``None`` (the default) adds nothing."""
+        return None
+
+    def after_step(self, trainer: "Trainer") -> dict[str, float]:
+        """Called after each optimiser step of the score model; an objective with a second network (the
+        generator of :mod:`atebm.dsgan`) updates it here. Returns statistics to log."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "options": self.options(), "state": self.state_dict()}
@@ -333,6 +346,10 @@ class Trainer:
         scores = self.network(inputs)
         s_data, s_adv = scores[:m], scores[m:]
         loss, objective_stats = self.objective.loss(self, s_data, s_adv)
+        penalty = self.objective.penalty(self, x, x_adv)
+        if penalty is not None:
+            loss = loss + penalty[0]
+            objective_stats = {**objective_stats, **penalty[1]}
         r1_value = torch.zeros((), device=self.device)
         if c.r1 > 0:
             (grad,) = torch.autograd.grad(s_data.sum(), inputs, create_graph=True)
@@ -343,6 +360,7 @@ class Trainer:
         if c.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
+        objective_stats = {**objective_stats, **self.objective.after_step(self)}
 
         auc = batch_auc(s_data, s_adv)
         if self.world > 1:
@@ -353,7 +371,8 @@ class Trainer:
             "auc_adv": auc,
             "score_data": float(s_data.detach().mean()),
             "score_adv": float(s_adv.detach().mean()),
-            "perturbation_l2": float((x_adv - x0).flatten(1).norm(dim=1).mean()),
+            **({"perturbation_l2": float((x_adv - x0).flatten(1).norm(dim=1).mean())}
+               if self.objective.perturbs_p0 else {}),
             **objective_stats,
             "_x_data": x.detach(),
             "_x0": x0.detach(),
@@ -578,8 +597,9 @@ def check_resume_overrides(saved: dict[str, Any], overrides: dict[str, Any] | No
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Appends one JSON line (``inf``/``nan`` written as strings, as :func:`write_json` does)."""
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(jsonable(record)) + "\n")
 
 
 def _progress(config: TrainConfig, is_main: bool, initial: int):
