@@ -10,18 +10,7 @@ import atebm
 from atebm.baselines import EBMConfig, EBMTrainer, ReplayBuffer, growth_summary, logit_gap_trace
 from atebm.toy2d import energy_distance, get_dataset, mlp2d_spec, sample_p0
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _linear_spec():
-    # mlp2d with no hidden layer: f(x) = w . (x - 0) / 1 + b
-    return {"arch": "mlp2d", "kwargs": {"in_dim": 2, "hidden": 4, "depth": 0}, "mean": 0.0, "std": 1.0}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_replay_buffer_reinitialises_five_percent_and_stores_back():
@@ -40,11 +29,11 @@ def test_replay_buffer_reinitialises_five_percent_and_stores_back():
     assert torch.all(buffer.samples[slots] == -1.0)
 
 
-def test_ebm_update_is_the_likelihood_gradient():
+def test_ebm_update_is_the_likelihood_gradient(linear_2d_spec):
     """With f linear, SGD and no regulariser, one step moves w by lr * (mean x_data - mean x_sgld) (E Eq. 2)."""
     data = torch.full((32, 2), 2.0)
     noise = torch.tensor([[-1.0, -3.0]]).repeat(32, 1)
-    cfg = EBMConfig(model=_linear_spec(), batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, max_iters=1,
+    cfg = EBMConfig(model=linear_2d_spec, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, max_iters=1,
                     sgld_steps=0, buffer_size=16, l2_reg=0.0, reinit_prob=0.0, device="cpu", log_every=1)
     trainer = EBMTrainer(cfg, data, noise, extra={"clamp": None})
     layer = trainer.model.backbone.net[0]
@@ -57,9 +46,9 @@ def test_ebm_update_is_the_likelihood_gradient():
     assert rec["gap"] == pytest.approx(rec["score_data"] - rec["score_adv"], abs=1e-5)
 
 
-def test_l2_regulariser_pulls_scores_to_zero():
+def test_l2_regulariser_pulls_scores_to_zero(linear_2d_spec):
     data = torch.zeros(16, 2)
-    cfg = EBMConfig(model=_linear_spec(), batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, max_iters=1,
+    cfg = EBMConfig(model=linear_2d_spec, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, max_iters=1,
                     sgld_steps=0, buffer_size=16, l2_reg=1.0, reinit_prob=0.0, device="cpu", log_every=1)
     trainer = EBMTrainer(cfg, data, torch.zeros(16, 2), extra={"clamp": None})
     layer = trainer.model.backbone.net[0]

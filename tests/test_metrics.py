@@ -11,20 +11,32 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from atebm.metrics import (FeatureClassifier, InceptionFeatures, aupr_in, aupr_out, auroc, detection_metrics,
-                           efficiency_pairs, fpr_at_tpr, frechet_distance, generation_metrics, inception_score, kid,
-                           mean_nn_distance, nearest_neighbour_grid, nearest_neighbours, psnr, roc_points,
-                           sampling_efficiency, ssim, train_classifier)
+from atebm.metrics import (
+    FeatureClassifier,
+    InceptionFeatures,
+    aupr_in,
+    aupr_out,
+    auroc,
+    detection_metrics,
+    efficiency_pairs,
+    fpr_at_tpr,
+    frechet_distance,
+    generation_metrics,
+    inception_score,
+    kid,
+    mean_nn_distance,
+    nearest_neighbour_grid,
+    nearest_neighbours,
+    psnr,
+    roc_points,
+    sampling_efficiency,
+    ssim,
+    train_classifier,
+)
+from atebm.metrics.features import cache_dir
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine threads contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # ------------------------------------------------------------------------------------------------ detection
 def test_perfect_and_reversed_separation():
@@ -167,16 +179,70 @@ def test_train_classifier_learns_and_is_deterministic():
     assert torch.allclose(a.predict_proba(xv).sum(1), torch.ones(100))
 
 
-def test_digit_features_cached_classifier():
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("ATEBM_CACHE_DIR", raising=False)
+    assert cache_dir() == tmp_path / "home" / ".cache" / "atebm"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "atebm"
+    monkeypatch.setenv("ATEBM_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+
+
+def test_digit_features_second_call_is_a_cache_hit(monkeypatch, tmp_path):
+    """The first call trains and writes the cache file; a new process (memory cache cleared) loads that file
+    without training; an unreadable file is retrained with a warning. Runs on a one-epoch recipe in tmp_path:
+    nothing is written to the user's cache."""
     from atebm.metrics import digit_features
     from atebm.metrics import features as feature_module
 
-    net = digit_features()
-    assert net.info["test_accuracy"] > 0.9 and "MNIST 5,000 train split" in net.info["network"]
-    feature_module._DIGIT_NET.clear()
-    again = digit_features()          # from the cache file this time (or retrained identically)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("ATEBM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(feature_module, "_DIGIT_NET", {})
+    full_recipe_tag = feature_module._recipe_tag()
+    monkeypatch.setitem(feature_module.DIGIT_RECIPE, "epochs", 1)
+    assert feature_module._recipe_tag() != full_recipe_tag, "the recipe is part of the cache file name"
+    trainings = []
+
+    def counting_train_classifier(*args, **kwargs):
+        trainings.append(kwargs.get("epochs"))
+        return train_classifier(*args, **kwargs)
+
+    monkeypatch.setattr(feature_module, "train_classifier", counting_train_classifier)
+
+    first = digit_features()
+    files = list((tmp_path / "cache").iterdir())
+    assert trainings == [1] and [f.name for f in files] == [f"digit-features-{feature_module._recipe_tag()}.pt"]
+    written = files[0].stat().st_mtime_ns, files[0].read_bytes()
+
+    feature_module._DIGIT_NET.clear()             # as in a new process
+    second = digit_features()
+    assert trainings == [1], "the second call must load the cache file, not retrain"
+    assert second is not first
+    assert (files[0].stat().st_mtime_ns, files[0].read_bytes()) == written, "a cache hit does not rewrite the file"
     x = torch.rand(4, 1, 28, 28)
-    assert torch.allclose(net.features(x), again.features(x), atol=1e-6)
+    assert torch.equal(first.features(x), second.features(x))
+    assert digit_features() is second, "within a process the network is kept in memory"
+
+    feature_module._DIGIT_NET.clear()
+    files[0].write_bytes(written[1][:1000])        # truncated
+    with pytest.warns(UserWarning, match="unreadable feature-network cache"):
+        third = digit_features()
+    assert trainings == [1, 1] and torch.equal(third.features(x), first.features(x))
+    assert files[0].read_bytes() != written[1][:1000], "the retrained network replaces the broken file"
+    assert not (tmp_path / "home").exists(), "nothing written to the home folder"
+
+
+@pytest.mark.slow
+def test_digit_features_recognise_held_out_digits():
+    """The embedded feature network (the full recipe) classifies the 1,000 MNIST test digits; trained in memory
+    (cache=False: the user's cache is neither read nor written)."""
+    from atebm.metrics import digit_features
+
+    net = digit_features(cache=False)
+    assert net.info["test_accuracy"] > 0.9 and "MNIST 5,000 train split" in net.info["network"]
     assert sum(p.numel() for p in net.parameters()) * 4 < 2_000_000
 
 

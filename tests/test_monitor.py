@@ -11,13 +11,7 @@ import torch
 from atebm.monitor import EXPLODING_SCORES, NON_FINITE, STEP_SIZE_TOO_LARGE, FailureMonitor
 from atebm.training import StopTraining
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Config:
@@ -111,9 +105,9 @@ def test_report_section(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ real training
 def _digit_halves():
-    from atebm.data import load, resize
+    from atebm.data import load_dataset, resize
 
-    mnist = load("mnist", split="train")
+    mnist = load_dataset("mnist", split="train")
     return resize(mnist.x[mnist.y < 5], 12), resize(mnist.x[mnist.y >= 5], 12)
 
 

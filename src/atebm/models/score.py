@@ -46,14 +46,20 @@ class ScoreModel(nn.Module):
         #: generation defaults); filled by :func:`atebm.load_model`, empty for a fresh model.
         self.meta: dict[str, Any] = {}
         mean_t, std_t = _as_stat(mean, 0.0), _as_stat(std, 1.0)
+        if mean_t.numel() != std_t.numel() and 1 not in (mean_t.numel(), std_t.numel()):
+            raise ValueError(f"mean has {mean_t.numel()} channels but std has {std_t.numel()}")
         if (std_t <= 0).any():
             raise ValueError(f"std must be positive, got {std_t.tolist()}")
         self.register_buffer("mean", mean_t, persistent=True)
         self.register_buffer("std", std_t, persistent=True)
 
     def _normalise(self, x: Tensor) -> Tensor:
-        if self.mean.numel() == 1:
+        if self.mean.numel() == 1 and self.std.numel() == 1:
             return (x - self.mean) / self.std
+        channels = max(self.mean.numel(), self.std.numel())
+        if x.dim() < 2 or x.shape[1] != channels:
+            raise ValueError(f"the model normalises {channels} channels (per-channel mean/std), but the input has "
+                             f"shape {tuple(x.shape)}" + (f" ({x.shape[1]} channels)" if x.dim() >= 2 else ""))
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - self.mean.view(shape)) / self.std.view(shape)
 

@@ -80,6 +80,11 @@ def _remove_quietly(name: str | None) -> None:
             pass
 
 
+def _hint(path: Path) -> str:
+    fallback = _previous(path)
+    return f"; the previous good checkpoint is {fallback}" if fallback.exists() else ""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Reads a checkpoint with ``weights_only=True`` (a pickle that would run code is refused, and nothing in it
     runs); raises :class:`CheckpointError` with a clear message. A run folder means its resumable
@@ -92,12 +97,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err) and "global" not in str(err).lower():
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({err.__class__.__name__}){_hint(path)}"
+                                  ) from err
         raise CheckpointError(f"{path} is refused: it holds Python objects other than tensors and plain values "
                               f"(loading it could run code; atebm loads checkpoints with weights_only=True)") from err
     except Exception as err:  # torch raises many types for a bad file: report them all the same way
-        fallback = _previous(path)
-        hint = f"; the previous good checkpoint is {fallback}" if fallback.exists() else ""
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}){hint}") from err
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})"
+                              f"{_hint(path)}") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an atebm checkpoint (no 'format': '{FORMAT}' entry)")
     if payload.get("version", 0) > VERSION:

@@ -578,6 +578,18 @@ class Trainer:
             self._selected_weights, self.selection = payload["selected_model"], dict(payload["selection"])
         self.history = list(payload.get("history") or [])
         self.load_state_dict(payload["trainer"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drops the log lines a crashed run wrote after its last checkpoint: the resumed run writes them again."""
+        if not self.is_main or self.out_dir is None or not (self.out_dir / "log.jsonl").exists():
+            return
+        log = self.out_dir / "log.jsonl"
+        kept = [line for line in log.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        tmp = log.with_name(".log.jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, log)
 
 
 def check_resume_overrides(saved: dict[str, Any], overrides: dict[str, Any] | None,
