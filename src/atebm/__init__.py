@@ -2,6 +2,9 @@
 
 Higher score = more in-distribution, inputs in [0, 1]; one PGD sampler (:func:`pgd`) does training,
 generation, restoration, translation and attacks.
+
+Citations in docstrings ("E Eq. 8", "T Sec. 3.2", "METHOD Sec. 3") are keyed in docs/references.md; METHOD is
+docs/method.md, the method in this project's words.
 """
 from .models import ScoreModel, build_score_model
 from .sampling import pgd, pgd_trajectory, sgld

@@ -47,7 +47,7 @@ def _published(name: str, *, arch: dict[str, Any], data: str, p0: str, seeds: st
                    step_size=step, pgd_norm="l2", pgd_eps=math.inf, r1=r1, augment_crop_scale=(0.9, 1.0),
                    augment_flip=True, freeze_bn=True, log_every=100, ckpt_every=2000),
         generate=dict(steps=gen_steps, step_size=gen_step, blur=blur, n=64),
-        hardware="1 GPU (published: NVIDIA V100-class)", wall_clock=wall, needs_files=needs)
+        hardware="1 GPU (the papers name an RTX 2080 Ti, G Tab. 7)", wall_clock=wall, needs_files=needs)
 
 
 _IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

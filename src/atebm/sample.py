@@ -1,5 +1,5 @@
 """The ``atebm sample`` pipeline as a library function: generation by PGD ascent from p_0 seeds with the run's
-model and its stored generation settings (E Sec. 5.1; METHOD Sec. 2)."""
+model and its stored generation settings (E Sec. 5.1; METHOD Sec. 3)."""
 from __future__ import annotations
 
 import os

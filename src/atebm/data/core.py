@@ -225,7 +225,7 @@ def blur(x: Tensor, sigma: float) -> Tensor:
     Computes ``(G_sigma * x)(i, j) = sum_{u,v} g(u) g(v) x(i - u, j - v)`` with the separable normalised kernel
     of :func:`gaussian_kernel1d` (truncated at 3 sigma), one channel at a time. Borders are reflected (or
     replicated when the kernel is wider than the image), so a constant image stays constant and the mean
-    intensity is kept. Used to make blurred generation seeds (METHOD Sec. 2: samples started from blurred
+    intensity is kept. Used to make blurred generation seeds (METHOD Sec. 3: samples started from blurred
     data or patches).
     """
     if not isinstance(x, Tensor) or x.dim() != 4:

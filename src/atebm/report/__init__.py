@@ -1,5 +1,4 @@
-"""The run report: one self-contained ``report.html`` per run folder (METHOD Sec. 6, DESIGN "Tests, benchmarks,
-reports").
+"""The run report: one self-contained ``report.html`` per run folder (METHOD Sec. 6; docs/commands/report.md).
 
 Several commands (train, demo, eval-ood, toy2d, apps) contribute sections to the same run's report::
 
