@@ -14,9 +14,8 @@ import time
 
 import torch
 
-from _timing import environment, median_time, write
-
 import atebm
+from _timing import environment, median_time, write
 from atebm import TrainConfig, Trainer
 from atebm.presets import PRESETS
 

@@ -91,8 +91,13 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
     from .apps.generate import generate
     from .data import blur, load_dataset
     from .io import save_grid, save_images
-    from .metrics import (digit_features, efficiency_pairs, generation_metrics, nearest_neighbour_grid,
-                          sampling_efficiency)
+    from .metrics import (
+        digit_features,
+        efficiency_pairs,
+        generation_metrics,
+        nearest_neighbour_grid,
+        sampling_efficiency,
+    )
     from .monitor import FailureMonitor
     from .report import Report
 
@@ -172,7 +177,7 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
         classes = int((hist >= settings["class_min_fraction"] * hist.sum()).sum())
         rows[key]["classes_covered"] = classes
         verdicts[key] = bool(rows[key]["fd"] <= rows[blurred_key]["fd"] and classes == 10)
-    for key, row in rows.items():
+    for row in rows.values():
         row.setdefault("classes_covered", int((np.asarray(row["class_histogram"]) >=
                                                settings["class_min_fraction"] * n).sum()))
     nearest_neighbour_grid(out / "nearest_neighbours.png", samples[:16], train, net)
@@ -240,8 +245,8 @@ def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict
     report.add_image("nearest", "Nearest training digits", "nearest_neighbours.png",
                      "sample | nearest training digit in pixel space | in feature space")
     columns = ["set", "FD", "KID", "nearest-digit L2", "classes", "histogram"]
-    rows = [[name, r["fd"], r["kid"], r.get("nn_l2"), r.get("classes_covered"), " ".join(map(str, r["class_histogram"]))]
-            for name, r in gen["rows"].items()]
+    rows = [[name, r["fd"], r["kid"], r.get("nn_l2"), r.get("classes_covered"),
+             " ".join(map(str, r["class_histogram"]))] for name, r in gen["rows"].items()]
     report.add_table("generation", "Generation quality (digit-classifier feature space)", columns, rows,
                      protocol={"feature network": gen["feature_network"],
                                "classifier test accuracy": gen["classifier_test_accuracy"],

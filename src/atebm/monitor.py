@@ -25,8 +25,9 @@ import copy
 import logging
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES"]
 
@@ -108,7 +109,7 @@ class FailureMonitor:
             found.append((NON_FINITE, f"step {step}: non-finite {', '.join(bad)}", hint))
             return found
         big = [name for name in ("score_data", "score_adv")
-               if numbers[name] is not None and abs(numbers[name]) > self.score_limit]
+               if (value := numbers[name]) is not None and abs(value) > self.score_limit]
         if big:
             hint = ("the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'"
                     if loss_kind == "ebm" else "lower the learning rate; check the data range and normalisation")

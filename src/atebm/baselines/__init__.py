@@ -8,4 +8,5 @@
 from .ebm import EBMConfig, EBMTrainer, MaximumLikelihood, ReplayBuffer
 from .stability import compare_losses, growth_summary, logit_gap_trace
 
-__all__ = ["EBMConfig", "EBMTrainer", "MaximumLikelihood", "ReplayBuffer", "compare_losses", "growth_summary", "logit_gap_trace"]
+__all__ = ["EBMConfig", "EBMTrainer", "MaximumLikelihood", "ReplayBuffer", "compare_losses", "growth_summary",
+           "logit_gap_trace"]

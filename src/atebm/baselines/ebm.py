@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..sampling import sgld
-from ..training import Objective, Trainer, TrainConfig, check_resume_overrides, load_checkpoint
+from ..training import Objective, TrainConfig, Trainer, check_resume_overrides, load_checkpoint
 from ..training.config import check_known_keys
 from ..training.trainer import fetch_batch
 

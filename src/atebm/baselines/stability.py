@@ -15,7 +15,8 @@ learning rates.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ..training import StopTraining, TrainConfig, Trainer
 __all__ = ["logit_gap_trace", "compare_losses", "growth_summary"]
 
 
-def growth_summary(steps: Sequence[int], gaps: Sequence[float]) -> dict[str, float]:
+def growth_summary(steps: Sequence[float], gaps: Sequence[float]) -> dict[str, float]:
     """How the logit gap evolves: first / last / max, and the least-squares slope (gap per 1,000 iterations) over
     the second half of the run, where a bounded objective has levelled off and an unbounded one keeps climbing."""
     g = np.asarray(gaps, dtype=float)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -13,8 +14,17 @@ from ..presets import PRESETS, get_preset
 from ..sample import SAMPLE_DEFAULTS
 from ..training import CHECKPOINT_FILE, MODEL_FILE
 from ..training.run import resolve_training, run_training
-from .options import (add_checkpoint, add_device, add_out, add_seed, add_threads, apply_threads, non_negative_float,
-                      non_negative_int, positive_int)
+from .options import (
+    add_checkpoint,
+    add_device,
+    add_out,
+    add_seed,
+    add_threads,
+    apply_threads,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 
 __all__ = ["register", "parse_overrides"]
 

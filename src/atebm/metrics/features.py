@@ -17,8 +17,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -173,6 +174,7 @@ def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") ->
         train = load_dataset("mnist", split="train", seed=DIGIT_RECIPE["seed"])
         test = load_dataset("mnist", split="test", seed=DIGIT_RECIPE["seed"])
         r = DIGIT_RECIPE
+        assert train.y is not None and test.y is not None  # MNIST 5,000 has labels
         net = train_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
                                epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], max_shift=r["max_shift"],
                                seed=r["seed"], x_val=test.x, y_val=test.y)
@@ -194,7 +196,8 @@ def _load_digit_cache(path: Path) -> FeatureClassifier | None:
         net = FeatureClassifier(1, 10, r["width"], r["feature_dim"])
         net.load_state_dict(payload["state_dict"])
     except Exception as err:  # a truncated or foreign file: retrain rather than fail
-        warnings.warn(f"ignoring unreadable feature-network cache {path} ({type(err).__name__}: {err}); retraining")
+        warnings.warn(f"ignoring unreadable feature-network cache {path} ({type(err).__name__}: {err}); retraining",
+                      stacklevel=2)
         return None
     net.eval()
     net.info = dict(payload["info"])
@@ -210,7 +213,7 @@ def _save_digit_cache(path: Path, net: FeatureClassifier) -> None:
         os.replace(tmp, path)
     except OSError as err:
         warnings.warn(f"could not cache the digit feature network in {path} ({err}); it will be retrained "
-                      "in the next process")
+                      "in the next process", stacklevel=2)
 
 
 class InceptionFeatures:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -194,7 +195,7 @@ def generation_metrics(samples: Tensor, reference: Tensor, feature_net: Any, *, 
     fa, fb = feature_net.features(samples).numpy(), feature_net.features(reference).numpy()
     if len(fa) <= fa.shape[1]:
         warnings.warn(f"{len(fa)} samples for {fa.shape[1]}-d features: the covariance is singular and the "
-                      "Fréchet distance is biased; use more samples")
+                      "Fréchet distance is biased; use more samples", stacklevel=2)
     kid_mean, kid_std = kid(fa, fb, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     result: dict[str, Any] = {
         "fd": frechet_distance(fa, fb), "kid": kid_mean, "kid_std": kid_std,
@@ -211,7 +212,8 @@ def generation_metrics(samples: Tensor, reference: Tensor, feature_net: Any, *, 
     return result
 
 
-def efficiency_pairs(steps: int, step_size: float, factors: Sequence[float] = (2.0, 1.0, 0.5)) -> list[tuple[int, float]]:
+def efficiency_pairs(steps: int, step_size: float,
+                     factors: Sequence[float] = (2.0, 1.0, 0.5)) -> list[tuple[int, float]]:
     """(steps x f, step_size / f) for each factor f: pairs with the same product, as in E supp. Tab. 7."""
     pairs = []
     for f in factors:
@@ -241,7 +243,7 @@ def sampling_efficiency(score: Callable[[Tensor], Tensor], seeds: Tensor, refere
     products = {round(s * lam, 6) for s, lam in pairs}
     if len(products) > 1:
         warnings.warn(f"the (steps, step size) pairs have different products {sorted(products)}; E supp. Tab. 7 "
-                      "compares pairs with one product")
+                      "compares pairs with one product", stacklevel=2)
     rows = []
     for steps, step_size in pairs:
         start = time.perf_counter()

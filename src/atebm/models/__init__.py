@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from .networks import MLP2D, ConvNet, Discriminator, CifarResNet, make_activation
+from .networks import MLP2D, CifarResNet, ConvNet, Discriminator, make_activation
 from .score import ScoreModel, freeze_batchnorm
 
 __all__ = [
@@ -31,7 +31,7 @@ def build_score_model(spec: dict[str, Any]) -> ScoreModel:
         {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 32}, "mean": 0.5, "std": 0.5, "logit": None}
     """
     spec = dict(spec)
-    arch = _FORMER_NAMES.get(spec.get("arch"), spec.get("arch"))
+    arch = _FORMER_NAMES.get(str(spec.get("arch")), spec.get("arch"))
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
     kwargs = dict(spec.get("kwargs") or {})

@@ -78,6 +78,7 @@ class ConvNet(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.pool = head == "gap"
+        self.head: nn.Module
         if self.pool:
             self.head = nn.Linear(c_in, out_dim)
         else:
@@ -133,7 +134,8 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
 
-_RESNET_LAYOUTS = {18: (_BasicBlock, (2, 2, 2, 2)), 34: (_BasicBlock, (3, 4, 6, 3)), 50: (_Bottleneck, (3, 4, 6, 3))}
+_RESNET_LAYOUTS: dict[int, tuple[type[_BasicBlock] | type[_Bottleneck], tuple[int, ...]]] = {
+    18: (_BasicBlock, (2, 2, 2, 2)), 34: (_BasicBlock, (3, 4, 6, 3)), 50: (_Bottleneck, (3, 4, 6, 3))}
 
 
 class CifarResNet(nn.Module):

@@ -6,7 +6,8 @@ lab); the score ``f(x)`` is a real number per sample, ``D(x) = sigmoid(f(x))``, 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,9 @@ class ScoreModel(nn.Module):
     of an ImageNet/CIFAR classifier); a single-output backbone needs no ``logit``. ``spec`` records how the
     backbone was built (see :func:`atebm.models.build_score_model`) so that checkpoints can rebuild it.
     """
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self,

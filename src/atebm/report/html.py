@@ -9,8 +9,9 @@ import base64
 import html
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["render_html", "format_cell"]
 

@@ -1,9 +1,11 @@
-"""Matplotlib figures (object-oriented API: importing this module leaves the user's backend alone) for the report: training curves, ROC curves and score histograms."""
+"""Matplotlib figures for the report: training curves, ROC curves and score histograms (object-oriented API:
+importing this module leaves the user's backend alone)."""
 from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -7,8 +7,9 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from .html import _MIME, render_html
 
@@ -23,7 +24,7 @@ _KINDS = ("text", "table", "image", "curves")
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def _plain(value: Any) -> Any:
@@ -102,7 +103,7 @@ class Report:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, title: str | None = None) -> "Report":
+    def open(cls, run_dir: str | os.PathLike, title: str | None = None) -> Report:
         """Loads ``run_dir/report.json`` if present (keeping its sections), else starts an empty report.
         ``title`` replaces the stored title when given."""
         report = cls(run_dir, title)
@@ -216,7 +217,8 @@ class Report:
             try:
                 p = p.resolve().relative_to(self.run_dir.resolve())
             except ValueError as err:
-                raise ValueError(f"report image {path} is outside the run folder {self.run_dir}; copy it there") from err
+                raise ValueError(f"report image {path} is outside the run folder {self.run_dir}; copy it there"
+                                 ) from err
         return p.as_posix()
 
     # ------------------------------------------------------------------------------------------ saving

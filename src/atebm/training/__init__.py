@@ -1,9 +1,27 @@
 """Binary adversarial training (E Alg. 1-2), its configuration and checkpoints."""
-from .checkpoint import (CHECKPOINT_FILE, MODEL_FILE, CheckpointError, load, load_checkpoint, load_model,
-                         resolve_model_path, save_checkpoint, write_json)
+from .checkpoint import (
+                         CHECKPOINT_FILE,
+                         MODEL_FILE,
+                         CheckpointError,
+                         load,
+                         load_checkpoint,
+                         load_model,
+                         resolve_model_path,
+                         save_checkpoint,
+                         write_json,
+)
 from .config import TrainConfig
-from .trainer import (RESUME_OVERRIDABLE, BinaryAT, Objective, StopTraining, Trainer, augment, batch_auc,
-                      check_resume_overrides, resolve_device)
+from .trainer import (
+                         RESUME_OVERRIDABLE,
+                         BinaryAT,
+                         Objective,
+                         StopTraining,
+                         Trainer,
+                         augment,
+                         batch_auc,
+                         check_resume_overrides,
+                         resolve_device,
+)
 
 __all__ = ["TrainConfig", "Trainer", "StopTraining", "CheckpointError", "load", "load_model", "load_checkpoint",
            "resolve_model_path", "MODEL_FILE", "CHECKPOINT_FILE",

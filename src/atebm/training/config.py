@@ -115,7 +115,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         check_known_keys(cls, values, "training")
         values = dict(values)
         for key in ("pgd_eps",):
@@ -123,5 +123,5 @@ class TrainConfig:
                 values[key] = float(values[key])
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

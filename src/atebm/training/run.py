@@ -3,8 +3,9 @@ run folder and train it to its budget."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..presets import Preset
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint

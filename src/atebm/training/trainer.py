@@ -21,13 +21,14 @@ checkpoints, resume, callbacks.
 """
 from __future__ import annotations
 
-import math
 import json
+import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class Objective:
     checkpoint (``options()`` are constructor keywords; ``state_dict()`` is any extra state, e.g. a buffer)."""
 
     kind = "objective"
-    registry: dict[str, type["Objective"]] = {}
+    registry: dict[str, type[Objective]] = {}
     #: The negatives are perturbed p_0 samples of the same shape (their mean L2 distance to the seeds is logged as
     #: ``perturbation_l2``); False for objectives whose negatives are not (a GAN generator's samples).
     perturbs_p0 = True
@@ -74,10 +75,10 @@ class Objective:
         super().__init_subclass__(**kwargs)
         Objective.registry[cls.kind] = cls
 
-    def negatives(self, trainer: "Trainer", x0: Tensor) -> Tensor:
+    def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def loss(self, trainer: "Trainer", s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, trainer: Trainer, s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def options(self) -> dict[str, Any]:
@@ -89,12 +90,12 @@ class Objective:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-    def penalty(self, trainer: "Trainer", x_data: Tensor, x_neg: Tensor) -> tuple[Tensor, dict[str, float]] | None:
+    def penalty(self, trainer: Trainer, x_data: Tensor, x_neg: Tensor) -> tuple[Tensor, dict[str, float]] | None:
         """An extra term added to the loss that needs the inputs, not only their scores (e.g. the WGAN-GP
         gradient penalty of :mod:`atebm.dsgan`); ``None`` (the default) adds nothing."""
         return None
 
-    def after_step(self, trainer: "Trainer") -> dict[str, float]:
+    def after_step(self, trainer: Trainer) -> dict[str, float]:
         """Called after each optimiser step of the score model; an objective with a second network (the
         generator of :mod:`atebm.dsgan`) updates it here. Returns statistics to log."""
         return {}
@@ -103,7 +104,7 @@ class Objective:
         return {"kind": self.kind, "options": self.options(), "state": self.state_dict()}
 
     @staticmethod
-    def from_dict(payload: dict[str, Any] | None, p0: Any) -> "Objective":
+    def from_dict(payload: dict[str, Any] | None, p0: Any) -> Objective:
         if not payload:
             return BinaryAT()
         kind = payload.get("kind")
@@ -115,7 +116,7 @@ class Objective:
         return objective
 
     @classmethod
-    def restore(cls, options: dict[str, Any], p0: Any) -> "Objective":
+    def restore(cls, options: dict[str, Any], p0: Any) -> Objective:
         return cls(**options)
 
 
@@ -126,10 +127,10 @@ class BinaryAT(Objective):
 
     kind = "binary-at"
 
-    def negatives(self, trainer: "Trainer", x0: Tensor) -> Tensor:
+    def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
         return trainer.sample_p0(x0, trainer.k) if trainer.k > 0 else x0
 
-    def loss(self, trainer: "Trainer", s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, trainer: Trainer, s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
         if trainer.config.loss == "bce":
             loss = F.binary_cross_entropy_with_logits(s_data, torch.ones_like(s_data)) + \
                 F.binary_cross_entropy_with_logits(s_neg, torch.zeros_like(s_neg))
@@ -163,7 +164,8 @@ def fetch_batch(source: Tensor | ImageSource, indices: Tensor) -> Tensor:
         return source[indices]
     if hasattr(source, "get_batch"):
         return source.get_batch(indices)
-    return torch.stack([torch.as_tensor(source[int(i)]) for i in indices])
+    indexable: Any = source
+    return torch.stack([torch.as_tensor(indexable[int(i)]) for i in indices])
 
 
 class _EpochStream:
@@ -233,8 +235,9 @@ class Trainer:
     ``out_dir`` is the run folder. At every save (every ``ckpt_every`` iterations and at the end) it receives
     ``model.pt``, the run's one model (the weights chosen with :meth:`select_weights`, else the current ones;
     what :func:`atebm.load_model` loads from the folder), and ``checkpoint.pt``, the full training state used only
-    by :meth:`resume`; also ``config.json`` and ``log.jsonl``. ``callbacks`` are called as ``callback(trainer, record)`` on every log line and may raise
-    :class:`StopTraining`. Use :meth:`Trainer.resume` to continue an interrupted run exactly.
+    by :meth:`resume`; also ``config.json`` and ``log.jsonl``. ``callbacks`` are called as
+    ``callback(trainer, record)`` on every log line and may raise :class:`StopTraining`. Use :meth:`Trainer.resume`
+    to continue an interrupted run exactly.
     """
 
     def __init__(
@@ -244,7 +247,7 @@ class Trainer:
         p0: Tensor | ImageSource,
         *,
         out_dir: str | os.PathLike | None = None,
-        callbacks: Sequence[Callable[["Trainer", dict[str, Any]], None]] = (),
+        callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         extra: dict[str, Any] | None = None,
         objective: Objective | None = None,
     ) -> None:
@@ -326,7 +329,7 @@ class Trainer:
     def _clamp(self) -> tuple[float, float] | None:
         return self.extra.get("clamp", (0.0, 1.0))
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, Any]:
         c = self.config
         x = fetch_batch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
         x = augment(x, c.augment_crop_scale, c.augment_flip, self.aug_generator)
@@ -553,7 +556,7 @@ class Trainer:
     @classmethod
     def resume(cls, path: str | os.PathLike, data: Tensor | ImageSource, p0: Tensor | ImageSource, *,
                out_dir: str | os.PathLike | None = None, callbacks: Sequence[Callable] = (),
-               overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> "Trainer":
+               overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Trainer:
         """Rebuilds a trainer from a checkpoint and continues with the same K, step, optimiser and RNG state.
 
         ``overrides`` may change only what leaves the continuation exact: the budgets and the logging/checkpoint
