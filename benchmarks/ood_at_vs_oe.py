@@ -1,9 +1,9 @@
 """AT vs Outlier Exposure on the embedded default: clean and worst-case OOD AUROC over eps in {0,1,2,3,5,8} (L2).
 
 Trains the ``mnist`` preset (binary AT, progressive K) and the same trainer at K = 0 (Outlier Exposure) unless
-checkpoints are given, then runs the ``atebm eval-ood`` pipeline (:func:`atebm.ood.cli.run_eval_ood`) with its
-defaults and prints one JSON object: timings, mean AUROC per eps, the eps where each model falls below 0.9 per
-set, and whether AT beats OE on every set at eps >= 3 (G Tab. 2, E Tab. 4).
+checkpoints are given, then runs the ``atebm eval-ood`` pipeline (:func:`atebm.ood.run_eval_ood`) with its
+defaults (:class:`atebm.ood.OODEvalConfig`) and prints one JSON object: timings, mean AUROC per eps, the eps where
+each model falls below 0.9 per set, and whether AT beats OE on every set at eps >= 3 (G Tab. 2, E Tab. 4).
 
     python benchmarks/ood_at_vs_oe.py --work /tmp/ood_bench [--checkpoint A --checkpoint-oe B] [--threads 2]
 """
@@ -20,8 +20,10 @@ import torch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints, ood.json and the report")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="AT checkpoint (default: train the preset)")
-    parser.add_argument("--checkpoint-oe", type=Path, default=None, help="OE checkpoint (default: train it)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="AT run folder or model file (default: train the preset)")
+    parser.add_argument("--checkpoint-oe", type=Path, default=None,
+                        help="OE run folder or model file (default: train it)")
     parser.add_argument("--oe-iters", type=int, default=300, help="iterations of the K=0 baseline (default 300)")
     parser.add_argument("--max-iters", type=int, default=None, help="override the preset's AT budget")
     parser.add_argument("--threads", type=int, default=1)
@@ -29,15 +31,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from atebm import load
-    from atebm.ood.pipeline import DEFAULTS, run_eval_ood
-    from atebm.ood.evaluate import compare_models
+    from atebm import load_model
+    from atebm.ood import compare_models, run_eval_ood
 
     timings = {}
     at_path, oe_path = args.checkpoint, args.checkpoint_oe
     if at_path is None or oe_path is None:
-        from atebm.training.run import run_training
         from atebm.presets import PRESETS
+        from atebm.training.run import run_training
 
         preset = PRESETS["mnist"]
         if at_path is None:
@@ -46,16 +47,16 @@ def main() -> None:
             trainer = run_training(preset, args.work / "at", overrides, log=False)
             timings["train_at_s"] = time.perf_counter() - t
             timings["at_iterations"], timings["at_final_k"] = trainer.step, trainer.k
-            at_path = args.work / "at" / "checkpoint.pt"
+            at_path = args.work / "at"
         if oe_path is None:
             t = time.perf_counter()
             run_training(preset, args.work / "oe", {"progress": False, "k_max": 0, "max_iters": args.oe_iters},
                          log=False)
             timings["train_oe_s"] = time.perf_counter() - t
-            oe_path = args.work / "oe" / "checkpoint.pt"
-    models = {"AT": load(at_path), "OE (K=0)": load(oe_path)}
+            oe_path = args.work / "oe"
+    models = {"AT": load_model(at_path), "OE (K=0)": load_model(oe_path)}
     t = time.perf_counter()
-    result = run_eval_ood(models, args.work / "eval", n=args.n or DEFAULTS["n"], verbose=False,
+    result = run_eval_ood(models, args.work / "eval", verbose=False, **({"n": args.n} if args.n else {}),
                           checkpoints={"AT": str(at_path), "OE (K=0)": str(oe_path)})
     timings["eval_ood_s"] = time.perf_counter() - t
     out = {

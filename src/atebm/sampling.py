@@ -13,17 +13,23 @@ With ``eps = inf`` (generative training and generation) only the box clamp appli
 
 The maximum-likelihood EBM baseline samples with Langevin dynamics (E Eq. 3), :func:`sgld`, which lives here
 with the same calling convention.
+
+The attacks on the detector committee (T Sec. 3.2) add two step rules here: :func:`adam_pgd`, PGD whose step is
+an Adam update of the perturbation (T Tab. 3.1-3.2), and :func:`min_distortion_l2`, the Carlini-Wagner-style
+minimum-L2-distortion search (T Tab. 3.6).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient"]
+__all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
+           "check_inputs", "declared_input_shape", "project_onto_ball",
+           "adam_pgd", "min_distortion_l2"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -57,6 +63,58 @@ def per_sample_scores(score: ScoreFn, x: Tensor) -> Tensor:
     return out
 
 
+def declared_input_shape(score: ScoreFn) -> tuple[int | None, tuple[int, int] | None]:
+    """``(channels, (height, width))`` of the inputs a score model declares: its ``meta`` (filled by
+    :func:`atebm.load_model`), else the spec's ``in_channels``; ``None`` where unknown."""
+    meta = getattr(score, "meta", None) or {}
+    spec_kwargs = (getattr(score, "spec", None) or {}).get("kwargs") or {}
+    channels = meta.get("channels", spec_kwargs.get("in_channels"))
+    size = meta.get("size")
+    if isinstance(size, int):
+        size = (size, size)
+    elif isinstance(size, (list, tuple)) and len(size) == 2:
+        size = (int(size[0]), int(size[1]))
+    else:
+        size = None
+    return (int(channels) if channels is not None else None), size
+
+
+def check_inputs(x: object, *, what: str = "x", box: tuple[float, float] | None = (0.0, 1.0),
+                 score: ScoreFn | None = None) -> None:
+    """Refuses inputs that the sampler and the attacks cannot use, with a one-line error naming the problem.
+
+    ``TypeError``: not a tensor, or not floating point (integer images must be scaled to [0, 1] first).
+    ``ValueError``: not batched (``(N, ...)``), NaN or inf values, values outside ``box`` (when given; float
+    rounding of 1e-6 of the box width is tolerated), or, for a ``score`` model whose ``meta``/``spec`` records
+    them, images whose channel count or size differs from the model's.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{what} must be a floating-point tensor (images in [0, 1]), got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"{what} must be batched, shape (N, ...); got {tuple(x.shape)}")
+    if x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        rows = int((~finite).flatten(1).any(dim=1).sum())
+        kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
+        raise ValueError(f"{what} holds {kind} values ({rows} of {x.shape[0]} samples)")
+    if box is not None:
+        low, high = float(x.min()), float(x.max())
+        tolerance = 1e-6 * (box[1] - box[0])
+        if low < box[0] - tolerance or high > box[1] + tolerance:
+            raise ValueError(f"{what} must lie in [{box[0]:g}, {box[1]:g}]; its values span [{low:.4g}, {high:.4g}]")
+    if score is None or x.dim() != 4:
+        return
+    channels, size = declared_input_shape(score)
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{what} has {x.shape[1]} channel(s), shape {tuple(x.shape)}; the model takes {channels}")
+    if size is not None and tuple(x.shape[-2:]) != size:
+        raise ValueError(f"{what} has images of {x.shape[-2]}x{x.shape[-1]} px; the model takes {size[0]}x{size[1]}")
+
+
 def input_gradient(score: ScoreFn, x: Tensor) -> tuple[Tensor, Tensor]:
     """Returns (scores, ∇_x scores) without touching any parameter's ``.grad``."""
     with torch.enable_grad():
@@ -86,6 +144,18 @@ def _project(x: Tensor, x0: Tensor, norm: str, eps: float) -> Tensor:
         return x0 + delta.clamp(-eps, eps)
     length = _flat_norm(delta)
     return x0 + delta * torch.clamp(eps / length.clamp_min(1e-12), max=1.0)
+
+
+def project_onto_ball(x: Tensor, origin: Tensor, *, norm: str, eps: float,
+                      clamp: tuple[float, float] | None = (0.0, 1.0)) -> Tensor:
+    """The projection :func:`pgd` applies after every step: onto the ``norm`` ball of radius ``eps`` around
+    ``origin`` (L2: radial shrink; Linf: coordinate clip), then onto the ``clamp`` box. With ``origin`` inside
+    the box the result lies in both (clamping moves each coordinate towards ``origin``'s)."""
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    if x.shape != origin.shape:
+        raise ValueError(f"x {tuple(x.shape)} and origin {tuple(origin.shape)} must have the same shape")
+    return _apply_box_and_mask(_project(x, origin, norm, eps), origin, clamp, None)
 
 
 def _random_start(x0: Tensor, norm: str, eps: float, generator: torch.Generator | None) -> Tensor:
@@ -130,7 +200,8 @@ def _prepare_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
     try:
         return torch.broadcast_to(mask != 0, x.shape)
     except RuntimeError as err:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape {tuple(x.shape)}") from err
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to x of shape "
+                         f"{tuple(x.shape)}") from err
 
 
 def pgd(
@@ -147,23 +218,33 @@ def pgd(
     restarts: int = 1,
     clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    origin: Tensor | None = None,
 ) -> Tensor:
     """Projected gradient ascent on ``score`` (E Eq. 6-8; descent with ``descent=True``).
 
     ``score`` is any callable mapping a batch to one score per sample (higher = more in-distribution); an
     ``nn.Module`` is run in eval mode and its train/eval mode is restored afterwards; no parameter ``.grad`` is
     written. Each step moves ``x`` by ``step_size`` along the per-sample unit-L2 gradient (``norm="l2"``) or by
-    ``step_size · sign(grad)`` (``norm="linf"``), then projects onto the ``eps``-ball around the start and onto the
-    ``clamp`` box. Pixels where ``mask`` is 0 never change (the gradient is masked before normalisation, so the
-    step length is measured over the moving pixels). A zero gradient gives a zero step.
+    ``step_size · sign(grad)`` (``norm="linf"``), then projects onto the ``eps``-ball around ``origin`` (default:
+    the start ``x``) and onto the ``clamp`` box (:func:`project_onto_ball`). Pixels where ``mask`` is 0 never
+    change (the gradient is masked before normalisation, so the step length is measured over the moving pixels).
+    A zero gradient gives a zero step. Each step moves a sample by at most ``step_size`` (L2; projections never
+    lengthen it), so ``||x_K - x_0||_2 <= step_size · K`` from the (projected) start ``x_0``.
 
-    ``random_start`` starts uniformly inside the eps-ball (finite ``eps`` required); with ``restarts > 1`` every
-    sample keeps the run whose final score is best (highest for ascent, lowest for descent).
+    ``origin`` lets a run continue from a point ``x`` inside the ball of another centre (e.g. the worst case found
+    at a smaller radius, projected around the clean input); ``x`` is first projected onto that ball and box. It
+    cannot be combined with ``mask``. ``random_start`` starts uniformly inside the eps-ball (around ``origin``
+    when given; finite ``eps`` required); with ``restarts > 1`` every sample keeps the run whose final score is
+    best (highest for ascent, lowest for descent).
+
+    Bad inputs (non-tensor, integer dtype, not batched, NaN/inf, outside the ``clamp`` box, channels or size
+    other than a loaded model's) are refused by :func:`check_inputs`.
 
     Returns the final iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
     """
     final, _ = _pgd(score, x, steps=steps, step_size=step_size, norm=norm, eps=eps, descent=descent, mask=mask,
-                    random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator)
+                    random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator,
+                    origin=origin)
     return final
 
 
@@ -191,24 +272,35 @@ def _pgd(
     clamp: tuple[float, float] | None = (0.0, 1.0),
     record: Sequence[int] | None,
     generator: torch.Generator | None = None,
+    origin: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    check_inputs(x, box=clamp, score=score)
     wanted = _check_common(x, steps, step_size, record)
+    if origin is not None:
+        check_inputs(origin, what="origin", box=clamp)
+        if origin.shape != x.shape:
+            raise ValueError(f"origin must have the shape of x {tuple(x.shape)}, got {tuple(origin.shape)}")
+        if mask is not None:
+            raise ValueError("origin= cannot be combined with mask= (frozen pixels would leave the ball)")
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     if random_start and math.isinf(eps):
         raise ValueError("random_start needs a finite eps (it starts uniformly inside the eps-ball)")
     if restarts > 1 and not random_start:
         raise ValueError("restarts > 1 repeat the same deterministic path unless random_start=True")
-    x0 = x.detach()
+    x0 = x.detach() if origin is None else origin.detach().to(x)
+    start = x.detach()
     moving = _prepare_mask(mask, x0)
     sign = -1.0 if descent else 1.0
 
-    best_x, best_traj, best_score = None, None, None
+    best_x: Tensor | None = None
+    best_traj: list[Tensor] = []
+    best_score: Tensor | None = None
     with eval_mode(score):
         for _ in range(restarts):
-            xi = _random_start(x0, norm, eps, generator) if random_start else x0.clone()
+            xi = _random_start(x0, norm, eps, generator) if random_start else start.clone()
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
             traj = [xi] if wanted is not None and 0 in wanted else []
             for i in range(1, steps + 1):
@@ -224,7 +316,7 @@ def _pgd(
                 break
             with torch.enable_grad():
                 final = per_sample_scores(score, xi).detach()
-            if best_x is None:
+            if best_x is None or best_score is None:
                 best_x, best_traj, best_score = xi, traj, final
                 continue
             better = final < best_score if descent else final > best_score
@@ -233,6 +325,7 @@ def _pgd(
             best_traj = [torch.where(keep, new, old) for new, old in zip(traj, best_traj)]
             best_score = torch.where(better, final, best_score)
 
+    assert best_x is not None       # restarts >= 1
     if wanted is None:
         return best_x, None
     by_step = dict(zip(sorted(set(wanted)), best_traj))
@@ -257,6 +350,7 @@ def sgld(
     with ``noise_std = sqrt(step_size)`` by default (the textbook Langevin scale; JEM/IGEBM use a much smaller
     one). Same conventions as :func:`pgd`: eval mode during sampling, box clamp.
     """
+    check_inputs(x, box=None, score=score)
     _check_common(x, steps, step_size, None)
     std = math.sqrt(step_size) if noise_std is None else float(noise_std)
     xi = x.detach().clone()
@@ -270,3 +364,154 @@ def sgld(
             if clamp is not None:
                 xi = xi.clamp(clamp[0], clamp[1])
     return xi
+
+
+class _Adam:
+    """Element-wise Adam moments for a perturbation (Kingma & Ba 2015); ``update(grad)`` returns the step
+    ``lr · m̂ / (sqrt(v̂) + eps)``. Element-wise, so samples of a batch never influence each other."""
+
+    def __init__(self, like: Tensor, lr: float | Tensor, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.m, self.v = torch.zeros_like(like), torch.zeros_like(like)
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+
+    def update(self, grad: Tensor) -> Tensor:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(grad, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m_hat, v_hat = self.m / (1 - b1 ** self.t), self.v / (1 - b2 ** self.t)
+        return self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+@torch.no_grad()
+def adam_pgd(
+    score: ScoreFn,
+    x: Tensor,
+    *,
+    steps: int,
+    step_size: float,
+    norm: str = "l2",
+    eps: float = float("inf"),
+    descent: bool = False,
+    random_start: bool = False,
+    restarts: int = 1,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    betas: tuple[float, float] = (0.9, 0.999),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Projected gradient ascent whose step is an Adam update of the perturbation ("Adam-step PGD", T Sec. 3.2.3,
+    Tab. 3.1-3.2: "at each step of the PGD attack we use the Adam optimizer"; learning rate = ``step_size``):
+
+        g_i = ∇_x f(x_0 + δ_i),   δ_{i+1} = Proj_{B(0, eps), box}( δ_i ± Adam(g_i; lr=step_size, betas) )
+
+    Same conventions as :func:`pgd` (eval mode, ``descent``, L2/Linf ``eps``-ball and ``clamp`` box,
+    ``random_start``, ``restarts`` keeping per sample the run with the best final score). Note the first Adam
+    step moves every coordinate by ``step_size`` (the step is sign-like), whatever the norm.
+    """
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    check_inputs(x, box=clamp, score=score)
+    _check_common(x, steps, step_size, None)
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if random_start and math.isinf(eps):
+        raise ValueError("random_start needs a finite eps (it starts uniformly inside the eps-ball)")
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 repeat the same deterministic path unless random_start=True")
+    x0 = x.detach()
+    sign = -1.0 if descent else 1.0
+    best_x: Tensor | None = None
+    best_score: Tensor | None = None
+    with eval_mode(score):
+        for _ in range(restarts):
+            xi = _random_start(x0, norm, eps, generator) if random_start else x0.clone()
+            xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, None)
+            adam = _Adam(xi, step_size, betas)
+            for _ in range(steps):
+                _, grad = input_gradient(score, xi)
+                xi = _apply_box_and_mask(_project(xi + sign * adam.update(grad), x0, norm, eps), x0, clamp, None)
+            if restarts == 1:
+                return xi
+            final = per_sample_scores(score, xi).detach()
+            if best_x is None or best_score is None:
+                best_x, best_score = xi, final
+                continue
+            better = final < best_score if descent else final > best_score
+            best_x = torch.where(better.view(-1, *([1] * (x0.dim() - 1))), xi, best_x)
+            best_score = torch.where(better, final, best_score)
+    assert best_x is not None
+    return best_x
+
+
+@torch.no_grad()
+def min_distortion_l2(
+    margin: ScoreFn,
+    x: Tensor,
+    *,
+    steps: int = 500,
+    lr: float = 0.1,
+    c_range: tuple[float, float] = (0.0, 8.0),
+    search_steps: int = 20,
+    kappa: float = 0.0,
+    clamp: tuple[float, float] = (0.0, 1.0),
+) -> tuple[Tensor, Tensor]:
+    """Carlini-Wagner-style minimum-L2-distortion search (Carlini & Wagner 2017; the protocol of T Tab. 3.6).
+
+    ``margin(x')`` returns one value per sample, negative exactly when ``x'`` is a successful adversarial example
+    (e.g. ``max(z_y, T) - max_{i != y} z_i`` for "misclassified and accepted at threshold T"). For a constant c
+    per sample the search minimises, with Adam (``steps`` steps, learning rate ``lr``) in the tanh space of CW,
+
+        ||x' - x||_2^2 + c · max(margin(x'), -kappa),   x' = lo + (hi - lo) · (tanh(w) + 1) / 2,
+
+    and binary-searches c inside ``c_range`` for ``search_steps`` rounds (c = midpoint; a round with a success
+    lowers the upper end, one without raises the lower end). Returns ``(x_adv, distortion)``: per sample the
+    successful ``x'`` of smallest L2 distance met at any step of any round, and that distance; samples never
+    successful keep ``x`` and distance ``inf``.
+    """
+    check_inputs(x, box=clamp, score=margin)
+    _check_common(x, steps, lr, None)
+    lo_c, hi_c = (float(c) for c in c_range)
+    if not 0 <= lo_c < hi_c:
+        raise ValueError(f"c_range must satisfy 0 <= low < high, got {c_range}")
+    if search_steps < 1:
+        raise ValueError(f"search_steps must be >= 1, got {search_steps}")
+    box_lo, box_hi = clamp
+    x0 = x.detach()
+    n, view = x0.shape[0], (-1, *([1] * (x0.dim() - 1)))
+    unit = ((x0 - box_lo) / (box_hi - box_lo) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
+    w0 = torch.atanh(unit)
+
+    def to_image(w: Tensor) -> Tensor:
+        return box_lo + (box_hi - box_lo) * (torch.tanh(w) + 1) / 2
+
+    lower = torch.full((n,), lo_c, device=x0.device)
+    upper = torch.full((n,), hi_c, device=x0.device)
+    best_x, best_d = x0.clone(), torch.full((n,), math.inf, device=x0.device)
+    seen: dict[str, Tensor] = {}
+
+    def objective(w: Tensor) -> Tensor:  # the score ascended: minus the CW loss; keeps margin and distance
+        image = to_image(w)
+        m = per_sample_scores(margin, image)
+        d2 = (image - x0).flatten(1).pow(2).sum(1)
+        seen["margin"], seen["d2"], seen["x"] = m.detach(), d2.detach(), image.detach()
+        return -(d2 + c * m.clamp_min(-kappa))
+
+    with eval_mode(margin):
+        for _ in range(search_steps):
+            c = (lower + upper) / 2
+            w = w0.clone()
+            adam = _Adam(w, lr)
+            succeeded = torch.zeros(n, dtype=torch.bool, device=x0.device)
+            for _ in range(steps + 1):
+                _, grad = input_gradient(objective, w)
+                hit = seen["margin"] < 0
+                dist = seen["d2"].sqrt()
+                improve = hit & (dist < best_d)
+                best_d = torch.where(improve, dist, best_d)
+                best_x = torch.where(improve.view(view), seen["x"], best_x)
+                succeeded |= hit
+                w = w + adam.update(grad)
+            upper = torch.where(succeeded, c, upper)
+            lower = torch.where(succeeded, lower, c)
+    return best_x, best_d

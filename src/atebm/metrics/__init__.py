@@ -7,8 +7,17 @@ trained on the MNIST 5,000 train split) for the embedded default, or a local Tor
 """
 from .detection import aupr_in, aupr_out, auroc, detection_metrics, fpr_at_tpr, roc_points
 from .features import FeatureClassifier, InceptionFeatures, digit_features, load_feature_net, train_classifier
-from .generative import (efficiency_pairs, frechet_distance, generation_metrics, inception_score, kid,
-                         mean_nn_distance, nearest_neighbour_grid, nearest_neighbours, sampling_efficiency)
+from .generative import (
+                         efficiency_pairs,
+                         frechet_distance,
+                         generation_metrics,
+                         inception_score,
+                         kid,
+                         mean_nn_distance,
+                         nearest_neighbour_grid,
+                         nearest_neighbours,
+                         sampling_efficiency,
+)
 from .image_quality import psnr, ssim
 
 __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "detection_metrics", "roc_points",

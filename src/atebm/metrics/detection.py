@@ -12,7 +12,7 @@ scikit-learn:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -74,6 +74,11 @@ def fpr_at_tpr(in_scores: Any, out_scores: Any, tpr: float = 0.95) -> float:
     if not 0 < tpr <= 1:
         raise ValueError(f"tpr must lie in (0, 1], got {tpr}")
     labels, scores = _labelled(in_scores, out_scores)
+    return _fpr_at(labels, scores, tpr)
+
+
+def _fpr_at(labels: np.ndarray, scores: np.ndarray, tpr: float) -> float:
+    """FPR at the first operating point of the ROC curve whose TPR reaches ``tpr``."""
     fpr, tpr_curve, _ = roc_curve(labels, scores, drop_intermediate=False)
     index = int(np.searchsorted(tpr_curve, tpr - 1e-12, side="left"))
     return float(fpr[min(index, len(fpr) - 1)])
@@ -82,19 +87,17 @@ def fpr_at_tpr(in_scores: Any, out_scores: Any, tpr: float = 0.95) -> float:
 def detection_metrics(in_scores: Any, out_scores: Any) -> dict[str, float]:
     """AUROC, AUPR-in, AUPR-out and FPR@95%TPR (fractions in [0, 1]) plus the sample counts."""
     labels, scores = _labelled(in_scores, out_scores)
-    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    index = min(int(np.searchsorted(tpr, 0.95 - 1e-12, side="left")), len(fpr) - 1)
     return {
         "auroc": float(roc_auc_score(labels, scores)),
         "aupr_in": float(average_precision_score(labels, scores)),
         "aupr_out": float(average_precision_score(1 - labels, -scores)),
-        "fpr95": float(fpr[index]),
+        "fpr95": _fpr_at(labels, scores, 0.95),
         "n_in": int(labels.sum()),
         "n_out": int(len(labels) - labels.sum()),
     }
 
 
-def roc_points(in_scores: Any, out_scores: Any, max_points: int = 200) -> dict[str, Sequence[float]]:
+def roc_points(in_scores: Any, out_scores: Any, max_points: int = 200) -> dict[str, Any]:
     """The ROC curve (``fpr``, ``tpr`` lists, at most ``max_points`` kept, end points included) and its AUROC,
     for plotting."""
     labels, scores = _labelled(in_scores, out_scores)

@@ -3,18 +3,41 @@
 
     from atebm.ood import evaluate, embedded_suites, in_distribution
     result = evaluate({"AT": at_model, "OE (K=0)": oe_model}, in_distribution(), embedded_suites(),
-                      eps_list=(0, 1, 2, 3, 5, 8), out_dir="runs/demo", report="runs/demo")
+                      eps=(0, 1, 2, 3, 5, 8), out_dir="runs/demo", report="runs/demo")
 
 or, with exactly the sets and defaults of ``atebm eval-ood`` (so that the command reproduces the numbers)::
 
     result = run_eval_ood({"AT": at_model, "OE (K=0)": oe_model}, "runs/demo")
-"""
-from .attacks import ATTACKERS, AttackConfig, TwoClassAdapter, WorstCase, batched_scores, worst_case
-from .pipeline import DEFAULTS, run_eval_ood
-from .evaluate import add_to_report, compare_models, evaluate, format_table
-from .suites import EMBEDDED_SUITES, available_fonts, embedded_suite, embedded_suites, file_suite, in_distribution, letters
 
-__all__ = ["worst_case", "WorstCase", "AttackConfig", "TwoClassAdapter", "batched_scores", "ATTACKERS",
-           "evaluate", "format_table", "add_to_report", "compare_models", "run_eval_ood", "DEFAULTS",
-           "EMBEDDED_SUITES", "embedded_suites", "embedded_suite", "in_distribution", "letters", "available_fonts",
-           "file_suite"]
+Every default of the protocol lives in :class:`OODEvalConfig`, every default of the attacks in
+:class:`AttackConfig` (held by it). This package imports no command-line code.
+"""
+from .attacks import ATTACKERS, AttackConfig, ScoreLogits, WorstCase, attack_protocol, batched_scores, worst_case
+from .evaluate import (
+    OODEvalConfig,
+    OODEvaluation,
+    add_to_report,
+    compare_models,
+    compute_ood,
+    evaluate,
+    format_table,
+    write_ood,
+)
+from .pipeline import input_geometry, run_eval_ood
+from .suites import (
+    ALL_SUITES,
+    EMBEDDED_SUITES,
+    OPTIONAL_SUITES,
+    available_fonts,
+    embedded_suite,
+    embedded_suites,
+    file_suite,
+    in_distribution,
+    letters,
+)
+
+__all__ = ["worst_case", "WorstCase", "AttackConfig", "ScoreLogits", "batched_scores", "attack_protocol", "ATTACKERS",
+           "OODEvalConfig", "OODEvaluation", "evaluate", "compute_ood", "write_ood", "format_table", "add_to_report",
+           "compare_models", "run_eval_ood", "input_geometry",
+           "EMBEDDED_SUITES", "OPTIONAL_SUITES", "ALL_SUITES", "embedded_suites", "embedded_suite", "in_distribution",
+           "letters", "available_fonts", "file_suite"]

@@ -1,31 +1,110 @@
 """Clean and worst-case OOD evaluation of one or more score models (METHOD Sec. 3; E Tab. 4, supp. Tab. 8;
 G Sec. 5, Tab. 2 and App. J).
 
-For every model, OOD set and radius eps in ``eps_list`` (eps = 0 is the clean set) the OOD inputs are replaced
-by their worst case (:func:`atebm.ood.worst_case`: the highest score inside the ball) and scored against the
-clean in-distribution inputs: AUROC (in-distribution positive), AUPR-in, AUPR-out and FPR@95%TPR, plus the
-AUROC each attacker reaches alone. Radii are processed in increasing order and each attacker continues from
-its own worst case at the previous radius (a point inside the larger ball), which makes short attacks strong
-at large eps. The result records the first eps at which each model's AUROC falls below ``threshold``.
+For every model, OOD set and radius eps in ``config.eps`` (eps = 0 is the clean set) the OOD inputs are
+replaced by their worst case (:func:`atebm.ood.worst_case`: the highest score inside the ball) and scored against
+the clean in-distribution inputs: AUROC (in-distribution positive), AUPR-in, AUPR-out and FPR@95%TPR, plus the
+AUROC each attacker reaches alone. Radii are processed in increasing order and each attacker continues from its
+own worst case at the previous radius (a point inside the larger ball), which makes short attacks strong at
+large eps. The result records the first eps at which each model's AUROC falls below ``config.threshold``.
+
+Computing (:func:`compute_ood`), writing (:func:`write_ood`), the text table (:func:`format_table`) and the
+report sections (:func:`add_to_report`) are separate; :func:`evaluate` runs them in turn. The protocol's
+defaults live in :class:`OODEvalConfig` alone.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..metrics.detection import detection_metrics, roc_points
-from .attacks import AttackConfig, attack_protocol, batched_scores, worst_case
+from ..sampling import ScoreFn, check_inputs
+from .attacks import AttackConfig, attack_protocol, checked_scores, worst_case
 
-__all__ = ["evaluate", "format_table", "add_to_report", "compare_models", "eps_key"]
+__all__ = ["OODEvalConfig", "OODEvaluation", "evaluate", "compute_ood", "write_ood", "format_table",
+           "add_to_report", "auroc_rows", "attacker_rows", "compare_models", "eps_key", "resolve_config"]
 
-ScoreFn = Callable[[Tensor], Tensor]
+
+@dataclass
+class OODEvalConfig:
+    """The evaluation protocol of ``atebm eval-ood``, :func:`atebm.ood.run_eval_ood`, :func:`evaluate` and the
+    demo; the one place its defaults live (the command's option defaults are read from here).
+
+    ``eps``: radii (0 = clean; the defaults are L2 radii for 28x28 images in [0, 1]); ``norm``: ``"l2"`` or
+    ``"linf"``; ``n``: OOD samples per set and ``n_in`` in-distribution samples (the pipeline draws them);
+    ``in_dist``: the in-distribution set (a named dataset, whose test split is used, a data-source string or a
+    path); ``suites``: embedded OOD sets (``None``: all of :data:`atebm.ood.EMBEDDED_SUITES`); ``threshold``:
+    report the first eps where AUROC falls below it; ``seed``: for sets and attacks; ``attack``: the worst-case
+    search (:class:`AttackConfig`, which also holds the batch size).
+    """
+
+    eps: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+    norm: str = "l2"
+    n: int = 128
+    n_in: int = 500
+    in_dist: str = "mnist"
+    suites: tuple[str, ...] | None = None
+    threshold: float = 0.9
+    seed: int = 0
+    attack: AttackConfig = field(default_factory=AttackConfig)
+
+    def __post_init__(self) -> None:
+        try:
+            self.eps = tuple(sorted({float(e) for e in self.eps}))
+        except (TypeError, ValueError):
+            raise ValueError(f"eps must be a list of numbers, got {self.eps!r}") from None
+        if not self.eps or self.eps[0] < 0 or not all(math.isfinite(e) for e in self.eps):
+            raise ValueError(f"eps must hold finite radii >= 0, got {list(self.eps)}")
+        if self.norm not in ("l2", "linf"):
+            raise ValueError(f"norm must be 'l2' or 'linf', got {self.norm!r}")
+        for name in ("n", "n_in"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
+        if self.suites is not None:
+            self.suites = tuple(self.suites)
+        if not isinstance(self.attack, AttackConfig):
+            raise TypeError(f"attack must be an AttackConfig, got {type(self.attack).__name__}")
+
+    def replace(self, **changes: Any) -> OODEvalConfig:
+        """A copy with ``changes`` applied; names of :class:`AttackConfig` settings (``pgd_steps=...``) change
+        the nested attack config."""
+        own = {f.name for f in fields(self)}
+        attack_names = {f.name for f in fields(AttackConfig)}
+        unknown = sorted(set(changes) - own - attack_names)
+        if unknown:
+            raise TypeError(f"unknown OOD evaluation setting(s) {unknown}; known: {sorted(own | attack_names)}")
+        attack_changes = {k: v for k, v in changes.items() if k in attack_names}
+        mine = {k: v for k, v in changes.items() if k in own}
+        if attack_changes:
+            mine["attack"] = mine.get("attack", self.attack).replace(**attack_changes)
+        return replace(self, **mine)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class OODEvaluation:
+    """What :func:`compute_ood` returns. ``result``: the JSON-able numbers and protocol (``ood.json``);
+    ``scores``: every per-sample score by ``model/set/eps=E[/attacker]`` (``ood_scores.npz``); ``plots``: per model
+    the in-distribution scores, clean and worst-case scores per set (at ``result["protocol"]["roc_eps"]``) and
+    example pairs (clean, worst case) for the report's figures."""
+
+    result: dict[str, Any]
+    scores: dict[str, np.ndarray]
+    plots: dict[str, dict[str, Any]]
 
 
 def eps_key(eps: float) -> str:
@@ -33,13 +112,11 @@ def eps_key(eps: float) -> str:
     return f"{float(eps):g}"
 
 
-def _check_images(x: Tensor, what: str) -> Tensor:
-    x = torch.as_tensor(x).detach().float().cpu()
-    if x.dim() < 2 or len(x) < 2:
-        raise ValueError(f"{what} must be a batch of at least 2 inputs, got shape {tuple(x.shape)}")
-    if float(x.min()) < 0 or float(x.max()) > 1:
-        raise ValueError(f"{what} must lie in [0, 1]")
-    return x
+def _checked_images(x: Any, what: str) -> Tensor:
+    check_inputs(x, what=what)
+    if len(x) < 2:
+        raise ValueError(f"{what} must hold at least 2 inputs, got shape {tuple(x.shape)}")
+    return x.detach().float().cpu()
 
 
 def _first_below(auroc_by_eps: Mapping[str, float], eps_list: Sequence[float], threshold: float) -> float | None:
@@ -49,73 +126,80 @@ def _first_below(auroc_by_eps: Mapping[str, float], eps_list: Sequence[float], t
     return None
 
 
-def evaluate(models: Mapping[str, ScoreFn], in_dist: Tensor, suites: Mapping[str, Tensor],
-             eps_list: Sequence[float] = (0, 1, 2, 3, 5, 8), *, norm: str = "l2", config: AttackConfig | None = None,
-             threshold: float = 0.9, seed: int = 0, out_dir: str | Path | None = None, report: Any = None,
-             roc_eps: float | None = None, examples: int = 8, verbose: bool = True,
-             protocol_extra: Mapping[str, Any] | None = None, device: str | torch.device | None = None
-             ) -> dict[str, Any]:
-    """Evaluates every model on every OOD set at every radius; returns a JSON-able dict (see module docstring).
+def resolve_config(config: OODEvalConfig | None, overrides: Mapping[str, Any]) -> OODEvalConfig:
+    """``config`` (default :class:`OODEvalConfig`) with ``overrides`` applied; a wrong type is a TypeError."""
+    if config is not None and not isinstance(config, OODEvalConfig):
+        raise TypeError(f"config must be an OODEvalConfig, got {type(config).__name__}")
+    config = config or OODEvalConfig()
+    return config.replace(**overrides) if overrides else config
+
+
+def compute_ood(models: Mapping[str, ScoreFn], in_dist: Tensor, suites: Mapping[str, Tensor],
+                config: OODEvalConfig | None = None, *, roc_eps: float | None = None, examples: int = 8,
+                protocol_extra: Mapping[str, Any] | None = None, device: str | torch.device | None = None,
+                **overrides: Any) -> OODEvaluation:
+    """Evaluates every model on every OOD set at every radius (see the module docstring); writes nothing.
 
     ``models`` maps a display name to a score model; ``in_dist`` holds clean in-distribution inputs (the
-    positives), ``suites`` OOD sets by name. With ``out_dir`` it writes ``ood.json`` (numbers and protocol) and
-    ``ood_scores.npz`` (every per-sample score); with ``report`` (a :class:`atebm.report.Report` or a run
-    folder) it adds the tables, ROC curves and score histograms (clean and at ``roc_eps``, default 3 when in
-    the list, else the largest eps) and worst-case example grids, and saves the report. ``verbose`` prints the
-    table with its protocol.
+    positives), ``suites`` OOD sets by name, all float tensors in [0, 1] of one shape. ``config`` (default
+    :class:`OODEvalConfig`) sets the protocol; ``overrides`` change single settings of it (``eps=(0, 2)``,
+    ``pgd_steps=(20,)``, ...). ``roc_eps`` picks the radius of the worst-case ROC curves and histograms (default 3
+    when attacked, else the largest eps); ``examples`` example pairs are kept per set.
     """
+    config = resolve_config(config, overrides)
     if not models:
         raise ValueError("models is empty: pass {'name': score_model, ...}")
     if not suites:
         raise ValueError("suites is empty: pass {'set name': images, ...}")
-    eps_values = sorted({float(e) for e in eps_list})
-    if not eps_values or eps_values[0] < 0 or not all(math.isfinite(e) for e in eps_values):
-        raise ValueError(f"eps_list must hold finite radii >= 0, got {list(eps_list)}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
-    config = config or AttackConfig()
-    in_x = _check_images(in_dist, "in_dist")
-    sets = {name: _check_images(x, f"OOD set {name!r}") for name, x in suites.items()}
+    in_x = _checked_images(in_dist, "in_dist")
+    for model_name, model in models.items():
+        check_inputs(in_x, what=f"in_dist (for model {model_name!r})", score=model)
+    sets = {name: _checked_images(x, f"OOD set {name!r}") for name, x in suites.items()}
     for name, x in sets.items():
         if x.shape[1:] != in_x.shape[1:]:
             raise ValueError(f"OOD set {name!r} has inputs of shape {tuple(x.shape[1:])}, the in-distribution "
                              f"set {tuple(in_x.shape[1:])}")
+    eps_values = list(config.eps)
     attacked = [e for e in eps_values if e > 0]
     if roc_eps is None:
         roc_eps = 3.0 if 3.0 in attacked else (attacked[-1] if attacked else 0.0)
     elif float(roc_eps) not in eps_values:
-        raise ValueError(f"roc_eps={roc_eps} is not in eps_list {eps_values}")
+        raise ValueError(f"roc_eps={roc_eps} is not in eps {eps_values}")
     roc_eps = float(roc_eps)
+    attack = config.attack
 
-    protocol = {
+    protocol: dict[str, Any] = {
         "score_convention": "higher score = more in-distribution; in-distribution samples are the positives",
         "metrics": "AUROC, AUPR-in, AUPR-out, FPR@95%TPR (scikit-learn)",
-        "norm": norm, "eps": eps_values, "threshold": threshold, "n_in": len(in_x),
+        "norm": config.norm, "eps": eps_values, "threshold": config.threshold, "n_in": len(in_x),
         "n_ood": {name: len(x) for name, x in sets.items()}, "input_shape": list(in_x.shape[1:]),
-        "attack": config.to_dict(), "attack_by_eps": {eps_key(e): attack_protocol(config, norm, e) for e in attacked},
+        "attack": attack.to_dict(),
+        "attack_by_eps": {eps_key(e): attack_protocol(attack, config.norm, e) for e in attacked},
         "warm_start": "each attacker starts at eps_j from its own worst case at eps_(j-1)",
         "early_stop": ("samples scoring above the highest in-distribution score are not attacked further (ranking "
-                       "metrics exact; mean worst-case scores are lower bounds)") if config.early_stop else "off",
-        "seed": seed, "roc_eps": roc_eps,
+                       "metrics exact; mean worst-case scores are lower bounds)") if attack.early_stop else "off",
+        "failed_rows": {name: 0 for name in attack.attackers},
+        "failed_rows_note": "rows an attacker returned with NaN/inf values; those samples kept their clean or "
+                            "best-so-far input",
+        "nan_proposals": {name: 0 for name in attack.attackers if name != "pgd"},
+        "seed": config.seed, "roc_eps": roc_eps,
     }
     protocol.update(dict(protocol_extra or {}))
     result: dict[str, Any] = {"format": "atebm-ood", "version": 1, "protocol": protocol, "models": {}}
-    arrays: dict[str, np.ndarray] = {}
-    plots: dict[str, Any] = {}
+    scores: dict[str, np.ndarray] = {}
+    plots: dict[str, dict[str, Any]] = {}
 
     for model_name, model in models.items():
         started = time.perf_counter()
-        in_scores = batched_scores(model, in_x, config.batch_size)
-        if not torch.isfinite(in_scores).all():
-            raise ValueError(f"model {model_name!r} gives non-finite scores on the in-distribution inputs")
-        stop_above = float(in_scores.max()) if config.early_stop else None
-        arrays[f"{model_name}/in"] = in_scores.numpy()
+        in_scores = checked_scores(model, in_x, attack.batch_size, f"the in-distribution inputs ({model_name!r})")
+        stop_above = float(in_scores.max()) if attack.early_stop else None
+        scores[f"{model_name}/in"] = in_scores.numpy()
         model_out: dict[str, Any] = {"in_scores": {"mean": float(in_scores.mean()), "std": float(in_scores.std()),
                                                    "max": float(in_scores.max())}, "sets": {}}
-        plot_data = {"in": in_scores.numpy(), "clean": {}, "worst": {}, "examples": {}}
+        plot_data: dict[str, Any] = {"in": in_scores.numpy(), "clean": {}, "worst": {}, "examples": {}}
         for set_index, (set_name, x) in enumerate(sets.items()):
-            clean = batched_scores(model, x, config.batch_size)
-            arrays[f"{model_name}/{set_name}/eps=0"] = clean.numpy()
+            clean = checked_scores(model, x, attack.batch_size, f"OOD set {set_name!r} ({model_name!r})")
+            scores[f"{model_name}/{set_name}/eps=0"] = clean.numpy()
             entry: dict[str, Any] = {"n": len(x), "clean": detection_metrics(in_scores, clean),
                                      "clean_score_mean": float(clean.mean()), "worst_case": {}}
             auroc_by_eps = {eps_key(0): entry["clean"]["auroc"]} if 0.0 in eps_values else {}
@@ -124,95 +208,135 @@ def evaluate(models: Mapping[str, ScoreFn], in_dist: Tensor, suites: Mapping[str
                 plot_data["worst"][set_name] = clean.numpy()
             previous: dict[str, Tensor] | None = None
             for eps in attacked:
-                wc = worst_case(model, x, norm=norm, eps=eps, config=config, start=previous, stop_above=stop_above,
-                                seed=seed + 1000 * set_index, device=device)
+                wc = worst_case(model, x, norm=config.norm, eps=eps, config=attack, start=previous,
+                                stop_above=stop_above, seed=config.seed + 1000 * set_index, device=device)
                 previous = wc.x_by_attacker
-                metrics = detection_metrics(in_scores, wc.scores)
+                metrics: dict[str, Any] = detection_metrics(in_scores, wc.scores)
                 metrics["by_attacker"] = {name: detection_metrics(in_scores, s)["auroc"]
                                           for name, s in wc.by_attacker.items()}
                 metrics["score_mean"] = float(wc.scores.mean())
                 metrics["mean_l2_change"] = float((wc.x - x).flatten(1).norm(dim=1).mean())
+                metrics["failed_rows"] = dict(wc.failed_rows)
+                metrics["nan_proposals"] = dict(wc.nan_proposals)
+                for name, count in wc.failed_rows.items():
+                    protocol["failed_rows"][name] += count
+                for name, count in wc.nan_proposals.items():
+                    protocol["nan_proposals"][name] += count
                 entry["worst_case"][eps_key(eps)] = metrics
                 auroc_by_eps[eps_key(eps)] = metrics["auroc"]
-                arrays[f"{model_name}/{set_name}/eps={eps_key(eps)}"] = wc.scores.numpy()
+                scores[f"{model_name}/{set_name}/eps={eps_key(eps)}"] = wc.scores.numpy()
                 for name, s in wc.by_attacker.items():
-                    arrays[f"{model_name}/{set_name}/eps={eps_key(eps)}/{name}"] = s.numpy()
+                    scores[f"{model_name}/{set_name}/eps={eps_key(eps)}/{name}"] = s.numpy()
                 if eps == roc_eps:
                     plot_data["worst"][set_name] = wc.scores.numpy()
                     plot_data["examples"][set_name] = (x[:examples], wc.x[:examples])
             entry["auroc_by_eps"] = auroc_by_eps
-            entry["eps_below_threshold"] = _first_below(auroc_by_eps, eps_values, threshold)
+            entry["eps_below_threshold"] = _first_below(auroc_by_eps, eps_values, config.threshold)
             model_out["sets"][set_name] = entry
         mean_by_eps = {k: float(np.mean([e["auroc_by_eps"][k] for e in model_out["sets"].values()]))
                        for k in next(iter(model_out["sets"].values()))["auroc_by_eps"]}
         model_out["mean_auroc_by_eps"] = mean_by_eps
         model_out["eps_below_threshold"] = {s: e["eps_below_threshold"] for s, e in model_out["sets"].items()}
-        model_out["mean_eps_below_threshold"] = _first_below(mean_by_eps, eps_values, threshold)
+        model_out["mean_eps_below_threshold"] = _first_below(mean_by_eps, eps_values, config.threshold)
         model_out["seconds"] = time.perf_counter() - started
         result["models"][model_name] = model_out
         plots[model_name] = plot_data
-
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "ood.json", result)
-        np.savez_compressed(out / "ood_scores.npz", **arrays)
-    if verbose:
-        print(format_table(result))
-    if report is not None:
-        add_to_report(report, result, plots)
-    return result
+    return OODEvaluation(result=result, scores=scores, plots=plots)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_ood(out_dir: str | Path, evaluation: OODEvaluation) -> None:
+    """Writes ``ood.json`` (numbers and protocol) and ``ood_scores.npz`` (every per-sample score)."""
     from ..training import write_json
 
-    write_json(path, data)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ood.json", evaluation.result)
+    savez: Any = np.savez_compressed                 # numpy's stubs do not type **arrays
+    savez(out / "ood_scores.npz", **evaluation.scores)
 
 
-def _cell(value: float | None) -> str:
-    return "  -   " if value is None else f"{value:.4f}"
+def evaluate(models: Mapping[str, ScoreFn], in_dist: Tensor, suites: Mapping[str, Tensor],
+             config: OODEvalConfig | None = None, *, out_dir: str | Path | None = None, report: Any = None,
+             verbose: bool = True, roc_eps: float | None = None, examples: int = 8,
+             protocol_extra: Mapping[str, Any] | None = None, device: str | torch.device | None = None,
+             **overrides: Any) -> dict[str, Any]:
+    """:func:`compute_ood`, then: with ``out_dir`` :func:`write_ood`; with ``verbose`` print :func:`format_table`;
+    with ``report`` (a :class:`atebm.report.Report` or a run folder) :func:`add_to_report` (tables, ROC curves and
+    score histograms, worst-case example grids; saved). Returns the JSON-able result (what ``ood.json`` holds)."""
+    evaluation = compute_ood(models, in_dist, suites, config, roc_eps=roc_eps, examples=examples,
+                             protocol_extra=protocol_extra, device=device, **overrides)
+    if out_dir is not None:
+        write_ood(out_dir, evaluation)
+    if verbose:
+        print(format_table(evaluation.result))
+    if report is not None:
+        add_to_report(report, evaluation.result, evaluation.plots)
+    return evaluation.result
 
 
-def format_table(result: Mapping[str, Any]) -> str:
-    """The worst-case AUROC table (rows: set x model; columns: eps; last: first eps below the threshold), each
-    attacker's AUROC, and the protocol, as plain text."""
-    protocol = result["protocol"]
-    eps_values = protocol["eps"]
-    thr = protocol["threshold"]
+# ------------------------------------------------------------------------------------------------ rendering
+def auroc_rows(result: Mapping[str, Any]) -> list[list[Any]]:
+    """Rows of the worst-case AUROC table, shared by the text table and the report: ``[OOD set, model, AUROC at
+    each eps (None where not measured), first eps below the threshold or "never"]``, the sets, then ``mean``."""
+    eps_values = result["protocol"]["eps"]
     models = result["models"]
-    set_names = list(next(iter(models.values()))["sets"])
-    name_w = max(8, *(len(s) for s in set_names))
-    model_w = max(6, *(len(m) for m in models))
-    header = f"{'OOD set':<{name_w}}  {'model':<{model_w}}  " + "  ".join(f"eps={eps_key(e):<4}" for e in eps_values)
-    header += f"  <{thr:g} at"
-    lines = [f"Worst-case OOD detection AUROC ({protocol['norm'].upper()} ball; in-distribution positive)", header,
-             "-" * len(header)]
-    for set_name in set_names + ["mean"]:
+    rows = []
+    for set_name in list(next(iter(models.values()))["sets"]) + ["mean"]:
         for model_name, model in models.items():
             if set_name == "mean":
                 by_eps, below = model["mean_auroc_by_eps"], model["mean_eps_below_threshold"]
             else:
                 by_eps = model["sets"][set_name]["auroc_by_eps"]
                 below = model["sets"][set_name]["eps_below_threshold"]
-            row = f"{set_name:<{name_w}}  {model_name:<{model_w}}  " + "  ".join(
-                f"{_cell(by_eps.get(eps_key(e))):<8}" for e in eps_values)
-            lines.append(row + f"  {'never' if below is None else eps_key(below)}")
-    attacked = [e for e in eps_values if e > 0]
-    if attacked:
-        attackers = protocol["attack"]["attackers"]
-        lines.append("")
-        lines.append("AUROC per attacker (" + ", ".join(attackers) + ", worst = per-sample best of all):")
-        for model_name, model in models.items():
-            for set_name in set_names:
-                cells = []
-                for e in attacked:
-                    m = model["sets"][set_name]["worst_case"][eps_key(e)]
-                    cells.append("/".join(f"{m['by_attacker'][a]:.3f}" for a in attackers) + f"/{m['auroc']:.3f}")
-                lines.append(f"  {model_name:<{model_w}} {set_name:<{name_w}} " + "  ".join(
-                    f"eps={eps_key(e)}: {c}" for e, c in zip(attacked, cells)))
-    lines.append("")
-    lines.append("Protocol: " + _protocol_line(protocol))
+            rows.append([set_name, model_name] + [by_eps.get(eps_key(e)) for e in eps_values] +
+                        ["never" if below is None else eps_key(below)])
+    return rows
+
+
+def attacker_rows(result: Mapping[str, Any]) -> list[list[Any]]:
+    """Rows of the per-attacker table: ``[model, OOD set, attacker or "worst", AUROC at each attacked eps]``."""
+    attacked = [e for e in result["protocol"]["eps"] if e > 0]
+    attackers = list(result["protocol"]["attack"]["attackers"])
+    rows = []
+    for model_name, model in result["models"].items():
+        for set_name, entry in model["sets"].items():
+            for who in attackers + ["worst"]:
+                cells = [entry["worst_case"][eps_key(e)]["auroc"] if who == "worst"
+                         else entry["worst_case"][eps_key(e)]["by_attacker"][who] for e in attacked]
+                rows.append([model_name, set_name, who] + cells)
+    return rows
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    cells = [[c if isinstance(c, str) else _cell(c) for c in row] for row in rows]
+    widths = [max(len(columns[i]), *(len(r[i]) for r in cells)) for i in range(len(columns))]
+    header = "  ".join(f"{c:<{w}}" for c, w in zip(columns, widths))
+    return [header, "-" * len(header)] + ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in cells]
+
+
+def _auroc_columns(result: Mapping[str, Any]) -> list[str]:
+    protocol = result["protocol"]
+    return (["OOD set", "model"] + [("clean" if e == 0 else f"eps={eps_key(e)}") for e in protocol["eps"]]
+            + [f"AUROC < {protocol['threshold']:g} from eps"])
+
+
+def _attacker_columns(result: Mapping[str, Any]) -> list[str]:
+    return ["model", "OOD set", "attacker"] + [f"eps={eps_key(e)}" for e in result["protocol"]["eps"] if e > 0]
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The worst-case AUROC table, each attacker's AUROC, and the protocol, as plain text."""
+    protocol = result["protocol"]
+    lines = [f"Worst-case OOD detection AUROC ({protocol['norm'].upper()} ball; in-distribution positive)"]
+    lines += _text_table(_auroc_columns(result), auroc_rows(result))
+    if any(e > 0 for e in protocol["eps"]):
+        lines += ["", "AUROC per attacker (worst = per-sample best of all):"]
+        lines += _text_table(_attacker_columns(result), attacker_rows(result))
+    lines += ["", "Protocol: " + _protocol_line(protocol)]
     return "\n".join(lines)
 
 
@@ -220,18 +344,27 @@ def _protocol_line(protocol: Mapping[str, Any]) -> str:
     attack = protocol["attack"]
     parts = [f"n_in={protocol['n_in']}", "n_ood=" + ",".join(f"{k}:{v}" for k, v in protocol["n_ood"].items()),
              f"norm={protocol['norm']}", f"seed={protocol['seed']}"]
+    some: Mapping[str, Any] = next(iter(protocol["attack_by_eps"].values()), {})
     if "pgd" in attack["attackers"]:
         sizes = ["{:g}*eps/steps".format(attack["pgd_step_factor"]) if s is None else f"{s:g}"
                  for s in attack["pgd_step_sizes"]]
         parts.append(f"PGD (atebm.pgd) steps {list(attack['pgd_steps'])} x step sizes [{', '.join(sizes)}], "
                      f"{1 + attack['pgd_random_restarts']} run(s) per grid point")
     if "apgd" in attack["attackers"]:
-        some = next(iter(protocol["attack_by_eps"].values()), {})
-        impl = some.get("apgd", {}).get("implementation", "torchattacks.APGD")
+        impl = some.get("apgd", {}).get("implementation", "ART AutoProjectedGradientDescent")
         parts.append(f"APGD ({impl}) {attack['apgd_steps']} steps, {attack['apgd_restarts']} restart(s), "
                      f"loss {attack['apgd_loss']}")
+    if "square" in attack["attackers"]:
+        impl = some.get("square", {}).get("implementation", "ART SquareAttack")
+        parts.append(f"Square ({impl}) {attack['square_steps']} iterations, {attack['square_restarts']} "
+                     f"restart(s), p_init {attack['square_p_init']:g}")
+    failed = {k: v for k, v in protocol.get("failed_rows", {}).items() if v}
+    parts.append("failed (NaN) rows: " + (", ".join(f"{k} {v}" for k, v in failed.items()) if failed else "none"))
+    refused = {k: v for k, v in protocol.get("nan_proposals", {}).items() if v}
+    if refused:
+        parts.append("NaN proposals refused: " + ", ".join(f"{k} {v}" for k, v in refused.items()))
     parts.append(f"warm start across eps; early stop {'on' if attack['early_stop'] else 'off'}")
-    for key in ("in_distribution", "feature_note", "suites"):
+    for key in ("in_distribution", "input_geometry", "feature_note", "suites"):
         if key in protocol:
             value = protocol[key]
             parts.append(f"{key}={json.dumps(value) if not isinstance(value, str) else value}")
@@ -256,53 +389,25 @@ def compare_models(result: Mapping[str, Any], better: str, baseline: str, min_ep
 def add_to_report(report: Any, result: Mapping[str, Any], plots: Mapping[str, Any] | None = None,
                   prefix: str = "ood") -> Any:
     """Adds the OOD tables (worst-case AUROC, per attacker, clean metrics) with their protocol and, given the
-    ``plots`` data of :func:`evaluate`, ROC curves, score histograms and worst-case example grids; saves it."""
+    ``plots`` of :func:`compute_ood`, ROC curves, score histograms and worst-case example grids; saves it."""
     from ..report import Report
 
     if not isinstance(report, Report):
         report = Report.open(report)
     protocol = result["protocol"]
-    eps_values = protocol["eps"]
-    models = result["models"]
-    set_names = list(next(iter(models.values()))["sets"])
-    thr = protocol["threshold"]
-    short_protocol = {"summary": _protocol_line(protocol)}
-    columns = ["OOD set", "model"] + [("clean" if e == 0 else f"eps={eps_key(e)}") for e in eps_values] + \
-        [f"AUROC < {thr:g} from eps"]
-    rows = []
-    for set_name in set_names + ["mean"]:
-        for model_name, model in models.items():
-            if set_name == "mean":
-                by_eps, below = model["mean_auroc_by_eps"], model["mean_eps_below_threshold"]
-            else:
-                by_eps = model["sets"][set_name]["auroc_by_eps"]
-                below = model["sets"][set_name]["eps_below_threshold"]
-            rows.append([set_name, model_name] + [by_eps.get(eps_key(e)) for e in eps_values] +
-                        ["never" if below is None else eps_key(below)])
-    report.add_table(f"{prefix}/auroc", f"Worst-case OOD detection AUROC ({protocol['norm'].upper()})", columns,
-                     rows, protocol=short_protocol,
+    report.add_table(f"{prefix}/auroc", f"Worst-case OOD detection AUROC ({protocol['norm'].upper()})",
+                     _auroc_columns(result), auroc_rows(result), protocol={"summary": _protocol_line(protocol)},
                      note="AUROC of the score, in-distribution positive; each OOD input replaced by the highest-"
                           "scoring input in the eps-ball (per sample best of all attackers).")
-    attacked = [e for e in eps_values if e > 0]
+    attacked = [e for e in protocol["eps"] if e > 0]
     if attacked:
-        attackers = list(protocol["attack"]["attackers"])
-        rows = []
-        for model_name, model in models.items():
-            for set_name in set_names:
-                for who in attackers + ["worst"]:
-                    cells = []
-                    for e in attacked:
-                        m = model["sets"][set_name]["worst_case"][eps_key(e)]
-                        cells.append(m["auroc"] if who == "worst" else m["by_attacker"][who])
-                    rows.append([model_name, set_name, who] + cells)
-        report.add_table(f"{prefix}/attackers", "Worst-case AUROC per attacker",
-                         ["model", "OOD set", "attacker"] + [f"eps={eps_key(e)}" for e in attacked], rows,
-                         protocol=protocol["attack_by_eps"][eps_key(attacked[-1])],
+        report.add_table(f"{prefix}/attackers", "Worst-case AUROC per attacker", _attacker_columns(result),
+                         attacker_rows(result), protocol=protocol["attack_by_eps"][eps_key(attacked[-1])],
                          note="protocol shown for the largest eps; the PGD step sizes scale with eps.")
     rows = []
-    for model_name, model in models.items():
-        for set_name in set_names:
-            c = model["sets"][set_name]["clean"]
+    for model_name, model in result["models"].items():
+        for set_name, entry in model["sets"].items():
+            c = entry["clean"]
             rows.append([model_name, set_name, c["auroc"], c["aupr_in"], c["aupr_out"], c["fpr95"], c["n_in"],
                          c["n_out"]])
     report.add_table(f"{prefix}/clean", "Clean OOD detection",
