@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "atebm.cli.ood",       # eval-ood
     "atebm.cli.toy2d",     # toy2d
     "atebm.cli.report",    # report
+    "atebm.cli.dsgan",     # dsgan train, sample, ssl
+    "atebm.cli.gat",       # gat train, gat eval
 )
 
 

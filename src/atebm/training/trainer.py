@@ -17,7 +17,9 @@ the last stage ends on the stated budget. Under ``torchrun`` the model is wrappe
 What the iteration contrasts and optimises is a strategy, :class:`Objective`: :class:`BinaryAT` (above) by
 default; the maximum-likelihood EBM baseline plugs in its SGLD chains and likelihood loss
 (:class:`atebm.baselines.MaximumLikelihood`) and reuses everything else: the loop, optimiser, budgets, logging,
-checkpoints, resume, callbacks.
+checkpoints, resume, callbacks. An objective with a second network (the generator of :class:`atebm.dsgan.DSGAN`)
+owns it, updates it in :meth:`Objective.after_step` and saves it through its ``state_dict``; a loss term that needs
+the inputs (the WGAN-GP penalty) comes from :meth:`Objective.penalty`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,194 @@
+"""Networks of the DSGAN package: generators, and the K-class classifier of the semi-supervised experiments.
+
+Discriminators are score models of :mod:`atebm.models` (``mlp2d`` for points and feature vectors, ``convnet`` for
+images): the DSGAN discriminator *is* a score model, higher = more like p_dbar (S Eq. 2 with ``D = sigmoid(f)``).
+
+* :class:`MLPGenerator` - ``z -> hidden x depth -> out_dim`` with a linear output: 2D points, feature vectors.
+* :class:`ImageGenerator` - the MNIST generator of S Tab. 4 (after Salimans et al. 2016): ``z in R^100 ~ U(0, 1)``,
+  two 500-unit fully connected layers with batch norm and softplus, a weight-normalised layer to ``C x H x W``
+  and a sigmoid, so images lie in [0, 1].
+* :class:`SSLClassifier` - the MNIST classifier of S Tab. 4: Gaussian noise before every layer (std 0.3 on the
+  input, 0.5 after), weight-normalised layers 784-1000-500-250-250-250-K with ReLU. As a score model its score
+  is ``log sum_k exp(l_k(x))``, so ``D(x) = sigmoid(score) = Z / (Z + 1)`` is the probability of "one of the K
+  real classes" against the implicit class K+1 of Salimans et al. (2016) / Dai et al. (2017) (S Eq. 4).
+
+Generators are built from a plain dict by :func:`build_generator` (``{"arch": "mlp" | "image", "kwargs": {...}}``),
+so a checkpoint can rebuild them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from ..models import ARCHITECTURES, make_activation
+
+__all__ = ["MLPGenerator", "ImageGenerator", "SSLClassifier", "FeatureHeadClassifier", "GENERATORS", "build_generator",
+           "LATENTS"]
+
+#: Latent distributions a generator can draw from.
+LATENTS = ("uniform", "normal")
+
+
+class _Latent(nn.Module):
+    """Shared part of the generators: the latent size and distribution, and :meth:`sample_latent`."""
+
+    latent_dim: int
+    latent: str
+
+    def _set_latent(self, latent_dim: int, latent: str) -> None:
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}")
+        self.latent_dim, self.latent = int(latent_dim), latent
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` latent codes on the generator's device: ``U(0, 1)`` (S Tab. 4) or ``N(0, I)``."""
+        draw = torch.rand if self.latent == "uniform" else torch.randn
+        z = draw(n, self.latent_dim, generator=generator)
+        return z.to(next(self.parameters()).device)
+
+
+class MLPGenerator(_Latent):
+    """``z -> [Linear, activation] x depth -> Linear(out_dim)``: 2D points or feature vectors (no output squashing)."""
+
+    def __init__(self, latent_dim: int = 8, out_dim: int = 2, hidden: int = 128, depth: int = 3,
+                 activation: str = "relu", latent: str = "normal") -> None:
+        super().__init__()
+        self._set_latent(latent_dim, latent)
+        if out_dim < 1 or hidden < 1 or depth < 1:
+            raise ValueError(f"need out_dim, hidden, depth >= 1, got {out_dim}, {hidden}, {depth}")
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), make_activation(activation)]
+            width = hidden
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+        self.out_shape: tuple[int, ...] = (out_dim,)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class ImageGenerator(_Latent):
+    """S Tab. 4 generator: ``z (100) -> FC 500, BN, softplus -> FC 500, BN, softplus -> FC C*H*W (weight norm) ->
+    sigmoid``, reshaped to ``(N, C, H, W)`` in [0, 1]."""
+
+    def __init__(self, latent_dim: int = 100, channels: int = 1, size: int = 28, hidden: int = 500,
+                 latent: str = "uniform") -> None:
+        super().__init__()
+        self._set_latent(latent_dim, latent)
+        if channels < 1 or size < 1 or hidden < 1:
+            raise ValueError(f"need channels, size, hidden >= 1, got {channels}, {size}, {hidden}")
+        self.out_shape = (channels, size, size)
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.BatchNorm1d(hidden), nn.Softplus(),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.Softplus(),
+            weight_norm(nn.Linear(hidden, math.prod(self.out_shape))), nn.Sigmoid(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(-1, *self.out_shape)
+
+
+GENERATORS: dict[str, type[_Latent]] = {"mlp": MLPGenerator, "image": ImageGenerator}
+
+
+def build_generator(spec: dict[str, Any], seed: int | None = None) -> _Latent:
+    """A generator from ``{"arch": "mlp" | "image", "kwargs": {...}}``; with ``seed`` its initial weights come
+    from that seed and the global torch RNG is left untouched."""
+    arch = spec.get("arch")
+    if arch not in GENERATORS:
+        raise ValueError(f"unknown generator architecture {arch!r}; choose from {sorted(GENERATORS)}")
+    kwargs = dict(spec.get("kwargs") or {})
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            return GENERATORS[arch](**kwargs)
+        except TypeError as err:
+            raise ValueError(f"bad arguments for generator {arch!r}: {err}") from err
+
+
+class _GaussianNoise(nn.Module):
+    """Adds ``N(0, std^2)`` noise in training mode only (Rasmus et al. 2015, as in S Tab. 4)."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = float(std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.std > 0:
+            return x + self.std * torch.randn_like(x)
+        return x
+
+
+class SSLClassifier(nn.Module):
+    """S Tab. 4 classifier (module doc). ``forward`` returns the score ``logsumexp(logits)`` (one per sample);
+    :meth:`logits` the K class logits; :meth:`features` the last hidden layer (250-d), the "feature space" of
+    S Sec. 5.1 (the input of the output layer, following Dai et al. 2017)."""
+
+    def __init__(self, in_features: int = 784, num_classes: int = 10,
+                 hidden: tuple[int, ...] | list[int] = (1000, 500, 250, 250, 250), input_noise: float = 0.3,
+                 hidden_noise: float = 0.5) -> None:
+        super().__init__()
+        if num_classes < 2 or in_features < 1 or not hidden:
+            raise ValueError(f"need num_classes >= 2, in_features >= 1 and hidden layers, got {num_classes}, "
+                             f"{in_features}, {hidden}")
+        self.in_features, self.num_classes = int(in_features), int(num_classes)
+        layers: list[nn.Module] = []
+        width = in_features
+        for i, units in enumerate(hidden):
+            layers += [_GaussianNoise(input_noise if i == 0 else hidden_noise), weight_norm(nn.Linear(width, units)),
+                       nn.ReLU()]
+            width = units
+        self.body = nn.Sequential(*layers)
+        self.feature_dim = width
+        self.head = nn.Sequential(_GaussianNoise(hidden_noise), weight_norm(nn.Linear(width, num_classes)))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x.flatten(1))
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.logsumexp(self.logits(x), dim=1)
+
+
+# The SSL classifier is a score model (score = log Z); registering it lets atebm.load_model rebuild it.
+ARCHITECTURES.setdefault("ssl_mlp", SSLClassifier)
+
+
+class FeatureHeadClassifier(nn.Module):
+    """A digit classifier with a feature space and a non-linear head, for adversarial training with generated
+    low-density features (S Sec. 5.2, App. E Tab. 7: "the sub-network after feature space should be non-linear"):
+    three 3x3 convolutions (widths w, 2w, 4w, max-pool after the first two), 4x4 average pooling and a
+    ``feature_dim`` layer (the features, after ReLU), then ``head_depth`` hidden layers of ``feature_dim`` units
+    with LeakyReLU(0.2) and a linear output. Inputs in [0, 1]; logits out."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, feature_dim: int = 64,
+                 head_depth: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(4 * width * 16, feature_dim), nn.ReLU(),
+        )
+        layers: list[nn.Module] = []
+        for _ in range(head_depth):
+            layers += [nn.Linear(feature_dim, feature_dim), nn.LeakyReLU(0.2)]
+        self.head = nn.Sequential(*layers, nn.Linear(feature_dim, num_classes))
+        self.feature_dim = feature_dim
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x * 2 - 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))

@@ -1,0 +1,320 @@
+"""DSGAN training (S Alg. 1) in :class:`atebm.Trainer`: the discriminator is the trainer's score model, the generator
+belongs to the :class:`DSGAN` objective.
+
+One trainer iteration is one discriminator step (S Alg. 1 lines 3-6)::
+
+    x_real ~ p_dbar                                   (the trainer's data source)
+    x_d    ~ p_d                                      (the trainer's p_0 source)
+    fake   = [G(z) for round((1-alpha) m) z] + [alpha m rows of x_d]        # sampling trick, S Eq. 10
+             (or m of each, weighted 1 - alpha and alpha, without the trick: S Eq. 2)
+    loss_D = -mean log D(x_real) - mean_w log(1 - D(fake))    (or the WGAN-GP critic loss + 10 * penalty)
+
+and after every ``critic_steps``-th (k, S Alg. 1) discriminator step the objective takes one generator step on a
+fresh batch of ``m`` latents (lines 8-9). The trainer supplies everything else: budgets, logging, the failure
+monitor as a callback, ``model.pt`` (the discriminator as a score model: higher = more like p_dbar) and
+``checkpoint.pt`` with the objective's generator, its optimiser and random state, so :meth:`DSGANTrainer.resume`
+continues a run exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..training import Objective, TrainConfig, Trainer, check_resume_overrides, load_checkpoint
+from ..training.checkpoint import CHECKPOINT_FILE
+from ..training.config import check_known_keys
+from .losses import (
+    DISCRIMINATOR_LOSSES,
+    GENERATOR_LOSSES,
+    check_alpha,
+    discriminator_loss,
+    fake_weights,
+    generator_loss,
+    gradient_penalty,
+    mixture_sizes,
+)
+from .networks import build_generator
+
+__all__ = ["DSGAN", "DSGANConfig", "DSGANTrainer", "load_generator", "IMAGE_DISCRIMINATOR", "IMAGE_GENERATOR"]
+
+#: Defaults for 28x28 grey images: a small ConvNet discriminator and the S Tab. 4 generator.
+IMAGE_DISCRIMINATOR: dict[str, Any] = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 16},
+                                       "mean": 0.5, "std": 0.5}
+IMAGE_GENERATOR: dict[str, Any] = {"arch": "image", "kwargs": {"latent_dim": 100, "channels": 1, "size": 28}}
+
+#: DSGANConfig fields that configure the objective (the others configure the trainer).
+_OBJECTIVE_FIELDS = ("generator", "alpha", "critic_steps", "loss", "generator_loss", "gp_weight", "sampling_trick",
+                     "g_lr", "betas")
+
+
+class DSGAN(Objective):
+    """The DSGAN strategy of one :class:`atebm.Trainer` iteration (module doc). Owns the generator, its Adam
+    optimiser and its random generator (latents, penalty interpolation weights); all three are in the checkpoint.
+
+    ``alpha`` in [0, 1) is the weight of p_d in the fake mixture (0: an ordinary GAN of p_dbar);
+    ``critic_steps`` = k discriminator steps per generator step; ``loss`` ``gan`` or ``wgan-gp``;
+    ``generator_loss`` defaults to ``non-saturating`` for ``gan`` and must be ``wgan`` for ``wgan-gp``;
+    ``sampling_trick`` switches S Eq. 10 on (default) or off (S Eq. 2 / Alg. 1)."""
+
+    kind = "dsgan"
+    perturbs_p0 = False
+
+    def __init__(self, *, generator: dict[str, Any] | None = None, alpha: float = 0.8, critic_steps: int = 1,
+                 loss: str = "gan", generator_loss: str | None = None, gp_weight: float = 10.0,
+                 sampling_trick: bool = True, g_lr: float = 2e-4, betas: Sequence[float] = (0.5, 0.999),
+                 seed: int = 0) -> None:
+        self.alpha = check_alpha(alpha)
+        if int(critic_steps) != critic_steps or critic_steps < 1:
+            raise ValueError(f"critic_steps (k, discriminator steps per generator step) must be an integer >= 1, "
+                             f"got {critic_steps}")
+        if loss not in DISCRIMINATOR_LOSSES:
+            raise ValueError(f"loss must be one of {DISCRIMINATOR_LOSSES}, got {loss!r}")
+        generator_loss = generator_loss or ("wgan" if loss == "wgan-gp" else "non-saturating")
+        if generator_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
+        if (loss == "wgan-gp") != (generator_loss == "wgan"):
+            raise ValueError(f"generator_loss {generator_loss!r} does not go with loss {loss!r}: the WGAN-GP critic "
+                             "needs generator_loss 'wgan', the GAN loss 'minimax' or 'non-saturating'")
+        if gp_weight < 0 or g_lr <= 0:
+            raise ValueError(f"need gp_weight >= 0 and g_lr > 0, got {gp_weight}, {g_lr}")
+        self.generator_spec = dict(generator or IMAGE_GENERATOR)
+        self.critic_steps, self.loss_kind, self.generator_loss = int(critic_steps), loss, generator_loss
+        self.gp_weight, self.sampling_trick, self.g_lr = float(gp_weight), bool(sampling_trick), float(g_lr)
+        self.betas = tuple(float(b) for b in betas)
+        self.seed = int(seed)
+        self.generator = build_generator(self.generator_spec, seed=self.seed + 2)
+        self.rng = torch.Generator().manual_seed(self.seed + 3)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._pending_optimizer: dict[str, Any] | None = None
+        self._layout = (0, 0)
+
+    # ----------------------------------------------------------------------------------- checkpoint plumbing
+    @classmethod
+    def restore(cls, options: dict[str, Any], p0: Any) -> DSGAN:
+        return cls(**options)
+
+    def options(self) -> dict[str, Any]:
+        return {"generator": self.generator_spec, "alpha": self.alpha, "critic_steps": self.critic_steps,
+                "loss": self.loss_kind, "generator_loss": self.generator_loss, "gp_weight": self.gp_weight,
+                "sampling_trick": self.sampling_trick, "g_lr": self.g_lr, "betas": list(self.betas),
+                "seed": self.seed}
+
+    def state_dict(self) -> dict[str, Any]:
+        optimizer = self.optimizer.state_dict() if self.optimizer is not None else self._pending_optimizer
+        return {"generator": {k: v.detach().cpu() for k, v in self.generator.state_dict().items()},
+                "optimizer": optimizer, "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "generator" in state:
+            self.generator.load_state_dict(state["generator"])
+        if state.get("rng") is not None:
+            self.rng.set_state(state["rng"])
+        self._pending_optimizer = state.get("optimizer")
+        if self.optimizer is not None and self._pending_optimizer is not None:
+            self.optimizer.load_state_dict(self._pending_optimizer)
+            self._pending_optimizer = None
+
+    def bind(self, trainer: Trainer) -> None:
+        """Moves the generator to the trainer's device and builds its optimiser (loading a resumed state)."""
+        if trainer.world > 1:
+            raise ValueError("DSGAN trains in one process: its generator is not wrapped for several ranks")
+        if next(self.generator.parameters()).device != trainer.device:
+            self.generator.to(trainer.device)
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr,
+                                              betas=(self.betas[0], self.betas[1]))
+            if self._pending_optimizer is not None:
+                self.optimizer.load_state_dict(self._pending_optimizer)
+                self._pending_optimizer = None
+
+    # ----------------------------------------------------------------------------------- one iteration
+    def fake_layout(self, m: int) -> tuple[int, int]:
+        """``(n_gen, n_data)`` of the fake batch for ``m`` p_d rows: S Eq. 10 with the trick, else ``(m, m)``
+        (``(m, 0)`` at alpha = 0, where p_d has no weight)."""
+        if self.sampling_trick:
+            return mixture_sizes(m, self.alpha)
+        return m, (m if self.alpha > 0 else 0)
+
+    def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
+        self.bind(trainer)
+        n_gen, n_data = self.fake_layout(x0.shape[0])
+        with torch.no_grad():
+            generated = self.generator(self.generator.sample_latent(n_gen, self.rng))
+        self._layout = (n_gen, n_data)
+        return torch.cat([generated.to(x0), x0[:n_data]])
+
+    def weights(self) -> Tensor:
+        n_gen, n_data = self._layout
+        return fake_weights(n_gen, n_data, self.alpha, self.sampling_trick)
+
+    def loss(self, trainer: Trainer, s_data: Tensor, s_neg: Tensor) -> tuple[Tensor, dict[str, float]]:
+        n_gen, n_data = self._layout
+        loss = discriminator_loss(s_data, s_neg, self.weights(), self.loss_kind)
+        stats = {"score_gen": float(s_neg[:n_gen].detach().mean())}
+        if n_data:
+            stats["score_pd"] = float(s_neg[n_gen:].detach().mean())
+        return loss, stats
+
+    def penalty(self, trainer: Trainer, x_data: Tensor, x_neg: Tensor) -> tuple[Tensor, dict[str, float]] | None:
+        if self.loss_kind != "wgan-gp" or self.gp_weight == 0:
+            return None
+        gp = gradient_penalty(trainer.network, x_data, x_neg, self.weights(), self.rng)
+        return self.gp_weight * gp, {"gp": float(gp.detach())}
+
+    def after_step(self, trainer: Trainer) -> dict[str, float]:
+        """One generator step after every k-th discriminator step (``trainer.step`` counts the steps before
+        this one)."""
+        if (trainer.step + 1) % self.critic_steps:
+            return {}
+        self.generator.train()
+        scores = trainer.network(self.generator(self.generator.sample_latent(trainer.local_batch, self.rng)))
+        loss = generator_loss(scores, self.generator_loss)
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=list(self.generator.parameters()))
+        self.optimizer.step()
+        return {"loss_g": float(loss.detach()), "score_g": float(scores.detach().mean())}
+
+    @torch.no_grad()
+    def generate(self, n: int, batch_size: int = 500) -> Tensor:
+        """``n`` samples of p_g on the CPU (generator in eval mode; the random state of training is untouched:
+        latents come from a generator seeded with ``seed``)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.generator.eval()
+        rng = torch.Generator().manual_seed(self.seed + 12345)
+        out = [self.generator(self.generator.sample_latent(min(batch_size, n - i), rng)).cpu()
+               for i in range(0, n, batch_size)]
+        self.generator.train()
+        return torch.cat(out)
+
+
+@dataclass
+class DSGANConfig:
+    """Knobs of DSGAN training. Defaults: S Alg. 1 (k = 1, alpha = 0.8), the sampling trick on (S App. C), the
+    GAN loss with the non-saturating generator loss, Adam(0.5, 0.999) at 2e-4 for both networks (DCGAN
+    practice), the S Tab. 4 generator and a small ConvNet discriminator for 28x28 grey images. For the WGAN-GP
+    critic (``loss="wgan-gp"``, lambda = ``gp_weight`` = 10) Gulrajani et al. use Adam(0.5, 0.9) and k = 5.
+    ``max_iters`` counts discriminator steps."""
+
+    model: dict[str, Any] = field(default_factory=lambda: dict(IMAGE_DISCRIMINATOR))
+    generator: dict[str, Any] = field(default_factory=lambda: dict(IMAGE_GENERATOR))
+    alpha: float = 0.8
+    critic_steps: int = 1
+    loss: str = "gan"
+    generator_loss: str | None = None
+    gp_weight: float = 10.0
+    sampling_trick: bool = True
+    batch_size: int = 64
+    lr: float = 2e-4
+    g_lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    max_iters: int | None = 2000
+    time_budget_s: float | None = None
+    grad_clip: float | None = None
+    log_every: int = 50
+    ckpt_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.max_iters is None and self.time_budget_s is None:
+            raise ValueError("invalid DSGAN config: set a budget: max_iters or time_budget_s")
+        DSGAN(**self.objective_options())  # the objective checks its own fields (alpha, k, losses)
+        self.train_config()  # the trainer's fields are checked where they are defined
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DSGANConfig:
+        check_known_keys(cls, values, "DSGAN")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> DSGANConfig:
+        return dataclasses.replace(self, **changes)
+
+    def train_config(self) -> TrainConfig:
+        """The trainer's part: no PGD (K = 0), no R1, the discriminator's optimiser, budgets and bookkeeping."""
+        shared = {k: v for k, v in self.to_dict().items() if k not in _OBJECTIVE_FIELDS}
+        return TrainConfig(k_start=0, k_max=0, r1=0.0, optimizer="adam", betas=self.betas, **shared)
+
+    def objective_options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _OBJECTIVE_FIELDS}
+
+
+class DSGANTrainer(Trainer):
+    """:class:`atebm.Trainer` with the :class:`DSGAN` objective, configured by one :class:`DSGANConfig`:
+    ``DSGANTrainer(config, p_dbar, p_d, out_dir=None, callbacks=(), extra=None)``. p_dbar is the trainer's data
+    (real), p_d its p_0 source (mixed into the fakes). ``fit()``, ``save()``, :meth:`resume`, the callbacks
+    (e.g. :class:`atebm.monitor.FailureMonitor`) and the run folder are the trainer's; :meth:`generate` draws
+    from the generator."""
+
+    def __init__(self, config: DSGANConfig, p_dbar: Any, p_d: Any, *, out_dir: str | os.PathLike | None = None,
+                 callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+                 extra: dict[str, Any] | None = None, objective: DSGAN | None = None) -> None:
+        if len(p_dbar) < 1 or len(p_d) < 1:
+            raise ValueError(f"p_dbar and p_d must be non-empty (got {len(p_dbar)} and {len(p_d)} samples)")
+        self.dsgan_config = config
+        extra = {"kind": "dsgan", **(extra or {}), "dsgan": config.to_dict()}
+        objective = objective or DSGAN(seed=config.seed, **config.objective_options())
+        super().__init__(config.train_config(), p_dbar, p_d, out_dir=out_dir, callbacks=callbacks, extra=extra,
+                         objective=objective)
+
+    @property
+    def dsgan(self) -> DSGAN:
+        assert isinstance(self.objective, DSGAN)
+        return self.objective
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.dsgan.generator
+
+    def generate(self, n: int) -> Tensor:
+        """``n`` generator samples on the CPU (see :meth:`DSGAN.generate`)."""
+        return self.dsgan.generate(n)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
+               callbacks: Sequence[Callable] = (), overrides: dict[str, Any] | None = None,
+               extra: dict[str, Any] | None = None) -> DSGANTrainer:
+        """Continues a DSGAN run exactly (generator, its optimiser and random state included); ``data`` is p_dbar
+        and ``p0`` is p_d; ``overrides`` as :meth:`atebm.Trainer.resume` (budgets and logging only)."""
+        payload = load_checkpoint(path)
+        saved_extra = dict(payload.get("extra") or {})
+        if payload.get("trainer") is None or "dsgan" not in saved_extra:
+            raise ValueError(f"{path} is not a resumable DSGAN checkpoint")
+        saved = saved_extra.pop("dsgan")
+        config = DSGANConfig.from_dict({**saved, **check_resume_overrides(saved, overrides, DSGANConfig.from_dict)})
+        objective = Objective.from_dict(payload.get("objective"), p0)
+        if not isinstance(objective, DSGAN):
+            raise ValueError(f"{path} was trained with objective {objective.kind!r}, not DSGAN")
+        trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else os.path.dirname(path),
+                      callbacks=callbacks, extra={**saved_extra, **(extra or {})}, objective=objective)
+        trainer.restore(payload)
+        return trainer
+
+
+def load_generator(path: str | os.PathLike) -> tuple[DSGAN, dict[str, Any]]:
+    """The DSGAN objective (with its trained generator) of a run folder's ``checkpoint.pt`` (or a checkpoint
+    file), and the run's ``extra`` (case name, data shape, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    payload = load_checkpoint(path)
+    objective = payload.get("objective") or {}
+    if objective.get("kind") != DSGAN.kind:
+        raise ValueError(f"{path} holds no DSGAN generator (objective {objective.get('kind')!r}); pass the run "
+                         "folder of `atebm dsgan train`")
+    restored = Objective.from_dict(objective, None)
+    assert isinstance(restored, DSGAN)
+    return restored, dict(payload.get("extra") or {})

@@ -1,0 +1,99 @@
+"""Training presets of the detector committee: the MNIST settings of T Tab. 3.1 and the CPU preset ``mnist``.
+
+Every detector d_k of a preset is trained with the same :class:`~atebm.training.TrainConfig` (fixed K: the
+training attack always runs ``k_max`` steps) on p_data = class k and p_0 = the other classes, the attack being
+constrained to the preset's ``norm`` ball of radius ``eps`` with a random start (T Eq. 3.23). The weights kept for
+each class are those with the best validation AUC under the preset's validation attack.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..training import TrainConfig
+from .networks import ARCH_NAME
+
+__all__ = ["GatPreset", "GAT_PRESETS", "get_gat_preset", "detector_model_spec", "ATTACK_RULES"]
+
+#: Step rules of an attack: ``"pgd"`` (atebm.pgd: sign step for Linf, unit-L2 step for L2) or ``"adam"``
+#: (atebm.sampling.adam_pgd, the Adam-step PGD of T Sec. 3.2.3).
+ATTACK_RULES = ("pgd", "adam")
+
+
+def detector_model_spec(size: int = 28, channels: int = 1, widths: tuple[int, int] = (32, 64), hidden: int = 1024,
+                        out_dim: int = 1) -> dict[str, Any]:
+    """The model spec of T Tab. 3.1's network (conv 5x5 32 - pool - conv 5x5 64 - pool - fc 1024 - out)."""
+    return {"arch": ARCH_NAME, "kwargs": {"in_channels": channels, "widths": list(widths), "hidden": hidden,
+                                          "out_dim": out_dim, "input_size": size}, "mean": 0.5, "std": 0.5}
+
+
+@dataclass(frozen=True)
+class GatPreset:
+    """A committee recipe: data, threat model, detector training, validation attack, softmax classifier."""
+
+    name: str
+    description: str
+    data: str
+    norm: str
+    eps: float
+    train: dict[str, Any]
+    train_attack: str
+    validation: dict[str, Any]
+    classifier: dict[str, Any]
+    hardware: str
+    wall_clock: str
+    size: int = 28
+    channels: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def detector_config(self, **overrides: Any) -> TrainConfig:
+        """The TrainConfig every detector of this preset trains with (``overrides`` replace fields)."""
+        values = copy.deepcopy(self.train)
+        values.setdefault("model", detector_model_spec(self.size, self.channels))
+        values.update(pgd_norm=self.norm, pgd_eps=self.eps)
+        values.update(overrides)
+        return TrainConfig.from_dict(values)
+
+
+def _thesis(name: str, norm: str, eps: float, steps: int, step: float, val_step: float) -> GatPreset:
+    return GatPreset(
+        name=name,
+        description=f"T Tab. 3.1: {norm.upper()} eps {eps:g}, training attack {steps} Adam steps x {step:g}, "
+                    f"validation attack 200 x {val_step:g}, 100 epochs, batch 32 + 32, Adam 5e-4",
+        data="mnist", norm=norm, eps=eps,
+        train=dict(batch_size=32, lr=5e-4, optimizer="adam", betas=(0.9, 0.999), k_start=steps, k_max=steps,
+                   step_size=step, final_epochs=100.0, log_every=50, ckpt_every=500),
+        train_attack="adam",
+        validation=dict(rule="adam", steps=200, step_size=val_step, negatives=None, every=500),
+        classifier=dict(epochs=20, batch_size=64, lr=1e-3, widths=(32, 64), hidden=1024),
+        hardware="1 GPU (the thesis; full MNIST: 50,000 train / 10,000 val)",
+        wall_clock="not measured here (100 epochs x 100-step attacks per detector)")
+
+
+GAT_PRESETS: dict[str, GatPreset] = {
+    "mnist": GatPreset(
+        name="mnist",
+        description="CPU preset: MNIST 5,000 (350 train images per class), Linf 0.3; the T Tab. 3.1 network at "
+                    "half width (conv 16 - conv 32 - fc 256); training attack 10 sign steps x 0.075 from a random "
+                    "start, 500 iterations of 32 + 32; best of 5 validations (20-step attack on all 450 other-class "
+                    "validation digits) per class",
+        data="mnist", norm="linf", eps=0.3,
+        train=dict(model=detector_model_spec(widths=(16, 32), hidden=256), batch_size=32, lr=1e-3,
+                   optimizer="adam", betas=(0.9, 0.999), k_start=10, k_max=10, step_size=0.075, max_iters=500,
+                   log_every=50, ckpt_every=100),
+        train_attack="pgd",
+        validation=dict(rule="pgd", steps=20, step_size=0.0375, negatives=None, every=100),
+        classifier=dict(epochs=10, batch_size=64, lr=1e-3, widths=(16, 32), hidden=256),
+        hardware="2 CPU cores (--workers 2)", wall_clock="see benchmarks/results/gat/tables.md (measured)"),
+    "mnist-linf0.3": _thesis("mnist-linf0.3", "linf", 0.3, 100, 0.01, 0.01),
+    "mnist-linf0.5": _thesis("mnist-linf0.5", "linf", 0.5, 100, 0.01, 0.01),
+    "mnist-l2-2.5": _thesis("mnist-l2-2.5", "l2", 2.5, 100, 0.1, 0.1),
+    "mnist-l2-5.0": _thesis("mnist-l2-5.0", "l2", 5.0, 200, 0.1, 0.1),
+}
+
+
+def get_gat_preset(name: str) -> GatPreset:
+    if name not in GAT_PRESETS:
+        raise ValueError(f"unknown GAT preset {name!r}; choose from {', '.join(GAT_PRESETS)}")
+    return GAT_PRESETS[name]

@@ -1,0 +1,316 @@
+"""DSGAN (S): the Eq. 10 batch composition, losses on hand-built values, the WGAN-GP penalty, the p_dbar
+constructors, a 2D run whose samples leave p_d's support, exact resume, checkpoints, the CLI and the
+semi-supervised objective. Every model here is tiny."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import atebm
+from atebm.cli import main
+from atebm.data import ImageSet
+from atebm.dsgan import (
+    DSGAN,
+    DSGANConfig,
+    DSGANTrainer,
+    InterpolationSource,
+    NoisySource,
+    SSLConfig,
+    class_subset,
+    discriminator_loss,
+    fake_weights,
+    generator_loss,
+    gradient_penalty,
+    labelled_subset,
+    load_generator,
+    mixture_sizes,
+    sample_generator,
+    train_ssl,
+)
+from atebm.dsgan.networks import FeatureHeadClassifier
+from atebm.dsgan.robust import entropy, robust_accuracy, train_classifier
+from atebm.dsgan.toy import low_centre_disc, swissroll_mixture
+from atebm.training import save_checkpoint
+
+POINTS_D = {"arch": "mlp2d", "kwargs": {"hidden": 16, "depth": 2, "activation": "relu"}}
+POINTS_G = {"arch": "mlp", "kwargs": {"latent_dim": 2, "out_dim": 2, "hidden": 16, "depth": 2}}
+
+
+def _points_config(**changes) -> DSGANConfig:
+    base = dict(model=POINTS_D, generator=POINTS_G, batch_size=32, lr=1e-3, g_lr=1e-3, max_iters=8, log_every=2,
+                ckpt_every=4, progress=False, device="cpu")
+    base.update(changes)
+    return DSGANConfig(**base)
+
+
+def _blob(n: int = 256, std: float = 0.3, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)) * std
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 10
+@pytest.mark.parametrize("m, alpha, expected", [(64, 0.8, (13, 51)), (100, 0.8, (20, 80)), (64, 0.0, (64, 0)),
+                                                (5, 0.9, (1, 4)), (10, 0.5, (5, 5))])
+def test_mixture_sizes_follow_eq10(m, alpha, expected):
+    assert mixture_sizes(m, alpha) == expected
+
+
+def test_fake_batch_holds_generator_rows_then_pd_rows_in_eq10_proportion():
+    trainer = DSGANTrainer(_points_config(batch_size=40), NoisySource(_blob(), "gaussian", 1.0), _blob(seed=1))
+    x0 = torch.arange(80, dtype=torch.float32).view(40, 2) + 100  # recognisable p_d rows
+    fake = trainer.dsgan.negatives(trainer, x0)
+    n_gen, n_data = mixture_sizes(40, 0.8)
+    assert (n_gen, n_data) == (8, 32) and fake.shape == (40, 2)
+    assert torch.equal(fake[n_gen:], x0[:n_data])
+    assert (fake[:n_gen] < 50).all()  # generator outputs, not p_d rows
+    assert torch.allclose(trainer.dsgan.weights(), torch.full((40,), 1 / 40))
+
+    no_trick = DSGANTrainer(_points_config(batch_size=40, sampling_trick=False), NoisySource(_blob(), "gaussian", 1.0),
+                            _blob(seed=1))
+    fake = no_trick.dsgan.negatives(no_trick, x0)
+    assert fake.shape == (80, 2) and torch.equal(fake[40:], x0)
+    weights = no_trick.dsgan.weights()
+    assert torch.allclose(weights[:40].sum(), torch.tensor(0.2)) and torch.allclose(weights[40:].sum(),
+                                                                                     torch.tensor(0.8))
+
+
+def test_fake_weights_sum_to_one_and_weigh_alpha():
+    w = fake_weights(3, 7, 0.8, trick=False)
+    assert torch.allclose(w[:3], torch.full((3,), 0.2 / 3)) and torch.allclose(w[3:], torch.full((7,), 0.8 / 7))
+    assert torch.allclose(fake_weights(3, 7, 0.8, trick=True), torch.full((10,), 0.1))
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def test_discriminator_loss_on_hand_built_scores():
+    softplus = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    s_real, s_fake, w = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 3.0]), torch.tensor([0.2, 0.8])
+    expected = (softplus(-2.0) + softplus(0.0)) / 2 + 0.2 * softplus(-1.0) + 0.8 * softplus(3.0)
+    assert float(discriminator_loss(s_real, s_fake, w, "gan")) == pytest.approx(expected, rel=1e-6)
+    assert float(discriminator_loss(s_real, s_fake, w, "wgan-gp")) == pytest.approx(0.2 * -1 + 0.8 * 3 - 1.0)
+    # D = 1/2 everywhere is the optimum when the fake mixture equals p_dbar: -2 log(1/2) = log 4 (S Thm. 1)
+    zeros = torch.zeros(4)
+    assert float(discriminator_loss(zeros, zeros, torch.full((4,), 0.25))) == pytest.approx(math.log(4))
+    with pytest.raises(ValueError, match="weights"):
+        discriminator_loss(s_real, s_fake, torch.ones(3) / 3)
+
+
+def test_generator_losses_on_hand_built_scores():
+    s = torch.tensor([0.0, 2.0])
+    log_d = [math.log(0.5), math.log(1 / (1 + math.exp(-2.0)))]
+    log_1md = [math.log(0.5), math.log(1 / (1 + math.exp(2.0)))]
+    assert float(generator_loss(s, "minimax")) == pytest.approx(np.mean(log_1md), rel=1e-6)
+    assert float(generator_loss(s, "non-saturating")) == pytest.approx(-np.mean(log_d), rel=1e-6)
+    assert float(generator_loss(s, "wgan")) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="generator loss"):
+        generator_loss(s, "hinge")
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_gap():
+    """f(x) = w.x + b has grad f = w everywhere, so the penalty is (||w|| - 1)^2 whatever the interpolates, and
+    its gradient with respect to w is 2 (||w|| - 1) w / ||w||."""
+    critic = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[1.0, 2.0, 2.0]]))  # ||w|| = 3
+    real, fake = torch.randn(5, 3), torch.randn(5, 3)
+    gp = gradient_penalty(lambda x: critic(x).view(-1), real, fake, torch.full((5,), 0.2))
+    assert float(gp.detach()) == pytest.approx(4.0, rel=1e-5)
+    gp.backward()
+    assert torch.allclose(critic.weight.grad, 2 * 2 * torch.tensor([[1.0, 2.0, 2.0]]) / 3, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ p_dbar
+def test_noisy_source_adds_gaussian_or_uniform_noise_of_the_given_scale():
+    base = torch.zeros(4000, 2)
+    torch.manual_seed(0)
+    gaussian = NoisySource(base, "gaussian", 0.5).get_batch(torch.arange(4000))
+    assert float(gaussian.std()) == pytest.approx(0.5, abs=0.02) and abs(float(gaussian.mean())) < 0.02
+    uniform = NoisySource(base, "uniform", 0.1).get_batch(torch.arange(4000))
+    assert float(uniform.abs().max()) <= 0.1 and float(uniform.abs().max()) > 0.099
+    assert float(uniform.std()) == pytest.approx(0.1 / math.sqrt(3), abs=0.003)
+    images = NoisySource(torch.full((10, 1, 4, 4), 0.95), "gaussian", 0.3, clamp=(0.0, 1.0)).get_batch(torch.arange(10))
+    assert images.max() <= 1.0 and images.min() >= 0.0 and images.shape == (10, 1, 4, 4)
+    with pytest.raises(ValueError, match="scale"):
+        NoisySource(base, "gaussian", 0.0)
+    with pytest.raises(ValueError, match="noise must be"):
+        NoisySource(base, "laplace", 1.0)
+
+
+def test_interpolation_source_draws_weights_in_the_range():
+    ones, zeros = torch.ones(500, 3), torch.zeros(200, 3)
+    x = InterpolationSource(ones, zeros, (0.1, 0.3)).get_batch(torch.arange(500))
+    assert torch.allclose(x, x[:, :1].expand_as(x))  # one weight per row
+    assert float(x.min()) >= 0.1 and float(x.max()) <= 0.3 and float(x.max() - x.min()) > 0.15
+    with pytest.raises(ValueError, match="0 <= low <= high <= 1"):
+        InterpolationSource(ones, zeros, (0.5, 0.2))
+
+
+def test_class_subset_builds_the_superset_and_rejects_missing_classes():
+    images = ImageSet(torch.rand(12, 1, 4, 4), torch.tensor([0, 1, 7, 2] * 3), "toy")
+    sub = class_subset(images, (1, 7))
+    assert len(sub) == 6 and set(sub.y.tolist()) == {1, 7}
+    with pytest.raises(ValueError, match="no images of class"):
+        class_subset(images, (1, 9))
+    with pytest.raises(ValueError, match="no labels"):
+        class_subset(ImageSet(torch.rand(3, 1, 4, 4)), (1,))
+
+
+# ------------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("change, message", [({"alpha": 1.0}, "alpha"), ({"alpha": -0.1}, "alpha"),
+                                             ({"critic_steps": 0}, "critic_steps"),
+                                             ({"critic_steps": 1.5}, "critic_steps"),
+                                             ({"loss": "hinge"}, "loss must be"),
+                                             ({"loss": "wgan-gp", "generator_loss": "minimax"}, "does not go with"),
+                                             ({"max_iters": None}, "budget")])
+def test_bad_config_gives_a_clear_error(change, message):
+    with pytest.raises(ValueError, match=message):
+        _points_config(**change)
+
+
+def test_empty_data_is_refused():
+    with pytest.raises(ValueError, match="non-empty"):
+        DSGANTrainer(_points_config(), torch.zeros(0, 2), _blob())
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_a_2d_run_puts_its_samples_off_the_data_support(one_thread):
+    """p_d = N(0, 0.3^2 I), p_dbar = p_d * N(0, 1): the target (p_dbar - 0.8 p_d)+ lies mostly outside the
+    3-sigma disc of p_d (radius 0.9, 1 % of p_d's mass), and so must the generator's samples."""
+    p_d = _blob(2000)
+    config = _points_config(model={"arch": "mlp2d", "kwargs": {"hidden": 64, "depth": 2, "activation": "relu"}},
+                            generator={"arch": "mlp", "kwargs": {"latent_dim": 4, "out_dim": 2, "hidden": 64,
+                                                                 "depth": 2}},
+                            batch_size=128, lr=2e-3, g_lr=2e-3, max_iters=400, log_every=100, ckpt_every=1000)
+    trainer = DSGANTrainer(config, NoisySource(p_d, "gaussian", 1.0), p_d)
+    trainer.fit()
+    samples = trainer.generate(1000)
+    outside = float((samples.norm(dim=1) > 0.9).float().mean())
+    assert outside > 0.5, outside
+    assert float((p_d.norm(dim=1) > 0.9).float().mean()) < 0.03
+    assert trainer.history[-1]["auc_clean"] > 0.6  # D separates p_dbar from p_d
+
+
+@pytest.mark.parametrize("changes", [{}, {"loss": "wgan-gp", "critic_steps": 2, "sampling_trick": False}])
+def test_resume_equals_an_uninterrupted_run(tmp_path, changes, assert_same_state):
+    p_d = _blob()
+    p_dbar = NoisySource(p_d, "gaussian", 0.5)
+    config = _points_config(**changes)
+    whole = DSGANTrainer(config, p_dbar, p_d, out_dir=tmp_path / "whole")
+    whole.fit()
+    cut = DSGANTrainer(config.replace(max_iters=4), p_dbar, p_d, out_dir=tmp_path / "cut")
+    cut.fit()
+    with pytest.raises(ValueError, match="alpha"):
+        DSGANTrainer.resume(tmp_path / "cut" / "checkpoint.pt", p_dbar, p_d, overrides={"alpha": 0.5})
+    resumed = DSGANTrainer.resume(tmp_path / "cut" / "checkpoint.pt", p_dbar, p_d, overrides={"max_iters": 8})
+    resumed.fit()
+    assert resumed.step == whole.step == 8
+    assert_same_state(whole.model.state_dict(), resumed.model.state_dict(), "discriminator")
+    assert_same_state(whole.generator.state_dict(), resumed.generator.state_dict(), "generator")
+    assert_same_state(whole.dsgan.state_dict()["optimizer"]["state"][0], resumed.dsgan.state_dict()["optimizer"]
+                      ["state"][0], "generator optimiser")
+    assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]
+    if changes:
+        assert "gp" in whole.history[-1] and "loss_g" in whole.history[-1]
+
+
+def test_run_folder_loads_the_discriminator_and_the_generator(tmp_path):
+    p_d = _blob()
+    trainer = DSGANTrainer(_points_config(), NoisySource(p_d, "gaussian", 0.5), p_d, out_dir=tmp_path)
+    trainer.fit()
+    model = atebm.load_model(tmp_path)
+    assert model(torch.zeros(3, 2)).shape == (3,) and model.meta["kind"] == "dsgan"
+    objective, extra = load_generator(tmp_path)
+    assert isinstance(objective, DSGAN) and extra["kind"] == "dsgan"
+    assert torch.equal(objective.generate(20), trainer.generate(20))
+    protocol = sample_generator(tmp_path, tmp_path / "s", n=10)
+    with np.load(tmp_path / "s" / "samples.npz") as npz:
+        assert npz["x"].shape == (10, 2) and npz["x"].dtype == np.float32
+    assert protocol["shape"] == [10, 2] and (tmp_path / "s" / "samples.png").exists()
+    save_checkpoint(tmp_path / "other.pt", {"model_spec": model.spec, "model": model.state_dict(),
+                                            "objective": {"kind": "binary-at"}})
+    with pytest.raises(ValueError, match="no DSGAN generator"):
+        load_generator(tmp_path / "other.pt")
+
+
+def test_exact_2d_densities_and_target_sampler():
+    disc = low_centre_disc()
+    inner = disc.density(torch.zeros(1, 2))
+    rim = disc.density(torch.tensor([[1.8, 0.0]]))
+    assert float(inner) < 0.05 * float(rim)  # low in the centre
+    g = torch.Generator().manual_seed(0)
+    target = disc.target_sample(500, 0.3, 0.8, g)
+    pd, pbar = disc.density(target), disc.density(target, extra_std=0.3)
+    assert bool((pbar > 0.8 * pd).all())  # the target lives where p_dbar > alpha p_d
+    roll = swissroll_mixture()
+    points = roll.sample(200, g)
+    assert float(roll.density(points).mean()) > float(roll.density(points, extra_std=0.3).mean())
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_trains_a_case_samples_it_and_rejects_bad_alpha(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = ["model={arch: mlp2d, kwargs: {hidden: 8, depth: 1}}",
+            "generator={arch: mlp, kwargs: {latent_dim: 2, out_dim: 2, hidden: 8, depth: 1}}", "max_iters=4",
+            "batch_size=16", "log_every=2", "ckpt_every=2", "progress=false"]
+    assert main(["dsgan", "train", "--case", "swissroll-boundary", "--out", str(out), "--n-eval", "200",
+                 "--device", "cpu", *tiny]) == 0
+    case = json.loads((out / "case.json").read_text())
+    assert case["iterations"] == 4 and set(case["evaluation"]) >= {"generated", "p_d", "p_dbar", "target"}
+    assert (out / "report.html").exists() and (out / "model.pt").exists()
+    assert main(["dsgan", "sample", "--checkpoint", str(out), "--n", "7", "--out", str(tmp_path / "s")]) == 0
+    with np.load(tmp_path / "s" / "samples.npz") as npz:
+        assert npz["x"].shape == (7, 2)
+    capsys.readouterr()
+    assert main(["dsgan", "train", "--case", "swissroll-boundary", "--out", str(tmp_path / "bad"), "alpha=1.5"]) == 1
+    err = capsys.readouterr().err
+    assert "alpha must lie in [0, 1)" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------ SSL
+@pytest.mark.parametrize("mode", ["dsgan", "feature-matching", "supervised"])
+def test_semi_supervised_modes_train_the_classifier_and_their_generator(mode, one_thread):
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(60, 1, 8, 8, generator=g), torch.arange(60) % 3, "toy")
+    labelled = labelled_subset(images, 2, seed=0)
+    assert len(labelled) == 6 and labelled.y.bincount().tolist() == [2, 2, 2]
+    config = SSLConfig(mode=mode, model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 3,
+                                                                       "hidden": [16, 8]}},
+                       generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 16}},
+                       feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
+                       batch_size=10, labelled_batch=6, max_iters=4, log_every=2, ckpt_every=100, progress=False,
+                       device="cpu")
+    objective = config.objective(labelled)
+    before = None if objective.generator is None else [p.detach().clone() for p in objective.generator.parameters()]
+    trainer, result = train_ssl(config, images, labelled, test=images)
+    assert trainer.step == 4 and 0 <= result["test"]["error_percent"] <= 100
+    record = trainer.history[-1]
+    assert math.isfinite(record["loss"]) and "loss_sup" in record
+    assert ("loss_unl" in record) == (mode != "supervised")
+    assert ("critic_loss" in record) == (mode == "dsgan")
+    moved = trainer.objective.generator
+    if before is None:
+        assert moved is None
+    else:
+        assert any(not torch.equal(a, b.cpu()) for a, b in zip(before, moved.parameters()))
+
+
+# ------------------------------------------------------------------------------------------------ S Sec. 5.2
+def test_entropy_of_uniform_and_confident_logits():
+    assert float(entropy(torch.zeros(3, 4))) == pytest.approx(math.log(4), rel=1e-6)
+    assert float(entropy(torch.tensor([[50.0, 0.0, 0.0]]))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_robust_accuracy_counts_deepfool_distances_and_stays_below_clean(one_thread):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 1, 28, 28, generator=g), torch.arange(12) % 10
+    torch.manual_seed(0)
+    net = FeatureHeadClassifier(width=4, feature_dim=16, head_depth=1)
+    train_classifier(net, x, y, epochs=80, lr=1e-2, batch_size=12, seed=0)
+    result = robust_accuracy(net, x, y, eps_linf=(0.05, 0.3), eps_l2=(0.1, 1e9), pgd_steps=3)
+    assert result["clean"] > 0.5
+    for key in ("fgsm_linf", "pgd_linf", "deepfool_l2"):
+        values = list(result[key].values())
+        assert all(0 <= v <= result["clean"] + 1e-9 for v in values)
+        assert values[0] >= values[-1]

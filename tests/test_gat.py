@@ -1,0 +1,299 @@
+"""The detector committee (atebm.gat, T Sec. 3.2) on tiny models: training attack, committee, detection rates,
+attacks, the minimum-distortion search and a tiny end-to-end run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import atebm.gat as gat
+from atebm.gat.classifier import SoftmaxClassifier, load_classifier, save_classifier
+from atebm.gat.detection import detect, detection_curve, operating_point
+from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, stratified_subset
+from atebm.models import build_score_model
+from atebm.sampling import adam_pgd, min_distortion_l2
+from atebm.training import TrainConfig
+
+SIZE = 8
+
+
+def tiny_spec(out_dim: int = 1) -> dict:
+    return gat.detector_model_spec(SIZE, 1, widths=(2, 3), hidden=8, out_dim=out_dim)
+
+
+def tiny_committee(k: int = 3, seed: int = 0) -> gat.Committee:
+    torch.manual_seed(seed)
+    return gat.Committee([build_score_model(tiny_spec()) for _ in range(k)], meta={"size": SIZE, "channels": 1})
+
+
+def tiny_classifier(k: int = 3, seed: int = 1) -> SoftmaxClassifier:
+    torch.manual_seed(seed)
+    return SoftmaxClassifier(tiny_spec(out_dim=k)).eval()
+
+
+def images(n: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------ training attack
+@pytest.mark.parametrize("norm,eps,rule", [("linf", 0.1, "pgd"), ("l2", 0.5, "pgd"), ("linf", 0.1, "adam"),
+                                           ("l2", 0.5, "adam")])
+def test_detector_training_attack_stays_in_its_ball(norm, eps, rule):
+    config = TrainConfig(model=tiny_spec(), batch_size=4, k_start=3, k_max=3, step_size=0.2, pgd_norm=norm,
+                         pgd_eps=eps, max_iters=1, progress=False)
+    trainer = gat.DetectorTrainer(config, images(8, 1), images(8, 2), extra={"attack_rule": rule})
+    x0 = images(16, 3) * 0.8 + 0.1
+    first, second = trainer.sample_p0(x0, 3), trainer.sample_p0(x0, 3)
+    delta = (first - x0).flatten(1)
+    size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
+    assert float(size.max()) <= eps + 1e-5
+    assert float(size.min()) > 0  # it moved
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+    assert not torch.allclose(first, second)  # random start: a new point of the ball each time
+
+
+def test_detector_trains_and_selects_best_validation_weights(tmp_path):
+    splits = gat.labelled_splits("digits", size=SIZE)
+    preset = gat.GatPreset(
+        name="tiny", description="test", data="digits", norm="linf", eps=0.1,
+        train=dict(model=tiny_spec(), batch_size=8, lr=1e-3, k_start=2, k_max=2, step_size=0.05, max_iters=6,
+                   log_every=2, ckpt_every=4, progress=False),
+        train_attack="pgd", validation=dict(rule="pgd", steps=2, step_size=0.05, negatives=20, every=2),
+        classifier=dict(epochs=1, batch_size=32, lr=1e-3), hardware="test", wall_clock="test", size=SIZE)
+    summary = gat.train_detector(preset, 0, splits, tmp_path, log=False)
+    assert summary["iterations"] == 6
+    assert [v["step"] for v in summary["validations"]] == [2, 4, 6]
+    best = None
+    for v in summary["validations"]:  # ties go to the later weights
+        if best is None or (v["auc"], -v["loss"]) >= (best["auc"], -best["loss"]):
+            best = v
+    assert summary["selection"]["step"] == best["step"]
+    model = gat.detector_dir(tmp_path, 0) / "model.pt"
+    assert model.exists() and (gat.detector_dir(tmp_path, 0) / "done.json").exists()
+    again = gat.train_detector(preset, 0, splits, tmp_path, resume=True, log=False)  # finished: read back
+    assert again["selection"] == json.loads(json.dumps(summary["selection"]))
+    with pytest.raises(ValueError, match="exists"):
+        gat.train_detector(preset, 0, splits, tmp_path, log=False)
+
+
+# ------------------------------------------------------------------------------------------ committee
+def test_committee_output_shape_offsets_and_detectors(tmp_path):
+    committee = tiny_committee(3).eval()
+    x = images(5)
+    z = committee(x)
+    assert z.shape == (5, 3)
+    for k in range(3):
+        assert torch.allclose(committee.detector(k)(x), z[:, k])
+    committee.set_offsets([0.5, -1.0, 2.0])
+    shifted = committee(x)
+    assert torch.allclose(shifted - z, torch.tensor([0.5, -1.0, 2.0]).expand(5, 3), atol=1e-6)
+    assert torch.allclose(committee.detector(1)(x), z[:, 1])  # d_k has no offset
+    gat.save_committee(tmp_path, committee)
+    loaded = gat.load(tmp_path)
+    assert torch.allclose(loaded(x), shifted, atol=1e-6)
+    assert loaded.meta["size"] == SIZE and not loaded.training
+    with pytest.raises(ValueError, match="class index"):
+        committee.detector(3)
+    with pytest.raises(ValueError, match="one value per detector"):
+        gat.Committee(list(committee.detectors), offsets=[0.0, 1.0])
+
+
+def test_load_reports_a_missing_committee_clearly(tmp_path):
+    with pytest.raises(Exception, match="no committee"):
+        gat.load(tmp_path)
+
+
+def test_classifier_round_trip(tmp_path):
+    f = tiny_classifier()
+    save_classifier(tmp_path / "classifier.pt", f)
+    x = images(4)
+    assert torch.allclose(load_classifier(tmp_path / "classifier.pt")(x), f(x))
+
+
+# ------------------------------------------------------------------------------------------ detection
+def test_tpr_fpr_on_hand_built_scores():
+    clean = np.arange(1, 21, dtype=float)  # 20 clean inputs, scores 1..20
+    adv = np.array([0.5, 5.0, 10.0, 15.0, 25.0])
+    wrong = np.array([True, True, False, True, True])  # the third is still classified correctly
+    point = operating_point(clean, adv, wrong, tpr=0.95)
+    assert point["threshold"] == 2.0 and point["tpr"] == 0.95
+    assert point["fpr"] == pytest.approx(3 / 5)  # 5, 15, 25: accepted and misclassified; 10 is not counted
+    curve = detection_curve(clean, adv, wrong)
+    assert curve["tpr"][0] == 0 and curve["fpr"][0] == 0
+    assert curve["tpr"][-1] == 1 and curve["fpr"][-1] == pytest.approx(4 / 5)
+    assert all(np.diff(curve["tpr"]) >= 0) and all(np.diff(curve["fpr"]) >= 0)
+    at_15 = curve["threshold"].index(15.0)
+    assert curve["tpr"][at_15] == pytest.approx(6 / 20) and curve["fpr"][at_15] == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="one flag per"):
+        operating_point(clean, adv, wrong[:3])
+
+
+def test_integrated_and_generative_rules_pick_their_detector():
+    committee, f = tiny_committee(3).eval(), tiny_classifier(3)
+    x = images(7)
+    z_h, pred_f = committee(x), f(x).argmax(1)
+    generative = detect("generative", committee, x)
+    assert torch.equal(generative.predictions, z_h.argmax(1))
+    assert torch.allclose(generative.scores, z_h.max(1).values)
+    integrated = detect("integrated", committee, x, f)
+    assert torch.equal(integrated.predictions, pred_f)
+    assert torch.allclose(integrated.scores, z_h[torch.arange(7), pred_f])
+    with pytest.raises(ValueError, match="classifier"):
+        detect("integrated", committee, x)
+
+
+def test_stratified_subset_balances_classes():
+    y = torch.tensor([0] * 10 + [1] * 10 + [2] * 3)
+    pick = stratified_subset(y, 9, seed=0)
+    assert len(pick) == 9 and torch.bincount(y[pick]).tolist() == [3, 3, 3]
+
+
+# ------------------------------------------------------------------------------------------ attacks
+ATTACKS = ["classifier", "detector", "combined", "switching", "single"]
+
+
+def _objective(name: str, committee, f, y):
+    if name == "single":
+        return gat.SingleDetectorAttack(committee.detector(1))
+    if name == "detector":
+        return gat.DetectorAttack(committee, y)
+    if name == "classifier":
+        return gat.ClassifierAttack(f, y)
+    return gat.OBJECTIVES[name](f, committee, y)
+
+
+@pytest.mark.parametrize("rule", ["pgd", "adam"])
+@pytest.mark.parametrize("name", ATTACKS)
+def test_each_attack_raises_the_objective_it_targets(name, rule):
+    committee, f = tiny_committee(3).eval(), tiny_classifier(3)
+    x = images(12, 5) * 0.6 + 0.2
+    y = torch.arange(12) % 3
+    objective = _objective(name, committee, f, y)
+    adv = gat.run_attack((lambda yb: _objective(name, committee, f, yb)) if name != "single" else objective, x,
+                         None if name == "single" else y, rule=rule, norm="linf", eps=0.2, steps=6,
+                         step_size=0.03, batch_size=6)
+    with torch.no_grad():
+        before, after = objective(x), objective(adv)
+    assert float((adv - x).abs().max()) <= 0.2 + 1e-6
+    assert float(after.mean()) > float(before.mean())
+    assert float((after >= before - 1e-6).float().mean()) >= 0.9
+
+
+def test_switching_objective_switches_on_misclassification():
+    committee, f = tiny_committee(3).eval(), tiny_classifier(3)
+    x = images(6)
+    with torch.no_grad():
+        z_f = f(x)
+        y_right = z_f.argmax(1)
+        value = gat.SwitchingAttack(f, committee, y_right)(x)
+        assert torch.allclose(value, gat.ClassifierAttack(f, y_right)(x))  # still correct: the classifier margin
+        y_wrong = (z_f.argmin(1))
+        value = gat.SwitchingAttack(f, committee, y_wrong)(x)
+        assert torch.allclose(value, gat.DetectorAttack(committee, y_wrong)(x))  # fooled: evade the detectors
+
+
+def test_threshold_margin_is_negative_exactly_for_accepted_misclassified_inputs():
+    class Fixed(nn.Module):
+        def __init__(self, z: torch.Tensor) -> None:
+            super().__init__()
+            self.z = z
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.z
+
+    z = torch.tensor([[3.0, 1.0, 0.0],    # correct (y=0)                      -> not a false positive
+                      [1.0, 2.5, 0.0],    # misclassified, top logit 2.5 >= 2 -> false positive
+                      [1.0, 1.5, 0.0],    # misclassified, but 1.5 < T = 2    -> rejected
+                      [-1.0, -2.0, 0.5]])  # misclassified, 0.5 < 2             -> rejected
+    margin = gat.ThresholdMargin(Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
+    assert (margin < 0).tolist() == [False, True, False, False]
+    assert margin.tolist() == pytest.approx([2.0, -0.5, 0.5, 1.5])
+
+
+def test_adam_pgd_restarts_keep_the_best_run():
+    committee = tiny_committee(3).eval()
+    score = committee.detector(0)
+    x = images(6)
+    g = torch.Generator().manual_seed(0)
+    one = adam_pgd(score, x, steps=3, step_size=0.05, norm="linf", eps=0.1, random_start=True, generator=g)
+    g = torch.Generator().manual_seed(0)
+    many = adam_pgd(score, x, steps=3, step_size=0.05, norm="linf", eps=0.1, random_start=True, restarts=4,
+                    generator=g)
+    with torch.no_grad():
+        assert bool((score(many) >= score(one) - 1e-6).all())  # the first restart is the single run
+
+
+def test_min_distortion_search_finds_the_known_minimum_of_a_linear_model():
+    torch.manual_seed(0)
+    w = torch.randn(16)
+    x = 0.5 + 0.05 * torch.randn(4, 1, 4, 4)
+
+    def margin(z: torch.Tensor) -> torch.Tensor:  # success when w.x' > 1
+        return 1.0 - z.flatten(1) @ w
+
+    known = (margin(x).clamp_min(0) / w.norm())  # distance to the hyperplane (the box is not binding here)
+    _, found = min_distortion_l2(margin, x, steps=200, lr=0.1, search_steps=12)
+    assert torch.allclose(found, known, rtol=0.02)
+    assert bool((found >= known - 1e-4).all())  # never below the true minimum
+
+
+def test_min_distortion_reports_failure_as_inf():
+    x = torch.full((2, 1, 2, 2), 0.5)
+    _, found = min_distortion_l2(lambda z: torch.ones(len(z)) + 0 * z.sum((1, 2, 3)), x, steps=5, search_steps=2)
+    assert bool(torch.isinf(found).all())
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def test_evaluation_blocks_on_a_tiny_committee():
+    committee, f = tiny_committee(3).eval(), tiny_classifier(3)
+    x = images(18, 7)
+    y = torch.arange(18) % 3
+    config = GatEvalConfig(auc_detectors=(0,), auc_negatives=6,
+                           auc_attacks=({"rule": "pgd", "steps": 2, "step_size": 0.05},),
+                           auc_restarts=({"rule": "adam", "steps": 2, "step_size": 0.05, "restarts": 2},),
+                           detection_n=12, detection_attack={"rule": "pgd", "steps": 2, "step_size": 0.05},
+                           art_n=6, art_apgd_steps=2, art_square_queries=5, cw_n=3, cw_steps=3, cw_search_steps=2)
+    result = evaluate_committee(committee, f, x, y, config=config, norm="linf", eps=0.1)
+    assert len(result["auc"]) == 2 and result["auc"][1]["protocol"]["restarts"] == 2
+    runs = result["detection"]["runs"]
+    assert set(runs) == {"integrated/classifier", "integrated/detector", "integrated/combined",
+                         "integrated/switching", "generative/detector"}
+    for run in runs.values():
+        assert run["linf"] <= 0.1 + 1e-6 and 0 <= run["at_tpr"]["fpr"] <= 1
+    ind = result["independent"]
+    assert {"apgd", "square", "union", "atebm_pgd"} <= set(ind)
+    assert ind["union"]["fpr"] >= max(ind["apgd"]["fpr"], ind["square"]["fpr"])
+    assert len(result["distortion"]["distances"]) == 3
+
+
+def test_splits_without_val_get_a_carved_stratified_one():
+    splits = gat.labelled_splits("digits", size=SIZE)
+    assert "carved" in splits.val_from
+    assert set(torch.unique(splits.val.y).tolist()) == set(range(10))
+    assert len(splits.train) + len(splits.val) == 1347  # sklearn digits: 75 % of 1,797 in train
+    with pytest.raises(ValueError, match="split"):
+        gat.labelled_splits("mnist?split=test")
+    with pytest.raises(ValueError, match="labels"):
+        gat.labelled_splits("uniform?n=10")
+
+
+# ------------------------------------------------------------------------------------------ command line
+def test_cli_reports_a_missing_committee_in_one_line(tmp_path, capsys):
+    from atebm.cli import main
+
+    assert main(["gat", "eval", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "eval")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no committee" in err[0]
+    with pytest.raises(SystemExit):
+        main(["gat", "train", "--preset", "no-such-preset", "--out", str(tmp_path)])
+
+
+def test_train_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    from atebm.gat.pipeline import run_gat_train
+
+    (tmp_path / "detector_0").mkdir()
+    with pytest.raises(ValueError, match="--resume"):
+        run_gat_train(tmp_path, log=False)
