@@ -297,3 +297,31 @@ def test_train_refuses_to_overwrite_a_run_without_resume(tmp_path):
     (tmp_path / "detector_0").mkdir()
     with pytest.raises(ValueError, match="--resume"):
         run_gat_train(tmp_path, log=False)
+
+
+def test_train_and_eval_pipelines_end_to_end(tmp_path):
+    from atebm.gat.pipeline import run_gat_eval, run_gat_train
+
+    preset = gat.GatPreset(
+        name="tiny", description="test", data="digits", norm="linf", eps=0.1,
+        train=dict(model=tiny_spec(), batch_size=8, lr=1e-3, k_start=1, k_max=1, step_size=0.1, max_iters=2,
+                   log_every=2, ckpt_every=2, progress=False),
+        train_attack="adam", validation=dict(rule="pgd", steps=1, step_size=0.1, negatives=10, every=2),
+        classifier=dict(epochs=1, batch_size=128, lr=1e-3, widths=(2, 3), hidden=8), hardware="t", wall_clock="t",
+        size=SIZE)
+    assert run_gat_train(tmp_path, preset=preset, classes=[0], log=False) is None  # 9 detectors still missing
+    committee = run_gat_train(tmp_path, preset=preset, resume=True, log=False)
+    assert committee is not None and committee.num_classes == 10
+    assert gat.load(tmp_path)(images(2)).shape == (2, 10)
+    config = GatEvalConfig(auc_detectors=(1,), auc_negatives=5,
+                           auc_attacks=({"rule": "pgd", "steps": 1, "step_size": 0.1},), detection_n=20,
+                           detection_attacks=("classifier", "switching"),
+                           detection_attack={"rule": "pgd", "steps": 1, "step_size": 0.1}, art_n=0, cw_n=0)
+    out = tmp_path / "eval"
+    state = run_gat_eval(tmp_path, out, protocol=config, sections=["clean", "detection"], log=False)
+    assert set(state["detection"]["runs"]) == {"integrated/classifier", "integrated/switching", "generative/detector"}
+    assert (out / state["detection"]["examples"]["grid"]).exists() and (out / "report.html").exists()
+    with pytest.raises(ValueError, match="--resume"):
+        run_gat_eval(tmp_path, out, protocol=config, sections=["auc"], log=False)
+    state = run_gat_eval(tmp_path, out, protocol=config, sections=["auc"], resume=True, log=False)
+    assert {"clean", "detection", "auc"} <= set(state) and len(state["auc"]) == 1
