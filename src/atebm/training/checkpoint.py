@@ -135,6 +135,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
     strings of the run, when the checkpoint has them."""
     path = resolve_model_path(path)
     payload = load_checkpoint(path, map_location=device)
+    if str(payload["model_spec"].get("arch", "")).startswith("gat-"):
+        raise CheckpointError(f"{path} holds a GAT detector committee, not one score model: load it with "
+                              "atebm.gat.load(path)")
     model = build_score_model(payload["model_spec"])
     try:
         model.load_state_dict(payload["model"])

@@ -450,10 +450,12 @@ class Trainer:
                     record = self._log_record(accumulated, stats, k_used, window_iters / (now - window_start))
                     accumulated, window_start, window_iters = {}, now, 0
                     self.history.append(record)
-                    if self.is_main and self.out_dir is not None:
-                        append_jsonl(self.out_dir / "log.jsonl", record)
-                    for callback in self.callbacks:
-                        callback(self, record)
+                    try:
+                        for callback in self.callbacks:  # callbacks may add keys (e.g. val_fd) or stop the run
+                            callback(self, record)
+                    finally:
+                        if self.is_main and self.out_dir is not None:
+                            append_jsonl(self.out_dir / "log.jsonl", record)
                 if self.step % c.ckpt_every == 0:
                     self.save()
             self.stop_reason = reason
