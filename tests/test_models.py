@@ -28,6 +28,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("MLP2D", {"hidden": 8, "depth": 2}, (2,)),
     ("MLP2D", {"hidden": 8, "depth": 0}, (2,)),
     ("ConvNet", {"in_channels": 1, "width": 4}, (1, 28, 28)),
+    ("ConvPoolNet", {"in_channels": 1, "widths": [4, 8], "hidden": 16}, (1, 28, 28)),
     ("ConvNet", {"in_channels": 3, "width": 4, "batchnorm": True, "downsample": "avgpool", "head": "flatten",
                  "input_size": 32, "head_hidden": 16}, (3, 32, 32)),
     ("ResNet", {"depth": 18, "in_channels": 3, "width": 4}, (3, 32, 32)),
@@ -75,7 +76,8 @@ def test_every_architecture_builds_scores_and_backpropagates(prefix, kwargs, sha
 
 def test_the_cases_cover_every_registered_architecture():
     covered = {_arch_key(prefix) for prefix, _, _ in CASES}
-    assert covered == set(ARCHITECTURES), f"architectures without a test case: {set(ARCHITECTURES) - covered}"
+    built_in = {key for key, cls in ARCHITECTURES.items() if cls.__module__ == "atebm.models.networks"}
+    assert built_in <= covered, f"architectures without a test case: {built_in - covered}"
 
 
 def _preset_specs() -> list[Any]:

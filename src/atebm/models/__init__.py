@@ -5,17 +5,19 @@ from typing import Any
 
 from torch import nn
 
-from .networks import MLP2D, CifarResNet, ConvNet, Discriminator, make_activation
+from .networks import MLP2D, CifarResNet, ConvNet, ConvPoolNet, Discriminator, make_activation
 from .score import ScoreModel, freeze_batchnorm
 
 __all__ = [
-    "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "CifarResNet", "Discriminator", "make_activation",
+    "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "ConvPoolNet", "CifarResNet", "Discriminator",
+    "make_activation",
     "ARCHITECTURES", "build_score_model",
 ]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mlp2d": MLP2D,
     "convnet": ConvNet,
+    "convpool": ConvPoolNet,
     "cifar_resnet": CifarResNet,
     "discriminator": Discriminator,
 }

@@ -2,6 +2,7 @@
 
 * :class:`MLP2D` – the 2D theory lab (E Fig. 1, G Fig. 2, 4-6).
 * :class:`ConvNet` – a small ConvNet for 28x28 / 32x32 images, the CPU default.
+* :class:`ConvPoolNet` – the detector network of T Tab. 3.1 (conv-pool-conv-pool-fc), used by :mod:`atebm.gat`.
 * :class:`CifarResNet` – ResNet-18/34/50 for 32x32 inputs (the CIFAR-10 backbone of E is ResNet50, ReLU).
 * :class:`Discriminator` – the 256 px discriminator of E supplement Tab. 2 (after StarGAN v2), parameterised
   by resolution so that 64 and 128 px work too.
@@ -13,7 +14,7 @@ import math
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP2D", "ConvNet", "CifarResNet", "Discriminator", "make_activation"]
+__all__ = ["MLP2D", "ConvNet", "ConvPoolNet", "CifarResNet", "Discriminator", "make_activation"]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -91,6 +92,31 @@ class ConvNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         features = self.features(x)
         return self.head(features.mean(dim=(2, 3)) if self.pool else features)
+
+
+class ConvPoolNet(nn.Module):
+    """The detector network of T Tab. 3.1 (the MNIST network of Madry et al. 2018): conv 5x5 ``widths[0]`` - pool
+    - conv 5x5 ``widths[1]`` - pool - fc ``hidden`` - ``out_dim`` (T Tab. 3.1 with the defaults). ``input_size``
+    fixes the length of the flattened feature map (28 -> 7 x 7 x 64)."""
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, int] | list[int] = (32, 64), hidden: int = 1024,
+                 out_dim: int = 1, input_size: int = 28, activation: str = "relu") -> None:
+        super().__init__()
+        if len(widths) != 2 or min(widths) < 1:
+            raise ValueError(f"widths must be two positive channel counts, got {widths}")
+        if input_size < 4:
+            raise ValueError(f"input_size must be >= 4 (two 2x2 poolings), got {input_size}")
+        c1, c2 = int(widths[0]), int(widths[1])
+        side = input_size // 4
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 5, padding=2), make_activation(activation), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), make_activation(activation), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side * side, hidden), make_activation(activation),
+                                  nn.Linear(hidden, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
 
 
 class _BasicBlock(nn.Module):
