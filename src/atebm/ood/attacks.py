@@ -153,7 +153,7 @@ def _device_of(score: Any, fallback: torch.device) -> torch.device:
 
 
 @torch.no_grad()
-def batched_scores(score: ScoreFn, x: Tensor, batch_size: int = 256) -> Tensor:
+def batched_scores(score: ScoreFn, x: Tensor, batch_size: int = AttackConfig.batch_size) -> Tensor:
     """Scores of ``x`` in batches, in eval mode, on the score's device; returns a CPU float tensor ``(N,)``."""
     device = _device_of(score, x.device)
     with eval_mode(score):
