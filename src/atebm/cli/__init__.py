@@ -7,7 +7,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = (

@@ -32,6 +32,7 @@ import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -142,7 +143,9 @@ def file_suite(spec: str | os.PathLike, *, n: int | None = None, size: int = 28,
         else:
             raise ValueError(f"{text}: expected an image folder, an .npz or an .npy file (or a source string such "
                              "as cifar100:PATH?split=test)")
-        source_kind, source_path, options = kind, text, {}
+        source_kind = kind
+        source_path: str | None = text
+        options: dict[str, Any] = {}
     else:
         try:
             source_kind, source_path, options = parse_source(text)
@@ -153,7 +156,7 @@ def file_suite(spec: str | os.PathLike, *, n: int | None = None, size: int = 28,
             raise FileNotFoundError(f"data for {text!r} not found: {source_path}")
     if n is not None and n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    extra = {"size": size, "channels": channels, "seed": seed, **({"n": n} if n is not None else {})}
+    extra: dict[str, Any] = {"size": size, "channels": channels, "seed": seed, **({"n": n} if n is not None else {})}
     extra = {k: v for k, v in extra.items() if k not in options}
     if source_path is None:
         source = open_source(text, **extra)
@@ -227,7 +230,7 @@ def _render_letter(ch: str, font_path: str, rng: np.random.Generator, size: int)
     canvas = Image.new("L", (128, 128), 0)
     stroke = int(rng.integers(0, 3))
     ImageDraw.Draw(canvas).text((24, 16), ch, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
-    canvas = canvas.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR)
+    canvas = canvas.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR)
     box = canvas.getbbox()
     if box is None:
         raise ValueError(f"font {font_path} drew nothing for {ch!r}")
@@ -236,7 +239,7 @@ def _render_letter(ch: str, font_path: str, rng: np.random.Generator, size: int)
     fit = size * 20 / 28 * float(rng.uniform(0.75, 1.0))
     scale = fit / max(glyph.size)
     new_size = (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale)))
-    glyph = glyph.resize(new_size, Image.LANCZOS)
+    glyph = glyph.resize(new_size, Image.Resampling.LANCZOS)
     array = np.asarray(glyph, dtype=np.float32) / 255.0
     total = array.sum()
     ys, xs = np.mgrid[0:array.shape[0], 0:array.shape[1]]
