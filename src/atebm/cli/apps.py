@@ -4,8 +4,6 @@ every default shown here; image size and channels come from the checkpoint."""
 from __future__ import annotations
 
 import argparse
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from ..apps.restore import MASK_KINDS
@@ -31,17 +29,11 @@ from .options import (
     fraction,
     non_negative_float,
     non_negative_int,
+    pipeline_defaults,
     positive_int,
 )
 
-__all__ = ["register", "pipeline_defaults"]
-
-
-def pipeline_defaults(pipeline: Callable[..., Any]) -> dict[str, Any]:
-    """The keyword defaults of a pipeline function: the one place they are declared (parsers show and use
-    them)."""
-    return {name: p.default for name, p in inspect.signature(pipeline).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+__all__ = ["register"]
 
 
 def _fill(text: str) -> float | str:

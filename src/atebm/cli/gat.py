@@ -11,7 +11,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import inspect
 from typing import Any
 
 from ..gat.evaluate import EVAL_PROTOCOLS
@@ -25,15 +24,11 @@ from .options import (
     add_threads,
     apply_threads,
     non_negative_int,
+    pipeline_defaults,
     positive_int,
 )
 
 __all__ = ["register"]
-
-
-def _defaults(function: Any) -> dict[str, Any]:
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -52,7 +47,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Adds ``gat train`` and ``gat eval``."""
-    t, e = _defaults(run_gat_train), _defaults(run_gat_eval)
+    t, e = pipeline_defaults(run_gat_train), pipeline_defaults(run_gat_eval)
     gat = subparsers.add_parser("gat", help="adversarial-example detection with per-class detectors (GAT)",
                                 description="Train and evaluate the detector committee of T Sec. 3.2.")
     sub = gat.add_subparsers(dest="gat_command", metavar="{train,eval}", required=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction",
            "add_device", "add_checkpoint", "add_out", "add_threads", "add_seed", "add_input", "apply_threads",
-           "DEVICES"]
+           "DEVICES", "pipeline_defaults"]
 
 #: ``--device`` choices; ``auto`` picks CUDA when available (:func:`atebm.training.resolve_device`).
 DEVICES = ("auto", "cpu", "cuda")
@@ -102,3 +102,12 @@ def add_input(parser: argparse.ArgumentParser | Any, *, required: bool = True) -
     parser.add_argument("--split", default="test", help="split of --data (default: test)")
     parser.add_argument("--n", type=positive_int, default=None, metavar="N",
                         help="use the first N images (default: all of --input, 64 of --data)")
+
+
+def pipeline_defaults(pipeline: Any) -> dict[str, Any]:
+    """The keyword defaults of a library pipeline function: the one place they are declared (parsers show and
+    use them)."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(pipeline).parameters.items()
+            if p.default is not inspect.Parameter.empty}
