@@ -264,6 +264,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model: ScoreModel = build_score_model(config.model).to(self.device)
+        self.model.meta.update({k: v for k, v in self.extra.items() if k != "meta"}, config=config.to_dict())
         self._broadcast_parameters()
         self.network: nn.Module = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
