@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ from atebm.training import write_json
 
 RESULTS = Path(__file__).parent / "results" / "dsgan"
 #: (run name, case, DSGANConfig overrides)
-RUNS = [
+RUNS: list[tuple[str, str, dict[str, Any]]] = [
     ("swissroll-boundary", "swissroll-boundary", {}),
     ("swissroll-boundary-seed1", "swissroll-boundary", {"seed": 1}),
     ("swissroll-boundary-seed2", "swissroll-boundary", {"seed": 2}),

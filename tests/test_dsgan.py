@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,9 +41,9 @@ POINTS_D = {"arch": "mlp2d", "kwargs": {"hidden": 16, "depth": 2, "activation": 
 POINTS_G = {"arch": "mlp", "kwargs": {"latent_dim": 2, "out_dim": 2, "hidden": 16, "depth": 2}}
 
 
-def _points_config(**changes) -> DSGANConfig:
-    base = dict(model=POINTS_D, generator=POINTS_G, batch_size=32, lr=1e-3, g_lr=1e-3, max_iters=8, log_every=2,
-                ckpt_every=4, progress=False, device="cpu")
+def _points_config(**changes: Any) -> DSGANConfig:
+    base: dict[str, Any] = dict(model=POINTS_D, generator=POINTS_G, batch_size=32, lr=1e-3, g_lr=1e-3, max_iters=8,
+                                log_every=2, ckpt_every=4, progress=False, device="cpu")
     base.update(changes)
     return DSGANConfig(**base)
 
@@ -314,3 +315,23 @@ def test_robust_accuracy_counts_deepfool_distances_and_stays_below_clean(one_thr
         values = list(result[key].values())
         assert all(0 <= v <= result["clean"] + 1e-9 for v in values)
         assert values[0] >= values[-1]
+
+
+def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 2, "toy")
+    labelled = labelled_subset(images, 2, seed=0)
+    config = SSLConfig(model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2, "hidden": [8]}},
+                       generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}},
+                       feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
+                       batch_size=8, labelled_batch=4, max_iters=6, log_every=3, ckpt_every=3, progress=False,
+                       device="cpu")
+    whole, _ = train_ssl(config, images, labelled, out_dir=tmp_path / "whole")
+    cut, _ = train_ssl(SSLConfig.from_dict({**config.to_dict(), "max_iters": 3}), images, labelled,
+                       out_dir=tmp_path / "cut")
+    resumed = atebm.Trainer.resume(tmp_path / "cut" / "checkpoint.pt", images, labelled, overrides={"max_iters": 6})
+    resumed.fit()
+    assert_same_state(whole.model.state_dict(), resumed.model.state_dict(), "classifier")
+    assert_same_state(whole.objective.generator.state_dict(), resumed.objective.generator.state_dict(), "generator")
+    assert_same_state(whole.objective.critic.state_dict(), resumed.objective.critic.state_dict(), "feature critic")
+    assert atebm.load_model(tmp_path / "whole")(images.x[:3]).shape == (3,)  # the K+1 classifier as a score model
