@@ -16,7 +16,6 @@ resumable state with the generator), evaluates it, writes ``case.json``, figures
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -423,7 +422,3 @@ def _scatter_png(path: Path, points: Tensor) -> None:
     ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, c="tab:green")
     ax.set_aspect("equal")
     fig.savefig(path, bbox_inches="tight")
-
-
-def dump(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2, default=str)

@@ -364,12 +364,17 @@ def run_ssl_benchmark(out: str | Path, *, modes: Sequence[str] = SSL_MODES, seed
     test = load_dataset(dataset, split="test")
     overrides = dict(overrides or {})
     runs: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"dataset": dataset, "unlabelled": len(unlabelled), "test": len(test),
+    done = _finished_runs(out / "ssl.json", dataset, per_class, overrides)
+    summary: dict[str, Any] = {"dataset": dataset, "per_class": per_class, "unlabelled": len(unlabelled),
+                               "test": len(test),
                                "labels": per_class * int(unlabelled.y.max() + 1) if unlabelled.y is not None else 0,
                                "seeds": list(seeds), "modes": list(modes), "overrides": overrides,
                                "command": command, "runs": runs}
     for mode in modes:
         for seed in seeds:
+            if (mode, seed) in done:  # a stopped benchmark continues where it stopped
+                runs.append(done[(mode, seed)])
+                continue
             config = SSLConfig.from_dict({**SSLConfig().to_dict(), "progress": False, **overrides, "mode": mode,
                                           "seed": seed, "device": device})
             labelled = labelled_subset(unlabelled, per_class, seed)
@@ -395,6 +400,18 @@ def run_ssl_benchmark(out: str | Path, *, modes: Sequence[str] = SSL_MODES, seed
     write_json(out / "ssl.json", summary)
     _report_ssl(out, summary)
     return summary
+
+
+def _finished_runs(path: Path, dataset: str, per_class: int, overrides: dict[str, Any]) -> dict[tuple[str, int], Any]:
+    """Runs already in ``path`` from a benchmark with the same data set, labels per class and overrides."""
+    if not path.exists():
+        return {}
+    import json
+
+    stored = json.loads(path.read_text())
+    if (stored.get("dataset"), stored.get("per_class"), stored.get("overrides")) != (dataset, per_class, overrides):
+        return {}
+    return {(r["mode"], int(r["seed"])): r for r in stored.get("runs", [])}
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
