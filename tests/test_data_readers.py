@@ -440,3 +440,31 @@ def test_read_image_one_file(tmp_path):
         data.read_image(tmp_path / "broken.png")
     with pytest.raises(FileNotFoundError):
         data.read_image(tmp_path / "absent.png")
+
+
+def test_read_source_resolves_paths_and_source_strings_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 1, 10, 10)).astype(np.float32)
+    np.savez(tmp_path / "set.npz", x=images)
+    by_path = data.read_source(tmp_path / "set.npz")
+    by_string = data.read_source(f"npz:{tmp_path / 'set.npz'}")
+    torch.testing.assert_close(by_path.x, torch.from_numpy(images))
+    torch.testing.assert_close(by_string.x, by_path.x)
+    drawn = data.read_source(tmp_path / "set.npz", n=3, seed=1, size=5)
+    assert drawn.x.shape == (3, 1, 5, 5)
+    assert torch.equal(drawn.x, data.read_source(f"npz:{tmp_path / 'set.npz'}?n=3&seed=1&size=5").x)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((rng.random((12, 9, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    assert data.read_source(folder).x.shape == (2, 3, 12, 9)  # a folder keeps its own size unless asked
+    assert data.read_source(folder, size=8, channels=1).x.shape == (2, 1, 8, 8)
+    string_wins = data.read_source("mnist?split=val", n=4, split="test").x  # options in the string win
+    assert torch.equal(string_wins, data.read_source("mnist", n=4, split="val").x)
+    assert not torch.equal(string_wins, data.read_source("mnist", n=4, split="test").x)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        data.read_source(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        data.read_source(f"cifar100:{tmp_path / 'nothing'}")
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        data.read_source(folder, n=0)

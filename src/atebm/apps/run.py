@@ -103,43 +103,48 @@ def read_images(source: ImagesLike, *, channels: int | None = None, size: int | 
     description of where they came from.
 
     ``source`` is a tensor or array (NCHW, floats in [0, 1]), the path of an ``.npz`` (array ``x``) / ``.npy``
-    file or of an image folder (:func:`atebm.data.read_array`, :func:`atebm.data.read_image_folder`; the first
-    ``n`` images in file order), or a data-source string of :mod:`atebm.data` (a named data set such as
-    ``"mnist"``, or ``KIND:PATH?options``): ``n`` images (default :data:`DATA_COUNT`) drawn with ``seed``, from
-    ``split`` when a named data set's string gives none. Bad values (NaN, inf, out of [0, 1], wrong shape or dtype)
-    raise ValueError / TypeError naming the problem.
+    file or of an image folder, or a data-source string of :mod:`atebm.data` (a named data set such as ``"mnist"``,
+    or ``KIND:PATH?options``), all read by :func:`atebm.data.read_source`: the first ``n`` images of a file or
+    folder in file order (all when ``n`` is ``None``), or ``n`` images of a source string drawn with ``seed``
+    (:data:`DATA_COUNT` of a named data set), from ``split`` when a named data set's string gives none. Bad
+    values (NaN, inf, out of [0, 1], wrong shape or dtype) raise ValueError / TypeError naming the problem.
     """
-    from ..data import DATASETS, open_source, parse_source, read_array, read_image_folder
+    from ..data import DATASETS, read_source
 
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if isinstance(source, (Tensor, np.ndarray)):
         x, where = check_images(source, "input images"), f"in-memory images {tuple(source.shape)}"
     elif isinstance(source, (str, os.PathLike)):
-        text, path = str(source), Path(source)
-        where = text
-        if path.is_dir():
-            x = read_image_folder(path, size=size, channels=channels or 3).x
-        elif path.is_file():
-            x = read_array(path, size=size, channels=channels).x
-        else:
-            kind, file, options = parse_source(text)
-            if file is not None and not Path(file).exists():
-                raise FileNotFoundError(f"input not found: {file}")
+        text = str(source)
+        where, count = text, None  # a file or folder of the user's: its first n images, in file order
+        kind, options = _source_kind(text)
+        if kind in DATASETS:
             if size is None or channels is None:
-                raise ValueError(f"reading the data set {text!r} needs the model's input size and channels, which "
-                                 "it does not record (model.meta); give the images as an .npz/.npy file or tensor")
-            extra: dict[str, Any] = {"size": size, "channels": channels, "n": n or DATA_COUNT, "seed": seed}
-            if kind in DATASETS:
-                extra["split"] = split
-                where = f"atebm.data {text} ({options.get('split', split)})"
-            loaded = open_source(text, **{k: v for k, v in extra.items() if k not in options})
-            x = loaded.load().x
+                raise ValueError(f"reading the data set {text!r} needs the model's input size and channels, "
+                                 "which it does not record (model.meta); give the images as an .npz/.npy file "
+                                 "or tensor")
+            where, count = f"atebm.data {text} ({options.get('split', split)})", n or DATA_COUNT
+        x = read_source(text, size=size, channels=channels, n=count, seed=seed, split=split).x
     else:
         raise TypeError(f"images must be a tensor, an array, a path or a data-source string; got "
                         f"{type(source).__name__}")
     x = conform(x, channels, size)
     return (x[:n] if n is not None else x), where
+
+
+def _source_kind(text: str) -> tuple[str | None, dict[str, Any]]:
+    """The kind and options of a data-source string; ``(None, {})`` for an existing path or unparsable text
+    (which :func:`atebm.data.read_source` then reads or refuses with its own message)."""
+    from ..data import parse_source
+
+    if Path(text).exists():
+        return None, {}
+    try:
+        kind, _, options = parse_source(text)
+    except ValueError:
+        return None, {}
+    return kind, options
 
 
 # ----------------------------------------------------------------------------------------------- shared steps

@@ -47,7 +47,7 @@ from .readers import (
     read_image_folder,
     read_npy,
 )
-from .sources import FILE_KINDS, SOURCE_GRAMMAR, open_source, parse_source
+from .sources import FILE_KINDS, SOURCE_GRAMMAR, open_source, parse_source, read_source
 
 __all__ = [
     "ImageSet", "DataFormatError", "load_dataset", "blur", "resize", "to_channels", "gaussian_kernel1d", "rng_for",
@@ -58,5 +58,5 @@ __all__ = [
     "read_cifar", "read_image", "read_image_folder", "ImageFolder", "read_array", "read_npy", "TinyImages",
     "IMAGE_SUFFIXES",
     "read_idx", "read_idx_array", "idx_files", "IDX_DTYPES",
-    "open_source", "parse_source", "SOURCE_GRAMMAR", "FILE_KINDS",
+    "open_source", "parse_source", "read_source", "SOURCE_GRAMMAR", "FILE_KINDS",
 ]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from .core import ImageSet, rng_for, take
@@ -46,7 +47,7 @@ from .fashion import load_fashion
 from .idx import read_idx
 from .readers import ImageFolder, TinyImages, read_array, read_cifar
 
-__all__ = ["open_source", "parse_source", "SOURCE_GRAMMAR", "FILE_KINDS"]
+__all__ = ["open_source", "parse_source", "read_source", "SOURCE_GRAMMAR", "FILE_KINDS"]
 
 SOURCE_GRAMMAR = __doc__
 FILE_KINDS = ("cifar10", "cifar100", "cifar", "folder", "imagenet", "npz", "npy", "array", "tinyimages", "idx")
@@ -166,3 +167,40 @@ def open_source(kind: str, path: str | os.PathLike | None = None,
     if n is None:
         return result
     return take(result, n, rng_for(seed, result.name, "take"))
+
+
+def read_source(spec: str | os.PathLike, *, size: int | tuple[int, int] | None = None, channels: int | None = None,
+                n: int | None = None, seed: int = 0, split: str | None = None) -> ImageSet:
+    """The images named by a path or a data-source string, loaded: the one resolver every command uses.
+
+    A plain path that exists is short for its kind: an image folder means ``folder:PATH``, an ``.npz`` / ``.npy``
+    file means ``npz:PATH`` / ``npy:PATH``; anything else is parsed as a source string (:data:`SOURCE_GRAMMAR`).
+    ``n`` images are drawn with ``seed`` (all when ``None``); ``size``, ``channels`` and, for a named data set
+    only, ``split`` apply unless the string sets them (``None`` leaves the reader's own default). A missing file
+    raises FileNotFoundError naming it; a text that is neither a path nor a source string says so.
+    """
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    text = str(spec)
+    path = Path(text)
+    options: dict[str, Any] = {}
+    file: str | None
+    if path.exists():
+        suffix = path.suffix.lower()
+        if not path.is_dir() and suffix not in (".npz", ".npy"):
+            raise ValueError(f"{text}: expected an image folder, an .npz or an .npy file (or a source string such "
+                             "as cifar100:PATH?split=test)")
+        name, file = ("folder" if path.is_dir() else suffix[1:]), text
+    else:
+        try:
+            name, file, options = parse_source(text)
+        except ValueError as err:
+            raise FileNotFoundError(f"{text!r} is neither an existing path nor a data-source string ({err})") from err
+        if file is not None and not Path(file).exists():
+            raise FileNotFoundError(f"data for {text!r} not found: {file}")
+    extra: dict[str, Any] = {"size": size, "channels": channels, "n": n, "seed": seed,
+                             "split": split if name in DATASETS else None}
+    extra = {key: value for key, value in extra.items()
+             if (value is not None or (key == "size" and _FAMILY.get(name) == "folder")) and key not in options}
+    source = open_source(text, **extra) if file is None else open_source(name, file, **options, **extra)
+    return source if isinstance(source, ImageSet) else source.load()

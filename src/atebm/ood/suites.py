@@ -32,7 +32,6 @@ import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -131,42 +130,10 @@ def file_suite(spec: str | os.PathLike, *, n: int | None = None, size: int = 28,
     an NPZ (key ``x``) or an NPY file. ``n`` images are drawn with ``seed`` (all when ``None``), resized
     (antialiased bilinear) to ``size`` and converted to ``channels`` unless the string sets those options.
     """
-    from ..data import open_source, parse_source
+    from ..data import read_source
 
-    text = str(spec)
-    path = Path(text)
-    if path.exists():
-        if path.is_dir():
-            kind = "folder"
-        elif path.suffix.lower() in (".npz", ".npy"):
-            kind = "array"
-        else:
-            raise ValueError(f"{text}: expected an image folder, an .npz or an .npy file (or a source string such "
-                             "as cifar100:PATH?split=test)")
-        source_kind = kind
-        source_path: str | None = text
-        options: dict[str, Any] = {}
-    else:
-        try:
-            source_kind, source_path, options = parse_source(text)
-        except ValueError as err:
-            raise FileNotFoundError(f"OOD set {text!r} is neither an existing path nor a data-source string "
-                                    f"({err})") from err
-        if source_path is not None and not Path(source_path).exists():
-            raise FileNotFoundError(f"data for {text!r} not found: {source_path}")
-    if n is not None and n < 1:
-        raise ValueError(f"n must be positive, got {n}")
-    extra: dict[str, Any] = {"size": size, "channels": channels, "seed": seed, **({"n": n} if n is not None else {})}
-    extra = {k: v for k, v in extra.items() if k not in options}
-    if source_path is None:
-        source = open_source(text, **extra)
-    else:
-        source = open_source(source_kind, source_path, **options, **extra)
-    images = source.load() if hasattr(source, "load") else source
-    x = images.x if hasattr(images, "x") else torch.as_tensor(images)
-    if n is not None and len(x) > n:
-        x = x[:n]
-    return _resize_channels(x.float(), size, channels)
+    return _resize_channels(read_source(spec, size=size, channels=channels, n=n, seed=seed).x.float(), size,
+                            channels)
 
 
 # ------------------------------------------------------------------------------------------------ letters
