@@ -235,6 +235,60 @@ def test_run_folder_loads_the_discriminator_and_the_generator(tmp_path):
         load_generator(tmp_path / "other.pt")
 
 
+def test_failure_monitor_restores_the_generator_with_the_discriminator(tmp_path, assert_same_state):
+    """On a stop the monitor puts back the last healthy discriminator *and* generator (in memory and in
+    checkpoint_last_good.pt), not a healthy discriminator beside a generator trained on past it."""
+    from atebm.monitor import FailureMonitor
+
+    p_d = _blob()
+    seen: dict[int, dict[str, Any]] = {}
+
+    def record_states(trainer: DSGANTrainer, record: dict[str, Any]) -> None:
+        seen[record["step"]] = {"generator": {k: v.clone() for k, v in trainer.generator.state_dict().items()},
+                                "model": {k: v.clone() for k, v in trainer.model.state_dict().items()}}
+
+    def poison_from_step_6(trainer: DSGANTrainer, record: dict[str, Any]) -> None:
+        if record["step"] >= 6:
+            record["score_data"] = float("inf")  # a divergence the monitor stops on at once
+
+    monitor = FailureMonitor()
+    trainer = DSGANTrainer(_points_config(), NoisySource(p_d, "gaussian", 0.5), p_d, out_dir=tmp_path,
+                           callbacks=[record_states, poison_from_step_6, monitor])
+    with pytest.warns(RuntimeWarning, match="non-finite score_data"):
+        trainer.fit()
+    assert trainer.step == 6 and monitor.status == "stopped" and monitor.last_good_step == 4
+    assert any(not torch.equal(seen[4]["generator"][k], seen[6]["generator"][k]) for k in seen[4]["generator"])
+    assert_same_state(seen[4]["model"], trainer.model.state_dict(), "discriminator")
+    assert_same_state(seen[4]["generator"], trainer.generator.state_dict(), "generator")
+    objective, _ = load_generator(tmp_path / "checkpoint_last_good.pt")
+    assert_same_state(seen[4]["generator"], objective.generator.state_dict(), "generator in checkpoint_last_good.pt")
+    assert torch.equal(objective.generate(5), trainer.generate(5))
+
+
+def test_ssl_checkpoint_loads_without_importing_the_dsgan_package(tmp_path):
+    """ssl_mlp is an architecture of atebm.models: atebm.load_model rebuilds an SSL classifier in a fresh process
+    that never imports atebm.dsgan."""
+    import subprocess
+    import sys
+
+    from atebm.models import ARCHITECTURES, build_score_model
+
+    assert ARCHITECTURES["ssl_mlp"].__module__ == "atebm.models.ssl"
+    model = build_score_model({"arch": "ssl_mlp", "kwargs": {"in_features": 16, "num_classes": 3, "hidden": [8]}})
+    save_checkpoint(tmp_path / "model.pt", {"model_spec": model.spec, "model": model.state_dict()})
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(x).tolist()
+    script = ("import sys, torch, atebm\n"
+              f"m = atebm.load_model({str(tmp_path)!r})\n"
+              "x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))\n"
+              "print(m(x).tolist())\n"
+              "assert 'atebm.dsgan' not in sys.modules, 'atebm.dsgan was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip()) == pytest.approx(expected, abs=1e-6)
+
+
 def test_exact_2d_densities_and_target_sampler():
     disc = low_centre_disc()
     inner = disc.density(torch.zeros(1, 2))
@@ -267,6 +321,22 @@ def test_cli_trains_a_case_samples_it_and_rejects_bad_alpha(tmp_path, capsys):
     assert main(["dsgan", "train", "--case", "swissroll-boundary", "--out", str(tmp_path / "bad"), "alpha=1.5"]) == 1
     err = capsys.readouterr().err
     assert "alpha must lie in [0, 1)" in err and "Traceback" not in err
+
+
+def test_cli_data_run_uses_the_seed_and_writes_samples(tmp_path):
+    """``atebm dsgan train --data ... --seed N`` trains with seed N (the p_0 benchmark's first step), and
+    ``atebm dsgan sample`` writes (N, 1, 28, 28) float32 images in [0, 1]."""
+    out = tmp_path / "run"
+    tiny = ["model={arch: convnet, kwargs: {in_channels: 1, width: 4}}",
+            "generator={arch: image, kwargs: {latent_dim: 4, hidden: 8}}", "max_iters=2", "batch_size=8",
+            "log_every=1", "ckpt_every=2", "progress=false"]
+    assert main(["dsgan", "train", "--data", "mnist?split=train&n=32", "--pbar", "gaussian:0.3", "--seed", "3",
+                 "--n-eval", "4", "--out", str(out), "--device", "cpu", *tiny]) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["seed"] == 3
+    assert main(["dsgan", "sample", "--checkpoint", str(out), "--n", "5", "--out", str(tmp_path / "s")]) == 0
+    with np.load(tmp_path / "s" / "samples.npz") as npz:
+        x = npz["x"]
+    assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
 
 
 # ------------------------------------------------------------------------------------------------ SSL

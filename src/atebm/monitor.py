@@ -17,7 +17,10 @@ and kept in :attr:`FailureMonitor.events` for the report. A signature that persi
 consecutive log lines (non-finite values: at once) stops training by raising
 :class:`atebm.training.StopTraining`; the trainer's last periodic checkpoint stays in place and, when the trainer
 has an ``out_dir``, the weights of the last healthy log line are written to ``checkpoint_last_good.pt``
-(weights only; ``atebm.load`` reads it) and loaded back into ``trainer.model``.
+(weights only; ``atebm.load`` reads it) and loaded back into ``trainer.model``. An objective with networks of its
+own (the generator of :class:`atebm.dsgan.DSGAN`, the SSL generator and critic) is snapshotted and restored with
+them (its ``state_dict``), and its last healthy state goes into ``checkpoint_last_good.pt`` too
+(``atebm.dsgan.load_generator`` reads the generator from it).
 """
 from __future__ import annotations
 
@@ -90,6 +93,7 @@ class FailureMonitor:
         self.last_good_step: int | None = None
         self.last_good_path: str | None = None
         self._good_state: dict[str, Any] | None = None
+        self._good_objective: dict[str, Any] | None = None
         self._good_history_len: int | None = None
 
     # ------------------------------------------------------------------------------------------ checks
@@ -176,12 +180,19 @@ class FailureMonitor:
         if self.snapshot and model is not None:
             self._good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self._good_history_len = len(getattr(trainer, "history", []))
+            objective = getattr(trainer, "objective", None)
+            state = objective.state_dict() if objective is not None else None
+            # a deep copy: state_dict() hands out the live tensors (generator weights, optimiser moments)
+            self._good_objective = copy.deepcopy(state) if state else None
 
     def _restore_good(self, trainer: Any) -> None:
         if self._good_state is None:
             return
         model = trainer.model
         model.load_state_dict(self._good_state)
+        objective = getattr(trainer, "objective", None)
+        if self._good_objective is not None and objective is not None:
+            objective.load_state_dict(copy.deepcopy(self._good_objective))
         out_dir = getattr(trainer, "out_dir", None)
         if out_dir is None or not getattr(trainer, "is_main", True):
             return
@@ -189,9 +200,14 @@ class FailureMonitor:
 
         path = Path(out_dir) / "checkpoint_last_good.pt"
         history = list(getattr(trainer, "history", []))[:self._good_history_len]
-        save_checkpoint(path, {"model_spec": model.spec, "model": copy.deepcopy(self._good_state),
-                               "config": trainer.config.to_dict(), "trainer": None, "history": history,
-                               "extra": {"monitor": self.summary()}})
+        payload = {"model_spec": model.spec, "model": copy.deepcopy(self._good_state),
+                   "config": trainer.config.to_dict(), "trainer": None, "history": history,
+                   "extra": {"monitor": self.summary()}}
+        if self._good_objective is not None and objective is not None:
+            payload["objective"] = {"kind": objective.kind, "options": objective.options(),
+                                    "state": copy.deepcopy(self._good_objective)}
+            payload["extra"] = {**dict(getattr(trainer, "extra", None) or {}), **payload["extra"]}
+        save_checkpoint(path, payload)
         self.last_good_path = str(path)
 
     # ------------------------------------------------------------------------------------------ reporting

@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--data needs --pbar (gaussian:STD, uniform:H, classes:1,7, interpolate:LO,HI or a "
                          f"source string); or use --case {{{','.join(CASES)}}}")
     train_on_data(args.out, args.data, args.pbar, classes=args.classes, overrides=overrides, resume=args.resume,
-                  n_eval=args.n_eval, device=args.device, log=lambda s: print(s, file=sys.stderr))
+                  n_eval=args.n_eval, seed=args.seed, device=args.device, log=lambda s: print(s, file=sys.stderr))
     print(f"wrote {args.out}/samples.png, model.pt, checkpoint.pt, run.json")
     return 0
 

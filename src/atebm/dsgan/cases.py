@@ -210,11 +210,12 @@ def train_case(name: str, out: str | os.PathLike, *, overrides: dict[str, Any] |
 
 def train_on_data(out: str | os.PathLike, data: str, pbar: str, *, classes: Sequence[int] | None = None,
                   overrides: dict[str, Any] | None = None, resume: bool = False, n_eval: int = 64,
-                  device: str | None = None, monitor: bool = True,
+                  seed: int = 0, device: str | None = None, monitor: bool = True,
                   log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """``atebm dsgan train --data SOURCE --pbar SPEC``: p_d = the images of the source string ``data`` (only
-    ``classes`` when given), p_dbar from :func:`parse_pbar`; image networks sized from the data. Writes
-    ``samples.npz``/``samples.png`` of ``n_eval`` samples and ``run.json``; returns the latter."""
+    ``classes`` when given), p_dbar from :func:`parse_pbar`; image networks sized from the data; ``seed`` is the
+    training seed (a ``seed`` in ``overrides`` wins). Writes ``samples.npz``/``samples.png`` of ``n_eval`` samples
+    and ``run.json``; returns the latter."""
     full = open_source(data)
     full = full if isinstance(full, ImageSet) else full.load()
     p_d = class_subset(full, classes) if classes else full
@@ -223,6 +224,7 @@ def train_on_data(out: str | os.PathLike, data: str, pbar: str, *, classes: Sequ
     overrides = dict(overrides or {})
     if device:
         overrides["device"] = device
+    overrides.setdefault("seed", seed)
     defaults = DSGANConfig()
     overrides.setdefault("model", {**defaults.model, "kwargs": {**defaults.model["kwargs"], "in_channels": channels}})
     overrides.setdefault("generator", {"arch": "image", "kwargs": {"latent_dim": 100, "channels": channels,
@@ -231,7 +233,7 @@ def train_on_data(out: str | os.PathLike, data: str, pbar: str, *, classes: Sequ
     extra = {"data": data, "pbar": pbar, "classes": list(classes or []), "data_kind": "images", "size": size,
              "channels": channels}
     trainer = train_run(out, config, p_dbar, p_d, extra=extra, resume=resume,
-                        overrides={k: v for k, v in overrides.items() if k not in ("model", "generator")}
+                        overrides={k: v for k, v in overrides.items() if k not in ("model", "generator", "seed")}
                         if resume else None, monitor=monitor, log=log)
     from ..io import save_images
 

@@ -7,10 +7,11 @@ from torch import nn
 
 from .networks import MLP2D, CifarResNet, ConvNet, ConvPoolNet, Discriminator, make_activation
 from .score import ScoreModel, freeze_batchnorm
+from .ssl import SSLClassifier
 
 __all__ = [
     "ScoreModel", "freeze_batchnorm", "MLP2D", "ConvNet", "ConvPoolNet", "CifarResNet", "Discriminator",
-    "make_activation",
+    "SSLClassifier", "make_activation",
     "ARCHITECTURES", "build_score_model",
 ]
 
@@ -20,6 +21,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "convpool": ConvPoolNet,
     "cifar_resnet": CifarResNet,
     "discriminator": Discriminator,
+    "ssl_mlp": SSLClassifier,
 }
 
 
