@@ -45,7 +45,9 @@ def _published(name: str, *, arch: dict[str, Any], data: str, p0: str, seeds: st
         train=dict(model=arch, batch_size=batch, lr=lr, optimizer="adam", betas=(0.0, 0.99), k_start=0,
                    k_max=k_max, epochs_per_k=epochs_per_k, auc_window=100, auc_threshold=0.8, max_iters=iters,
                    step_size=step, pgd_norm="l2", pgd_eps=math.inf, r1=r1, augment_crop_scale=(0.9, 1.0),
-                   augment_flip=True, freeze_bn=True, log_every=100, ckpt_every=2000),
+                   augment_flip=True, freeze_bn=True, log_every=100, ckpt_every=2000,
+                   # GPU defaults: bf16 autocast + NHWC (a device without bf16 runs fp32 and says so in the log)
+                   precision="bf16", channels_last=True, num_workers=4),
         generate=dict(steps=gen_steps, step_size=gen_step, blur=blur, n=64),
         hardware="1 GPU (the papers name an RTX 2080 Ti, G Tab. 7)", wall_clock=wall, needs_files=needs)
 
@@ -64,7 +66,7 @@ PRESETS: dict[str, Preset] = {
                           "mean": 0.5, "std": 0.5},
                    batch_size=32, lr=1e-3, optimizer="adam", betas=(0.0, 0.99), k_start=0, k_max=16,
                    epochs_per_k=2.0, auc_window=10, auc_threshold=0.8, max_iters=2000, step_size=1.0,
-                   pgd_norm="l2", pgd_eps=math.inf, r1=1.0, log_every=25, ckpt_every=200),
+                   pgd_norm="l2", pgd_eps=math.inf, r1=1.0, ema_decay=0.99, log_every=25, ckpt_every=200),
         generate=dict(steps=32, step_size=1.0, blur=0.0, n=256),
         hardware="2 CPU cores", wall_clock="see README (measured by `atebm demo`)"),
     "cifar10": _published(
@@ -74,28 +76,28 @@ PRESETS: dict[str, Preset] = {
         seeds="tinyimages:data/tiny_images.bin?n=50000&seed=1", size=32, batch=32, iters=172_000, lr=5e-4,
         k_max=25, epochs_per_k=5, step=0.1, r1=0.01, gen_steps=32, gen_step=0.2, blur=0.0,
         needs="CIFAR-10 python batches (data=cifar10:PATH) and the 80M Tiny Images binary (p0=tinyimages:PATH)",
-        wall="not measured here (172K iterations of ResNet50 with K up to 25: days on one GPU)"),
+        wall="GPU not measured; one CPU thread: 43 s/iteration at K=25, ~86 days (benchmarks/results/scale)"),
     "celebahq256": _published(
         "celebahq256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
         data="folder:data/celeba_hq?size=256", p0="imagenet:data/imagenet/train?size=256",
         seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=40, iters=218_000, lr=5e-5,
         k_max=40, epochs_per_k=5, step=2.0, r1=30.0, gen_steps=20, gen_step=8.0, blur=10.0,
         needs="CelebA-HQ 256 images (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
-        wall="not measured here (218K iterations at 256 px: days on one GPU)"),
+        wall="GPU not measured; one CPU thread: ~900 s/iteration at K=40 (benchmarks/results/scale)"),
     "afhqcat256": _published(
         "afhqcat256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
         data="folder:data/afhq/train/cat?size=256", p0="imagenet:data/imagenet/train?size=256",
         seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=40, iters=225_000, lr=5e-5,
         k_max=25, epochs_per_k=50, step=2.0, r1=100.0, gen_steps=14, gen_step=8.0, blur=10.0,
         needs="AFHQ cat images (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
-        wall="not measured here (225K iterations at 256 px: days on one GPU)"),
+        wall="GPU not measured; one CPU thread: ~650 s/iteration at K=25 (benchmarks/results/scale)"),
     "church256": _published(
         "church256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
         data="folder:data/lsun_church?size=256", p0="imagenet:data/imagenet/train?size=256",
         seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=32, iters=215_000, lr=5e-5,
         k_max=35, epochs_per_k=1, step=2.0, r1=100.0, gen_steps=17, gen_step=8.0, blur=10.0,
         needs="LSUN church images exported to a folder (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
-        wall="not measured here (215K iterations at 256 px: days on one GPU)"),
+        wall="GPU not measured; one CPU thread: ~650 s/iteration at K=35 (benchmarks/results/scale)"),
 }
 
 

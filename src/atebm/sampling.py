@@ -22,17 +22,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
            "check_inputs", "declared_input_shape", "project_onto_ball",
-           "adam_pgd", "min_distortion_l2"]
+           "adam_pgd", "min_distortion_l2", "PRECISIONS", "autocast"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
+#: Arithmetic of the score's forward (and backward) passes: float32, or autocast to bfloat16 / float16.
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str | None, device: torch.device | str) -> AbstractContextManager:
+    """``torch.autocast`` to the dtype of ``precision`` (``"bf16"``, ``"fp16"``) on ``device``'s type; a null
+    context for ``"fp32"`` or ``None``. Inside it convolutions and matrix products run in the low precision while
+    reductions and losses stay in float32; gradients with respect to float32 inputs come back in float32."""
+    if precision is None or precision == "fp32":
+        return nullcontext()
+    if precision not in _AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[precision])
 
 
 @contextmanager
@@ -133,7 +147,7 @@ def _direction(grad: Tensor, norm: str) -> Tensor:
     if norm == "linf":
         return grad.sign()
     length = _flat_norm(grad)
-    return torch.where(length > 0, grad / length.clamp_min(torch.finfo(grad.dtype).tiny), torch.zeros_like(grad))
+    return torch.where(length > 0, grad / length.clamp_min(torch.finfo(grad.dtype).tiny), 0.0)
 
 
 def _project(x: Tensor, x0: Tensor, norm: str, eps: float) -> Tensor:
@@ -219,6 +233,7 @@ def pgd(
     clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
     origin: Tensor | None = None,
+    precision: str | None = None,
 ) -> Tensor:
     """Projected gradient ascent on ``score`` (E Eq. 6-8; descent with ``descent=True``).
 
@@ -240,11 +255,15 @@ def pgd(
     Bad inputs (non-tensor, integer dtype, not batched, NaN/inf, outside the ``clamp`` box, channels or size
     other than a loaded model's) are refused by :func:`check_inputs`.
 
+    ``precision`` (``"bf16"``/``"fp16"``, see :func:`autocast`) runs the score's passes under autocast on ``x``'s
+    device; the iterate, its gradient and the projections stay float32. A caller already inside ``torch.autocast``
+    (the trainer) needs no ``precision``: its context holds here too.
+
     Returns the final iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
     """
     final, _ = _pgd(score, x, steps=steps, step_size=step_size, norm=norm, eps=eps, descent=descent, mask=mask,
                     random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator,
-                    origin=origin)
+                    origin=origin, precision=precision)
     return final
 
 
@@ -273,6 +292,7 @@ def _pgd(
     record: Sequence[int] | None,
     generator: torch.Generator | None = None,
     origin: Tensor | None = None,
+    precision: str | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
@@ -298,7 +318,7 @@ def _pgd(
     best_x: Tensor | None = None
     best_traj: list[Tensor] = []
     best_score: Tensor | None = None
-    with eval_mode(score):
+    with eval_mode(score), autocast(precision, x.device):
         for _ in range(restarts):
             xi = _random_start(x0, norm, eps, generator) if random_start else start.clone()
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)

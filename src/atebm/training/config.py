@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sampling import PRECISIONS
+
 __all__ = ["TrainConfig", "check_known_keys"]
 
 
@@ -49,6 +51,7 @@ class TrainConfig:
     step_size: float = 1.0
     pgd_norm: str = "l2"
     pgd_eps: float = math.inf
+    pgd_random_start: bool = False  # start the attack uniformly inside the pgd_eps-ball (T Eq. 3.23)
     # objective and regularisation (E Sec. 4.4, 5.3)
     loss: str = "bce"
     r1: float = 0.0
@@ -59,6 +62,15 @@ class TrainConfig:
     augment_flip: bool = False
     freeze_bn: bool = False
     grad_clip: float | None = None
+    # exponential moving average of the weights (Trainer.update_ema): None = off
+    ema_decay: float | None = None
+    # speed (atebm.models.performance): autocast precision "fp32" | "bf16" | "fp16" (fp16 with a gradient scaler;
+    # fp32 where the device lacks it, with a log line), NHWC memory layout, torch.compile of the sampler's score,
+    # worker processes reading the data sources (0 = in the training process)
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
     # bookkeeping
     log_every: int = 50
     ckpt_every: int = 500
@@ -94,16 +106,25 @@ class TrainConfig:
             problems.append(f"step_size must be >= 0, got {self.step_size}")
         if self.pgd_norm not in ("l2", "linf"):
             problems.append(f"pgd_norm must be 'l2' or 'linf', got {self.pgd_norm!r}")
+        if self.pgd_random_start and not math.isfinite(self.pgd_eps):
+            problems.append("pgd_random_start needs a finite pgd_eps (it starts uniformly inside the ball)")
         if self.loss not in ("bce", "ebm"):
             problems.append(f"loss must be 'bce' (binary AT) or 'ebm' (the E Sec. 5.3 ablation), got {self.loss!r}")
         if self.r1 < 0:
             problems.append(f"r1 must be >= 0, got {self.r1}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
+        decay = self.ema_decay
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1):
+            problems.append(f"ema_decay must be in (0, 1) or None (no average), got {self.ema_decay}")
         if self.augment_crop_scale is not None:
             lo, hi = self.augment_crop_scale
             if not 0 < lo <= hi <= 1:
                 problems.append(f"augment_crop_scale must satisfy 0 < lo <= hi <= 1, got {self.augment_crop_scale}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            problems.append(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         if self.log_every < 1 or self.ckpt_every < 1:
             problems.append("log_every and ckpt_every must be >= 1")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -23,6 +23,7 @@ the inputs (the WGAN-GP penalty) comes from :meth:`Objective.penalty`.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -39,12 +40,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.core import ImageSet
+from ..data.loader import BatchLoader
 from ..models import ScoreModel, build_score_model, freeze_batchnorm
+from ..models.performance import AutocastScore, compile_score, resolve_precision, to_memory_format, use_channels_last
 from ..sampling import pgd
 from .checkpoint import MODEL_FILE, jsonable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
-__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl"]
+__all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl",
+           "ema_update"]
 
 
 class ImageSource(Protocol):
@@ -59,7 +64,7 @@ class ImageSource(Protocol):
 #: Config fields a resume may change: budgets, logging and checkpoint cadence, device. Anything else would make
 #: the continuation differ from an uninterrupted run.
 RESUME_OVERRIDABLE = frozenset({"max_iters", "final_iters", "final_epochs", "time_budget_s", "log_every",
-                                "ckpt_every", "progress", "device"})
+                                "ckpt_every", "progress", "device", "num_workers"})
 
 
 class Objective:
@@ -264,12 +269,21 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model: ScoreModel = build_score_model(config.model).to(self.device)
+        if config.channels_last:
+            use_channels_last(self.model)
         self.model.meta.update({k: v for k, v in self.extra.items() if k != "meta"}, config=config.to_dict())
         self._broadcast_parameters()
         self.network: nn.Module = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.world > 1 else self.model
         )
+        # speed switches (atebm.models.performance); the sampler's K passes run the compiled score when asked
+        self.precision = resolve_precision(config.precision, self.device)
+        if self.precision != "fp32":
+            self.network = AutocastScore(self.network, self.precision)
+        self.sampler_score = compile_score(self.model, config.compile)
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self._loaders: dict[str, BatchLoader] = {}
         self.optimizer = self._make_optimizer()
         if config.batch_size % self.world:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by the {self.world} ranks")
@@ -288,6 +302,12 @@ class Trainer:
         self.elapsed_s = 0.0
         self.selection: dict[str, Any] | None = None
         self._selected_weights: dict[str, Tensor] | None = None
+        # the exponential moving average of the weights (update_ema); ema_steps = optimiser steps averaged
+        self.ema: dict[str, Tensor] | None = None
+        if config.ema_decay is not None:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.ema_steps = 0
+        self._ema_model: ScoreModel | None = None
 
     # ----------------------------------------------------------------------------------------- set-up
     @staticmethod
@@ -324,29 +344,55 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- one step
     def sample_p0(self, x0: Tensor, steps: int) -> Tensor:
-        """The contrastive samples: ``steps`` of unconstrained (or eps-bounded) PGD ascent from p_0 samples."""
+        """The contrastive samples: ``steps`` of unconstrained (or eps-bounded) PGD ascent from p_0 samples (from a
+        uniform point of the eps-ball with ``pgd_random_start``)."""
         c = self.config
-        return pgd(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
-                   clamp=self._clamp())
+        return pgd(self.sampler_score, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
+                   random_start=c.pgd_random_start, clamp=self._clamp(), precision=self.precision)
 
     def _clamp(self) -> tuple[float, float] | None:
         return self.extra.get("clamp", (0.0, 1.0))
 
+    def _read(self, which: str) -> Tensor:
+        """The next batch of ``data`` or ``p0`` on the device, read here or, with ``num_workers`` > 0 and a lazy
+        file source (:class:`~atebm.data.TinyImages`, :class:`~atebm.data.ImageFolder`, ...), by worker processes
+        ahead of the stream (:mod:`atebm.data.loader`). The stream advances the same either way, so a checkpoint's
+        stream state and the resume stay exact. In-memory sources (a tensor, an :class:`~atebm.data.ImageSet`)
+        are always read here."""
+        source, stream = (self.data, self.data_stream) if which == "data" else (self.p0, self.p0_stream)
+        if self.config.num_workers == 0 or isinstance(source, (Tensor, ImageSet)):  # in memory: nothing to gain
+            x = fetch_batch(source, stream.next(self.local_batch))
+        else:
+            if which not in self._loaders:
+                self._loaders[which] = BatchLoader(source, stream, self.local_batch, read=fetch_batch,
+                                                   num_workers=self.config.num_workers,
+                                                   pin_memory=self.device.type == "cuda")
+            indices, x = self._loaders[which].next()
+            if not torch.equal(indices, stream.next(self.local_batch)):
+                raise RuntimeError(f"the {which} loader's batch order differs from the trainer's stream")
+        return to_memory_format(x.to(self.device, torch.float32, non_blocking=True), self.config.channels_last)
+
+    def close_loaders(self) -> None:
+        """Stops the data-reading worker processes (:meth:`fit` does at its end; a later step restarts them)."""
+        for loader in self._loaders.values():
+            loader.close()
+        self._loaders = {}
+
     def train_step(self) -> dict[str, Any]:
         c = self.config
-        x = fetch_batch(self.data, self.data_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x = self._read("data")
         x = augment(x, c.augment_crop_scale, c.augment_flip, self.aug_generator)
-        x0 = fetch_batch(self.p0, self.p0_stream.next(self.local_batch)).to(self.device, torch.float32)
+        x0 = self._read("p0")
         x_adv = self.objective.negatives(self, x0)
         if c.indist_at_steps > 0:
             x = pgd(self.model, x, steps=c.indist_at_steps, step_size=c.indist_at_step_size, norm=c.pgd_norm,
-                    eps=c.indist_at_eps, descent=True, clamp=self._clamp())
+                    eps=c.indist_at_eps, descent=True, clamp=self._clamp(), precision=self.precision)
 
         self.network.train()
         if c.freeze_bn:
             freeze_batchnorm(self.network)
         m = x.shape[0]
-        inputs = torch.cat([x, x_adv])
+        inputs = to_memory_format(torch.cat([x, x_adv]), c.channels_last)
         if c.r1 > 0:
             inputs.requires_grad_(True)
         scores = self.network(inputs)
@@ -362,10 +408,13 @@ class Trainer:
             r1_value = 0.5 * grad[:m].pow(2).flatten(1).sum(1).mean()
             loss = loss + c.r1 * r1_value
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.grad_scaler.scale(loss).backward()
         if c.grad_clip is not None:
+            self.grad_scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-        self.optimizer.step()
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        self.update_ema()
         objective_stats = {**objective_stats, **self.objective.after_step(self)}
 
         auc = batch_auc(s_data, s_adv)
@@ -465,6 +514,7 @@ class Trainer:
         finally:
             if progress is not None:
                 progress.close()
+            self.close_loaders()
         if not (self.stop_reason or "").startswith("stopped") and self.step % c.ckpt_every != 0:
             self.save()
         return self.history
@@ -499,7 +549,8 @@ class Trainer:
             "auc_window": list(self.auc_window), "optimizer": self.optimizer.state_dict(),
             "data_stream": self.data_stream.state(), "p0_stream": self.p0_stream.state(),
             "aug_generator": self.aug_generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "world": self.world,
+            "grad_scaler": self.grad_scaler.state_dict(),
+            "world": self.world, "ema": self.ema, "ema_steps": self.ema_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -514,21 +565,69 @@ class Trainer:
         self.p0_stream.load_state(state["p0_stream"])
         self.aug_generator.set_state(state["aug_generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
+        self.close_loaders()  # they had read ahead of the old stream position
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ValueError("the checkpoint holds no weight average although its config sets ema_decay")
+            self.ema = {k: v.detach().clone().to(self.device) for k, v in state["ema"].items()}
+            self.ema_steps = int(state["ema_steps"])
 
-    def select_weights(self, weights: dict[str, Tensor] | None = None, *, by: str, value: float) -> None:
-        """Makes ``weights`` (default: the current ones) the run's model, the one written to ``model.pt``.
+    def select_weights(self, weights: dict[str, Tensor] | None = None, *, by: str, value: float,
+                       ema: bool = False) -> None:
+        """Makes ``weights`` (default: the current ones, or with ``ema=True`` the weight average of
+        :meth:`update_ema`) the run's model, the one written to ``model.pt``.
 
         Called by model-selection callbacks (e.g. the demo's lowest validation Fréchet distance, E supp. Sec. 3);
         ``by`` names the criterion and ``value`` its value at this step. The choice survives :meth:`resume`."""
-        state = self.model.state_dict() if weights is None else weights
+        if ema and self.ema is None:
+            raise ValueError("select_weights(ema=True): this run keeps no weight average (set ema_decay)")
+        state = weights if weights is not None else self.ema if ema else self.model.state_dict()
+        assert state is not None
         self._selected_weights = {k: v.detach().clone() for k, v in state.items()}
-        self.selection = {"by": by, "value": float(value), "step": self.step, "k": self.k}
+        self.selection = {"by": by, "value": float(value), "step": self.step, "k": self.k,
+                          "weights": "ema" if ema else "raw"}
 
     def model_weights(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """The run's model and how it was chosen: the selected weights, else the current (last) ones."""
+        """The run's model and how it was chosen: the selected weights, else the last ones (the weight average
+        when ``ema_decay`` is set, the raw weights otherwise)."""
         if self._selected_weights is not None and self.selection is not None:
             return self._selected_weights, dict(self.selection)
-        return self.model.state_dict(), {"by": "last", "step": self.step, "k": self.k}
+        if self.ema is not None:
+            return self.ema, {"by": "last", "step": self.step, "k": self.k, "weights": "ema"}
+        return self.model.state_dict(), {"by": "last", "step": self.step, "k": self.k, "weights": "raw"}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Updates the exponential moving average of the weights; called after each optimiser step when
+        ``config.ema_decay`` = d is set (a standard remedy for the oscillating sample quality of GAN/EBM training).
+
+        After optimiser step t (t = 1, 2, ...) with parameters θ_t, the average is the bias-corrected
+        exponentially weighted mean of every iterate so far::
+
+            ema_t = Σ_{i<=t} w_i θ_i,   w_i = (1 - d) d^(t-i) / (1 - d^t)
+                  = ema_{t-1} + c_t (θ_t - ema_{t-1}),   c_t = (1 - d) / (1 - d^t)      (so ema_1 = θ_1)
+
+        i.e. the usual ``ema <- d·ema + (1 - d)·θ`` without the pull towards the initial weights early on
+        (c_t -> 1 - d as t grows; about 1 / (1 - d) steps are averaged). Buffers (BatchNorm statistics) are copied
+        from the current model, not averaged. The average is saved in ``checkpoint.pt`` and resumed exactly;
+        without a selection it is the weights written to ``model.pt``."""
+        if self.ema is None or self.config.ema_decay is None:
+            return
+        self.ema_steps += 1
+        ema_update(self.ema, self.model, float(self.config.ema_decay), self.ema_steps)
+
+    def ema_model(self) -> ScoreModel:
+        """The score model with the averaged weights of :meth:`update_ema`, in eval mode (a copy kept by the trainer
+        and refreshed on each call; e.g. for validation callbacks)."""
+        if self.ema is None:
+            raise ValueError("this run keeps no weight average: set ema_decay in the training config")
+        if self._ema_model is None:
+            self._ema_model = copy.deepcopy(self.model)  # a copy, not a new build: building would draw random numbers
+            self._ema_model.requires_grad_(False)
+        self._ema_model.load_state_dict(self.ema)
+        return self._ema_model.eval()
 
     def save(self, path: str | os.PathLike | None = None) -> Path | None:
         """Writes ``model.pt`` and the resumable ``checkpoint.pt`` (rank 0 only) into ``out_dir``, or only the
@@ -598,6 +697,20 @@ class Trainer:
         tmp = log.with_name(".log.jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, log)
+
+
+@torch.no_grad()
+def ema_update(average: dict[str, Tensor], model: nn.Module, decay: float, step: int) -> None:
+    """One step of :meth:`Trainer.update_ema` on any state dict ``average`` of ``model``: after optimiser step
+    ``step`` (counted from 1), ``average <- average + c (θ - average)`` with ``c = (1 - decay) / (1 - decay^step)``
+    for the parameters; buffers are copied."""
+    rate = (1.0 - decay) / (1.0 - decay ** step)
+    parameters = {name for name, _ in model.named_parameters()}
+    for name, value in model.state_dict().items():
+        if name in parameters and value.is_floating_point():
+            average[name].lerp_(value.detach(), rate)
+        else:
+            average[name].copy_(value)
 
 
 def check_resume_overrides(saved: dict[str, Any], overrides: dict[str, Any] | None,
