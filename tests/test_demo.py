@@ -10,7 +10,7 @@ import torch
 
 import atebm
 from atebm.cli import main
-from atebm.demo import SMOKE_OVERRIDES
+from atebm.demo import SMOKE_OVERRIDES, out_of_family_seeds
 from atebm.training import load_checkpoint
 
 
@@ -46,10 +46,26 @@ def test_smoke_demo_writes_every_promised_file(tmp_path, capsys):
     best = min(trace, key=lambda r: r["val_fd"])
     assert selection["best_step"] == best["step"] and selection["best_val_fd"] == pytest.approx(best["val_fd"])
     assert model.meta["selection"]["by"] == "val_fd" and model.meta["selection"]["step"] == best["step"]
-    last = load_checkpoint(out / "checkpoint.pt")["model"]
+    # (the last weights of the kind the run exports: the weight average when the preset keeps one)
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    last = checkpoint["trainer"]["ema"] if checkpoint["config"].get("ema_decay") else checkpoint["model"]
     same_as_last = all(torch.equal(v, last[k]) for k, v in model.state_dict().items())
     assert same_as_last == (best["step"] == iterations), \
         "model.pt equals the last weights exactly when the last step had the lowest validation FD"
+
+    # raw and (when the preset keeps one) averaged weights are both traced; the selection picks the exported kind
+    ema = metrics["training"]["at"]["config_ema_decay"]
+    assert all("val_fd_raw" in r for r in trace)
+    assert all(("val_fd_ema" in r) == (ema is not None) for r in trace)
+    assert all(r["val_fd"] == r["val_fd_ema" if ema is not None else "val_fd_raw"] for r in trace)
+    assert model.meta["selection"]["weights"] == selection["weights"] == ("ema" if ema is not None else "raw")
+    assert selection["last_over_best"] == pytest.approx(trace[-1]["val_fd"] / best["val_fd"])
+
+    # the out-of-family gap: FD of the samples from out-of-family seeds over that of the held-out photo seeds
+    oof = metrics["generation"]["out_of_family"]
+    assert oof["fd"] == rows["samples (out-of-family seeds)"]["fd"]
+    assert oof["gap"] == pytest.approx(oof["fd"] / rows["samples (photo seeds)"]["fd"])
+    assert (out / "samples_out_of_family.png").exists() and (out / "seeds_out_of_family.png").exists()
 
     with np.load(out / "samples.npz") as archive:
         assert archive["x"].dtype == np.float32 and archive["x"].ndim == 4
@@ -60,3 +76,19 @@ def test_smoke_demo_writes_every_promised_file(tmp_path, capsys):
     # a second demo into the same folder refuses instead of mixing runs
     assert main(["demo", "--smoke", "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_out_of_family_seeds_are_deterministic_images_unlike_the_held_out_seeds():
+    from atebm.data import load_dataset
+
+    a, b = out_of_family_seeds(40, seed=1), out_of_family_seeds(40, seed=1)
+    assert a.shape == (40, 1, 28, 28) and torch.equal(a, b)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert not torch.equal(a, out_of_family_seeds(40, seed=2))
+    held_out = load_dataset("photos", split="test", n=40, seed=1).x
+    distances = torch.cdist(a.flatten(1), held_out.flatten(1))
+    assert float(distances.min()) > 0, "no out-of-family seed is one of the demo's held-out seeds"
+    # magnified patches are smoother than the held-out patches: lower mean absolute horizontal gradient
+    def roughness(x: torch.Tensor) -> float:
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+    assert roughness(a) < roughness(held_out)

@@ -1,12 +1,14 @@
 """``atebm demo``: the main job on the embedded default, on 2 CPU cores in about ten minutes.
 
-1. Train the ``mnist`` preset (binary AT, progressive K) with the failure-mode monitor, and the same trainer at
-   K = 0 (Outlier Exposure, the baseline) for comparison.
+1. Train the ``mnist`` preset (binary AT, progressive K, an exponential moving average of the weights) with the
+   failure-mode monitor, selecting by validation FD among the averaged weights (the raw weights' validation FD is
+   traced beside it), and the same trainer at K = 0 (Outlier Exposure, the baseline) for comparison.
 2. Generate digits from held-out natural-photo seeds and from blurred seeds (E Sec. 5.1), with a trajectory
    strip (seed -> sample at several steps).
 3. Measure the samples in the feature space of a digit classifier trained on MNIST 5,000: Fréchet distance to
    the training digits next to references computed the same way (held-out real digits, blurred held-out
-   digits, the unmodified seeds), mean pixel distance to the nearest training digit, classes covered.
+   digits, the unmodified seeds), mean pixel distance to the nearest training digit, classes covered; and the same
+   for out-of-family seeds (:func:`out_of_family_seeds`), whose FD over the held-out seeds' is the reported gap.
 4. Clean and worst-case OOD AUROC of both models over eps in {0, 1, 2, 3, 5, 8} (L2).
 5. Write ``metrics.json``, ``ood.json`` and a self-contained ``report.html``.
 """
@@ -26,7 +28,7 @@ from .sampling import pgd_trajectory
 from .training import MODEL_FILE, write_json
 from .training.run import run_training
 
-__all__ = ["run_demo", "DEMO_SETTINGS"]
+__all__ = ["run_demo", "DEMO_SETTINGS", "BestByFrechet", "out_of_family_seeds", "OUT_OF_FAMILY"]
 
 DEMO_SETTINGS: dict[str, Any] = {
     "select_every": 100,       # validation FD every N iterations once K >= select_min_k; the best weights are used
@@ -42,35 +44,93 @@ DEMO_SETTINGS: dict[str, Any] = {
     "smoke_ood_eps": (0, 1),   # `atebm eval-ood --checkpoint DIR --checkpoint-oe DIR/outlier-exposure` reproduces it
 }
 
+#: The out-of-family seeds of :func:`out_of_family_seeds` (issue 14: "seeds the model never saw the like of").
+OUT_OF_FAMILY: dict[str, Any] = {
+    "faces_area": (0.25, 1.0),          # LFW faces: random resized crops keeping 25-100% of the face image's area
+    "zoom_area": (1 / 16, 1 / 4),       # held-out photo patches magnified 2-4x (a crop of 1/16-1/4 of the area)
+    "seed_offset": 101,                 # their photo patches are not the demo's held-out seeds
+}
+
+
+def out_of_family_seeds(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` seeds (1 x 28 x 28, [0, 1]) from photographs outside the p_0 set at scales p_0 does not use.
+
+    Half are the LFW faces bundled with scikit-image (photographs of a kind p_0's natural photos never show), as
+    random resized crops keeping a fraction in :data:`OUT_OF_FAMILY` ``faces_area`` of the image (close-ups:
+    other scales), mirrored at random; the other half are patches of the held-out test photographs magnified 2-4x
+    by bilinear resampling of a crop of ``zoom_area`` of the patch: smoother, lower-detail seeds than any p_0
+    patch (p_0 never crops below ``atebm.data.MIN_CROP`` px of a photograph). The order is shuffled;
+    deterministic in ``seed``. The demo measures how much farther their samples are from real digits than the
+    samples of its in-family held-out seeds (``metrics.json``: ``generation.out_of_family``)."""
+    from .data import load_dataset
+    from .training import augment
+
+    generator = torch.Generator().manual_seed(seed)
+    n_faces = n // 2
+    faces = torch.cat([load_dataset("lfw", split=split).x for split in ("train", "test")])
+    faces = faces[torch.randint(len(faces), (n_faces,), generator=generator)]
+    faces = augment(faces, OUT_OF_FAMILY["faces_area"], True, generator)
+    photos = load_dataset("photos", split="test", n=n - n_faces, seed=seed + OUT_OF_FAMILY["seed_offset"]).x
+    photos = augment(photos, OUT_OF_FAMILY["zoom_area"], True, generator)
+    both = torch.cat([faces, photos]).clamp_(0.0, 1.0)
+    return both[torch.randperm(n, generator=generator)]
+
 class BestByFrechet:
     """Trainer callback: model selection by validation Fréchet distance, as the published code does with FID
     (E supp. Sec. 3: "the best-performing model is used").
 
     Every ``every`` iterations (once K >= ``min_k``) it generates from ``seeds`` with the preset's generation
-    settings and measures the Fréchet distance to ``reference`` in ``feature_net``'s feature space; the weights
-    with the lowest distance become the run's model (:meth:`atebm.Trainer.select_weights`, written to
-    ``model.pt``) and the value is added to the log record."""
+    settings and measures the Fréchet distance to ``reference`` in ``feature_net``'s feature space, for the raw
+    weights and, when the run keeps one (``ema_decay``), for the weight average (:meth:`atebm.Trainer.ema_model`).
+    The candidates are the weights the run exports (the average when there is one, else the raw weights); the
+    candidate with the lowest distance becomes the run's model (:meth:`atebm.Trainer.select_weights`, written to
+    ``model.pt``) and its value is added to the log record (``val_fd``; also ``val_fd_raw``, ``val_fd_ema``)."""
 
     def __init__(self, seeds: torch.Tensor, reference_features: np.ndarray, feature_net: Any, steps: int,
                  step_size: float, every: int, min_k: int) -> None:
         self.seeds, self.reference_features, self.feature_net = seeds, reference_features, feature_net
         self.steps, self.step_size, self.every, self.min_k = steps, step_size, every, min_k
         self.best_fd, self.best_step = float("inf"), None
-        self.trace: list[dict[str, float]] = []
+        self.trace: list[dict[str, Any]] = []
+
+    def measure(self, model: Any, device: torch.device) -> float:
+        """The validation FD of one model: samples from the validation seeds vs the reference features."""
+        from .apps.generate import generate
+        from .metrics import frechet_distance
+
+        samples = generate(model, self.seeds.to(device), self.steps, self.step_size).cpu()
+        return frechet_distance(self.feature_net.features(samples).numpy(), self.reference_features)
 
     def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
         if trainer.step % self.every or trainer.k < self.min_k:
             return
-        from .apps.generate import generate
-        from .metrics import frechet_distance
-
-        samples = generate(trainer.model, self.seeds.to(trainer.device), self.steps, self.step_size).cpu()
-        fd = frechet_distance(self.feature_net.features(samples).numpy(), self.reference_features)
-        record["val_fd"] = fd
-        self.trace.append({"step": trainer.step, "k": trainer.k, "val_fd": fd})
+        fd_raw = self.measure(trainer.model, trainer.device)
+        entry: dict[str, Any] = {"step": trainer.step, "k": trainer.k, "val_fd_raw": fd_raw}
+        use_ema = trainer.ema is not None
+        if use_ema:
+            entry["val_fd_ema"] = self.measure(trainer.ema_model(), trainer.device)
+        fd = entry["val_fd_ema"] if use_ema else fd_raw
+        entry["val_fd"], entry["weights"] = fd, "ema" if use_ema else "raw"
+        record.update({k: v for k, v in entry.items() if k.startswith("val_fd")})
+        self.trace.append(entry)
         if fd < self.best_fd:
             self.best_fd, self.best_step = fd, trainer.step
-            trainer.select_weights(by="val_fd", value=fd)
+            trainer.select_weights(by="val_fd", value=fd, ema=use_ema)
+
+    def summary(self) -> dict[str, Any]:
+        """The trace and how the weights at the end of training compare with the best of the run (the goal of
+        issue 14: the last weights within 1.25x of the best validation FD)."""
+        out: dict[str, Any] = {"best_step": self.best_step, "best_val_fd": self.best_fd, "trace": self.trace}
+        if self.trace:
+            last = self.trace[-1]
+            out["last_step"], out["last_val_fd"] = last["step"], last["val_fd"]
+            out["last_over_best"] = last["val_fd"] / self.best_fd
+            for kind in ("raw", "ema"):
+                values = [r[f"val_fd_{kind}"] for r in self.trace if f"val_fd_{kind}" in r]
+                if values:
+                    out[kind] = {"best": min(values), "last": values[-1], "last_over_best": values[-1] / min(values),
+                                 "median": float(np.median(values))}
+        return out
 
 
 SMOKE_OVERRIDES = {"max_iters": 6, "k_max": 2, "epochs_per_k": 0.02, "auc_window": 2, "log_every": 2,
@@ -151,8 +211,12 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
     samples, trajectory = pgd_trajectory(model, seeds.to(dev), record=record, steps=gen["steps"],
                                          step_size=gen["step_size"])
     blurred_samples = generate(model, seeds.to(dev), gen["steps"], gen["step_size"], settings["seed_blur"])
+    oof_seeds = out_of_family_seeds(n, seed=1)
+    oof_samples = generate(model, oof_seeds.to(dev), gen["steps"], gen["step_size"]).cpu()
     samples, blurred_samples, trajectory = samples.cpu(), blurred_samples.cpu(), trajectory.cpu()
     save_images(out, "samples", samples, nrow=16)
+    save_images(out, "samples_out_of_family", oof_samples, nrow=16)
+    save_grid(out / "seeds_out_of_family.png", oof_seeds[:256], nrow=16, scale=2)
     save_images(out, "samples_blurred_seeds", blurred_samples, nrow=16)
     save_grid(out / "seeds.png", seeds[:256], nrow=16, scale=2)
     strip = trajectory[:, :12].transpose(0, 1).reshape(-1, *samples.shape[1:])
@@ -168,11 +232,14 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
         "unmodified seeds (photo patches)": seeds,
         "samples (photo seeds)": samples,
         f"samples (seeds blurred, sigma {settings['seed_blur']})": blurred_samples,
+        "unmodified out-of-family seeds": oof_seeds,
+        "samples (out-of-family seeds)": oof_samples,
     }
     rows = {name: generation_metrics(x, train, net, train=train, seed=0) for name, x in references.items()}
     blurred_key = next(k for k in rows if k.startswith("blurred held-out"))
     verdicts = {}
-    for key in ("samples (photo seeds)", next(k for k in rows if k.startswith("samples (seeds blurred"))):
+    for key in ("samples (photo seeds)", next(k for k in rows if k.startswith("samples (seeds blurred")),
+                "samples (out-of-family seeds)"):
         hist = np.asarray(rows[key]["class_histogram"])
         classes = int((hist >= settings["class_min_fraction"] * hist.sum()).sum())
         rows[key]["classes_covered"] = classes
@@ -185,9 +252,10 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
                                      pairs=efficiency_pairs(gen["steps"], gen["step_size"], (2.0, 1.0, 0.5, 0.25)))
     timings["metrics_s"] = time.perf_counter() - t
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "preset": preset.name, "smoke": smoke, "settings": settings, "timings_s": timings,
         "training": {"at": {"iterations": at.step, "final_k": at.k, "stop": at.stop_reason,
+                            "config_ema_decay": at.config.ema_decay,
                             "last_log": at.history[-1] if at.history else None},
                      "oe": {"iterations": oe.step, "final_k": oe.k}},
         "generation": {"steps": gen["steps"], "step_size": gen["step_size"], "seeds": "photos?split=test",
@@ -198,10 +266,17 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
                                "and all 10 classes appear (each >= 1% of the samples)"},
         "sampling_efficiency": efficiency,
         "monitor": monitor.summary(),
-        "model_selection": {"rule": "lowest validation FD (samples from training-photo seeds vs training digits)",
-                            "best_step": selector.best_step, "best_val_fd": selector.best_fd,
-                            "trace": selector.trace, "model": MODEL_FILE},
+        "model_selection": {"rule": "lowest validation FD (samples from training-photo seeds vs training digits)"
+                                    + (f" among the weight averages (ema_decay {at.config.ema_decay:g})"
+                                       if at.ema is not None else ""),
+                            "weights": selection.get("weights", "raw"), **selector.summary(), "model": MODEL_FILE},
     }
+    fd_in, fd_oof = rows["samples (photo seeds)"]["fd"], rows["samples (out-of-family seeds)"]["fd"]
+    metrics["generation"]["out_of_family"] = {
+        "seeds": "half LFW-face crops (25-100% of the area), half held-out photo patches magnified 2-4x "
+                 "(atebm.demo.out_of_family_seeds)", "fd": fd_oof, "fd_held_out_photo_seeds": fd_in,
+        "gap": fd_oof / fd_in, "rule": "gap = FD(samples from out-of-family seeds) / FD(samples from held-out "
+                                       "photo seeds), same sampler, same reference, same number of seeds"}
     report = Report.open(out, title="atebm demo: MNIST 5,000 vs natural-photo patches")
     _add_report_sections(report, out, at, oe, metrics)
     monitor.add_to_report(report, key="monitor", heading="Failure-mode monitor")
@@ -232,9 +307,11 @@ def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict
     _add_intro(report, metrics)
     report.add_curves("curves-at", "Training curves: AT model", at.history)
     selection = metrics["model_selection"]
-    report.add_table("selection", "Model selection by validation Fréchet distance", ["step", "K", "validation FD"],
-                     [[r["step"], r["k"], r["val_fd"]] for r in selection["trace"]],
+    report.add_table("selection", "Model selection by validation Fréchet distance",
+                     ["step", "K", "validation FD (raw weights)", "validation FD (weight average)"],
+                     [[r["step"], r["k"], r["val_fd_raw"], r.get("val_fd_ema")] for r in selection["trace"]],
                      protocol={"rule": selection["rule"], "chosen step": selection["best_step"],
+                               "last / best validation FD": selection.get("last_over_best"),
                                "used for": f"every sample, metric and OOD number below ({MODEL_FILE})"})
     report.add_curves("curves-oe", "Training curves: Outlier Exposure (K = 0)", oe.history)
     report.add_image("samples", "Samples from held-out photo seeds", "samples.png", "PGD ascent from photo patches")
@@ -242,6 +319,11 @@ def _add_report_sections(report: Any, out: Path, at: Any, oe: Any, metrics: dict
                      f"seeds blurred with sigma {metrics['settings']['seed_blur']} px first")
     report.add_image("seeds", "The seeds", "seeds.png", "held-out natural-photo patches (never seen in training)")
     report.add_image("trajectory", "Trajectories", "trajectory.png", "each row: seed -> sample at several steps")
+    oof = gen["out_of_family"]
+    report.add_image("samples-oof", "Samples from out-of-family seeds", "samples_out_of_family.png",
+                     f"{oof['seeds']}; FD {oof['fd']:.1f} vs {oof['fd_held_out_photo_seeds']:.1f} from the held-out "
+                     f"photo seeds: gap {oof['gap']:.2f}x")
+    report.add_image("seeds-oof", "The out-of-family seeds", "seeds_out_of_family.png", oof["seeds"])
     report.add_image("nearest", "Nearest training digits", "nearest_neighbours.png",
                      "sample | nearest training digit in pixel space | in feature space")
     columns = ["set", "FD", "KID", "nearest-digit L2", "classes", "histogram"]
@@ -279,6 +361,14 @@ def _print_summary(metrics: dict[str, Any], ood: dict[str, Any], out: Path) -> N
               f"{r.get('classes_covered')}")
     for key, ok in gen["samples_are_digits"].items():
         print(f"  {key}: {'digits' if ok else 'NOT digits'} by the rule: {gen['rule']}")
+    oof = gen["out_of_family"]
+    print(f"  out-of-family seeds ({oof['seeds']}): FD {oof['fd']:.1f}, {oof['gap']:.2f}x that of the held-out "
+          "photo seeds")
+    selection = metrics["model_selection"]
+    if "last_over_best" in selection:
+        print(f"Model selection: weights {selection['weights']}, best validation FD {selection['best_val_fd']:.1f} "
+              f"(step {selection['best_step']}); at the end of training {selection['last_val_fd']:.1f} "
+              f"({selection['last_over_best']:.2f}x the best)")
     print("\nSampling efficiency (same steps x step size, photo seeds; FD in the same feature space):")
     for r in metrics["sampling_efficiency"]["rows"]:
         print(f"  {r['steps']:3d} steps x {r['step_size']:.3g} = {r['product']:.3g}: FD {r['fd']:.1f}")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -10,7 +12,7 @@ from ..sampling import ScoreFn
 from ._images import check_images
 from .generate import generate, generate_trajectory
 
-__all__ = ["interpolate", "interpolate_trajectory", "interpolation_seeds"]
+__all__ = ["interpolate", "interpolate_trajectory", "interpolation_seeds", "measure_interpolation"]
 
 
 def interpolation_seeds(a: Tensor, b: Tensor, num: int) -> Tensor:
@@ -71,3 +73,46 @@ def interpolate_trajectory(
     flat, shape = _flat_seeds(a, b, num)
     samples, path = generate_trajectory(model, flat, steps, step_size, blur_sigma, record=record, norm=norm)
     return samples.reshape(shape), path.reshape(len(path), *shape)
+
+
+def measure_interpolation(samples: Tensor, classifier: Any, reference_features: Any) -> dict[str, Any]:
+    """What happens along the paths of :func:`interpolate` (E supp. Fig. 11-13): ``samples`` of shape
+    (M, num, C, H, W), ``classifier`` with ``predict_proba`` and ``features`` (e.g. :func:`atebm.metrics.
+    digit_features`), ``reference_features`` the real images' features (rows).
+
+    Per position ``t_j`` (over the M paths): the Fréchet distance of the M samples to the reference (``fd``; the
+    same sample count at every position, so the values compare), the classifier's mean top probability
+    (``confidence``) and class histogram. Per path: the class at each position, the number of class changes, and
+    whether the class at the midpoint is the class of one of the two ends. ``fd_midpoint`` vs ``fd_endpoints`` (the
+    mean of the two ends) says whether the middle of a path is as realistic as its ends."""
+    from ..metrics import frechet_distance
+
+    if samples.dim() != 5:
+        raise ValueError(f"samples must have shape (M, num, C, H, W) as interpolate() returns, "
+                         f"got {tuple(samples.shape)}")
+    m, num = samples.shape[:2]
+    if m < 2 or num < 3:
+        raise ValueError(f"need at least 2 paths of at least 3 points, got {m} paths of {num}")
+    flat = samples.detach().cpu().reshape(m * num, *samples.shape[2:])
+    proba = torch.as_tensor(classifier.predict_proba(flat)).reshape(m, num, -1)
+    features = np.asarray(classifier.features(flat)).reshape(m, num, -1)
+    classes = proba.argmax(-1)
+    fd = [frechet_distance(features[:, j], reference_features) for j in range(num)]
+    middle = num // 2
+    ends = classes[:, [0, -1]]
+    changes = (classes[:, 1:] != classes[:, :-1]).sum(1)
+    return {
+        "t": [j / (num - 1) for j in range(num)],
+        "paths": m,
+        "fd": fd,
+        "fd_midpoint": fd[middle],
+        "fd_endpoints": 0.5 * (fd[0] + fd[-1]),
+        "midpoint_over_endpoints": fd[middle] / (0.5 * (fd[0] + fd[-1])),
+        "confidence": proba.max(-1).values.mean(0).tolist(),
+        "class_histogram": [torch.bincount(classes[:, j], minlength=proba.shape[-1]).tolist() for j in range(num)],
+        "classes": classes.tolist(),
+        "class_changes_mean": float(changes.float().mean()),
+        "ends_differ": float((ends[:, 0] != ends[:, 1]).float().mean()),
+        "midpoint_class_is_an_end_class": float(((classes[:, middle] == ends[:, 0]) |
+                                                 (classes[:, middle] == ends[:, 1])).float().mean()),
+    }
