@@ -43,7 +43,7 @@ def images(n: int = 6, seed: int = 0) -> torch.Tensor:
                                            ("l2", 0.5, "adam")])
 def test_detector_training_attack_stays_in_its_ball(norm, eps, rule):
     config = TrainConfig(model=tiny_spec(), batch_size=4, k_start=3, k_max=3, step_size=0.2, pgd_norm=norm,
-                         pgd_eps=eps, max_iters=1, progress=False)
+                         pgd_eps=eps, pgd_random_start=True, max_iters=1, progress=False)
     trainer = gat.DetectorTrainer(config, images(8, 1), images(8, 2), extra={"attack_rule": rule})
     x0 = images(16, 3) * 0.8 + 0.1
     first, second = trainer.sample_p0(x0, 3), trainer.sample_p0(x0, 3)
@@ -53,6 +53,49 @@ def test_detector_training_attack_stays_in_its_ball(norm, eps, rule):
     assert float(size.min()) > 0  # it moved
     assert float(first.min()) >= 0 and float(first.max()) <= 1
     assert not torch.allclose(first, second)  # random start: a new point of the ball each time
+
+
+def test_random_start_needs_a_finite_ball_and_every_preset_sets_it():
+    with pytest.raises(ValueError, match="pgd_random_start needs a finite pgd_eps"):
+        TrainConfig(pgd_random_start=True, max_iters=1)
+    assert all(gat.get_gat_preset(name).detector_config().pgd_random_start for name in gat.GAT_PRESETS)
+
+
+def test_detector_training_augments_the_other_class_images_like_the_positives():
+    x0 = images(16, 3)
+    plain = TrainConfig(model=tiny_spec(), batch_size=4, k_start=0, k_max=0, step_size=0.0, pgd_norm="linf",
+                        pgd_eps=0.01, max_iters=1, progress=False)
+    assert torch.allclose(gat.DetectorTrainer(plain, images(8, 1), images(8, 2)).sample_p0(x0, 0), x0)
+    zoomed = plain.replace(augment_crop_scale=(0.25, 0.25))  # every image cropped to half its side, resampled
+    out = gat.DetectorTrainer(zoomed, images(8, 1), images(8, 2)).sample_p0(x0, 0)
+    assert out.shape == x0.shape and float((out - x0).abs().max()) > 0.1
+
+
+def test_jitter_is_the_identity_when_off_and_a_stroke_change_when_asked():
+    from torch.nn import functional as F
+
+    x, g = images(8, 4), torch.Generator().manual_seed(0)
+    assert torch.equal(gat.training.jitter(x, generator=g), x)
+    out = gat.training.jitter(x, thickness=1.0, generator=g)  # every image dilated or eroded, nothing else
+    thick, thin = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
+    per_image = [torch.allclose(o, a, atol=1e-6) or torch.allclose(o, b, atol=1e-6)
+                 for o, a, b in zip(out, thick, thin)]
+    assert all(per_image)
+    moved = gat.training.jitter(x, rotate=10, scale=0.1, shift=2, generator=g)
+    assert moved.shape == x.shape and float(moved.min()) >= 0 and float(moved.max()) <= 1
+    assert not torch.allclose(moved, x)
+
+
+def test_detector_trainer_jitters_both_image_sources():
+    config = TrainConfig(model=tiny_spec(), batch_size=4, k_start=0, k_max=0, step_size=0.0, max_iters=1,
+                         progress=False)
+    data, p0 = images(8, 1), images(8, 2)
+    trainer = gat.DetectorTrainer(config, data, p0, extra={"jitter": {"shift": 3.0}})
+    batch = trainer.data.get_batch(torch.arange(4))
+    assert batch.shape == data[:4].shape and not torch.allclose(batch, data[:4])
+    assert trainer.p0.images is p0 and trainer.p0.generator is trainer.aug_generator
+    with pytest.raises(ValueError, match="unknown jitter options"):
+        gat.DetectorTrainer(config, data, p0, extra={"jitter": {"shear": 1.0}})
 
 
 def test_detector_trains_and_selects_best_validation_weights(tmp_path):

@@ -3,11 +3,12 @@
 Detector d_k is a binary adversarial-training run of :class:`atebm.Trainer`: p_data = the training images of class
 k (label 1), p_0 = the training images of the other classes (label 0), each p_0 batch replaced by a PGD attack that
 *raises* d_k inside the eps-ball around it, from a random point of the ball (the authors' code), with a fixed
-number of steps K (``k_start = k_max``). :class:`DetectorTrainer` is the trainer with that random start and the
-optional Adam-step attack of T Tab. 3.1; everything else (loop, optimiser, checkpoints, resume, logs) is the
-trainer's own. Every ``validation["every"]`` iterations the detector is scored on the validation split: AUC of
-clean class-k images against perturbed other-class images under the preset's validation attack; the best
-(AUC, then lower validation loss) becomes the run's model (``detector_k/model.pt``, via
+number of steps K (``k_start = k_max``; the random start is the trainer's ``pgd_random_start``).
+:class:`DetectorTrainer` is the trainer with the optional Adam-step attack of T Tab. 3.1 and the positives'
+augmentation applied to p_0 too; everything else (loop, optimiser, checkpoints, resume, logs) is the trainer's own.
+Every ``validation["every"]`` iterations the detector is scored on the validation split: AUC of clean class-k
+images against perturbed other-class images under the preset's validation attack; the best (AUC, then lower
+validation loss) becomes the run's model (``detector_k/model.pt``, via
 :meth:`atebm.Trainer.select_weights`).
 """
 from __future__ import annotations
@@ -25,9 +26,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..metrics import auroc
-from ..sampling import adam_pgd, pgd
-from ..training import CHECKPOINT_FILE, MODEL_FILE, Trainer, load_model, write_json
-from ..training.trainer import RESUME_OVERRIDABLE
+from ..sampling import adam_pgd
+from ..training import CHECKPOINT_FILE, MODEL_FILE, TrainConfig, Trainer, load_model, write_json
+from ..training.trainer import RESUME_OVERRIDABLE, augment
 from .attacks import SingleDetectorAttack, run_attack
 from .committee import Committee, save_committee
 from .data import LabelledSplits, class_view
@@ -41,18 +42,77 @@ def detector_dir(out_dir: str | Path, k: int) -> Path:
     return Path(out_dir) / f"detector_{k}"
 
 
+def jitter(x: Tensor, *, rotate: float = 0.0, scale: float = 0.0, shift: float = 0.0, thickness: float = 0.0,
+           generator: torch.Generator) -> Tensor:
+    """Random shape jitter of digit-like images, per sample: rotation by U(-rotate, rotate) degrees, independent
+    x/y scaling by U(1 - scale, 1 + scale) (aspect ratio changes too), translation by U(-shift, shift) pixels
+    (one bilinear resampling), then with probability ``thickness`` a 3x3 dilation or erosion (half each: thicker
+    or thinner strokes). Identity where all are 0."""
+    if x.dim() != 4 or not (rotate or scale or shift or thickness):
+        return x
+    n, size = x.shape[0], x.shape[-1]
+
+    def uniform(half: float) -> Tensor:
+        return (torch.rand(n, generator=generator) * 2 - 1) * half
+
+    angle, sx, sy = uniform(math.radians(rotate)), 1 + uniform(scale), 1 + uniform(scale)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / sx, -torch.sin(angle) / sx
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / sy, torch.cos(angle) / sy
+    theta[:, 0, 2], theta[:, 1, 2] = uniform(2 * shift / size), uniform(2 * shift / size)
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if thickness > 0:
+        pick = torch.rand(n, generator=generator)
+        dilate = (pick < thickness / 2).view(-1, 1, 1, 1).to(x.device)
+        erode = ((pick >= thickness / 2) & (pick < thickness)).view(-1, 1, 1, 1).to(x.device)
+        thick, thin = F.max_pool2d(out, 3, 1, 1), -F.max_pool2d(-out, 3, 1, 1)
+        out = torch.where(dilate, thick, torch.where(erode, thin, out))
+    return out.clamp(0, 1)
+
+
+class JitteredImages:
+    """An image source (``len`` and ``get_batch``) that returns the rows of ``images`` through :func:`jitter`,
+    drawing from ``generator`` (the trainer's augmentation generator, so that a resume continues it exactly)."""
+
+    def __init__(self, images: Tensor, options: dict[str, float], generator: torch.Generator) -> None:
+        self.images, self.options, self.generator = images, dict(options), generator
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get_batch(self, indices: Tensor) -> Tensor:
+        return jitter(self.images[indices].float(), generator=self.generator, **self.options)
+
+
 class DetectorTrainer(Trainer):
-    """:class:`atebm.Trainer` whose p_0 attack starts at a random point of the eps-ball (T Eq. 3.23 solved as in
-    the authors' code) and, with ``extra["attack_rule"] = "adam"``, takes Adam steps (T Tab. 3.1)."""
+    """:class:`atebm.Trainer` whose p_0 attack, with ``extra["attack_rule"] = "adam"``, takes Adam steps (T Tab.
+    3.1); the random start in the eps-ball (T Eq. 3.23 solved as in the authors' code) is the trainer's
+    ``pgd_random_start``, which every preset sets. With ``augment_crop_scale``/``augment_flip`` set, the p_0
+    images are augmented like the p_data ones before the attack; so with ``extra["jitter"]`` (the options of
+    :func:`jitter`), which both image sources go through."""
+
+    def __init__(self, config: TrainConfig, data: Tensor, p0: Tensor, **kwargs: Any) -> None:
+        super().__init__(config, data, p0, **kwargs)
+        options = self.extra.get("jitter")
+        if options:
+            unknown = sorted(set(options) - {"rotate", "scale", "shift", "thickness"})
+            if unknown:
+                raise ValueError(f"unknown jitter options {unknown}; valid: rotate, scale, shift, thickness")
+            self.data = JitteredImages(data, options, self.aug_generator)
+            self.p0 = JitteredImages(p0, options, self.aug_generator)
 
     def sample_p0(self, x0: Tensor, steps: int) -> Tensor:
         c = self.config
         rule = self.extra.get("attack_rule", "pgd")
         if rule not in ATTACK_RULES:
             raise ValueError(f"attack_rule must be one of {ATTACK_RULES}, got {rule!r}")
-        step = adam_pgd if rule == "adam" else pgd
-        return step(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
-                    random_start=math.isfinite(c.pgd_eps), clamp=self._clamp())
+        # the other-class images get the positives' augmentation, so that it is no cue between the two
+        x0 = augment(x0, c.augment_crop_scale, c.augment_flip, self.aug_generator)
+        if rule == "pgd":
+            return super().sample_p0(x0, steps)
+        return adam_pgd(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
+                        random_start=c.pgd_random_start, clamp=self._clamp())
 
 
 class ValidationSelector:
@@ -120,7 +180,8 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
                          f"{config.log_every}")
     meta = {"preset": preset.name, "data": splits.source, "class": k, "size": preset.size,
             "channels": preset.channels, "norm": preset.norm, "eps": preset.eps}
-    extra = {"attack_rule": preset.train_attack, "clamp": (0.0, 1.0), "size": preset.size,
+    extra = {"attack_rule": preset.train_attack, "jitter": preset.extra.get("jitter"), "clamp": (0.0, 1.0),
+             "size": preset.size,
              "channels": preset.channels, "gat": meta, "meta": meta}
     checkpoint = run / CHECKPOINT_FILE
     if resume and checkpoint.exists():
