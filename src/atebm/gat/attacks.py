@@ -19,7 +19,11 @@ objective per sample is kept). Objectives (``z_f``: classifier logits, ``z_H``: 
 ``SwitchingAttack``   Eq. 3.35: while f still predicts y, the classifier margin (3.30); once it does not,
                       max_{i != y} z_H,i (3.32)
 ``SingleDetectorAttack``  the per-detector attack of the AUC tables (T Tab. 3.2-3.5): maximise z_{d_k}
+``TargetedMargin``    the targeted margin z_t - z_y on any K-logit model (lowers the true class as it raises t)
 ====================  ==========================================================================================
+
+:func:`per_class_attack` is the attack of T Eq. 3.47-3.48 on the generative classifier: one single-detector
+ascent per wrong class k, then the candidate with the highest d_k + c_k.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from ..sampling import adam_pgd, pgd
 from .presets import ATTACK_RULES
 
 __all__ = ["ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
-           "ThresholdMargin", "run_attack", "top_other", "OBJECTIVES"]
+           "ThresholdMargin", "TargetedMargin", "run_attack", "per_class_attack", "top_other", "OBJECTIVES"]
 
 
 def top_other(logits: Tensor, y: Tensor) -> Tensor:
@@ -141,6 +145,51 @@ class ThresholdMargin(_Labelled):
     def forward(self, x: Tensor) -> Tensor:
         y, z = self._labels(x), self.model(x)
         return _true(z, y).clamp_min(self.threshold) - top_other(z, y)
+
+
+class TargetedMargin(_Labelled):
+    """``z_t(x) - z_y(x)`` on a K-logit model, for a target class t != y per sample: positive exactly when t
+    beats the true class (a targeted full-margin attack; it raises z_t and lowers z_y at once)."""
+
+    target: Tensor
+
+    def __init__(self, model: nn.Module, y: Tensor, target: Tensor) -> None:
+        super().__init__(y)
+        self.model = model
+        self.register_buffer("target", torch.as_tensor(target).long().view(-1).clone())
+        if self.target.shape != self.y.shape:
+            raise ValueError(f"need one target per label; got {self.target.shape[0]} targets for "
+                             f"{self.y.shape[0]} labels")
+        if bool((self.target == self.y).any()):
+            raise ValueError("a target class must differ from the true class")
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, z = self._labels(x), self.model(x)
+        return z.gather(1, self.target.to(x.device).view(-1, 1))[:, 0] - _true(z, y)
+
+
+def per_class_attack(committee: Any, x: Tensor, y: Tensor, **attack_options: Any) -> Tensor:
+    """T Eq. 3.47-3.48 on the generative classifier g(x) = argmax_k d_k(x) + c_k (Tramer et al.'s attack):
+    for every class k != y, delta_k maximises d_k(x + delta) inside the ball (:func:`run_attack` with
+    ``attack_options``, on the single detector ``committee.detector(k)``); then delta* is the delta_k with the
+    largest d_k(x + delta_k) + c_k. Returns x + delta* (CPU)."""
+    y = torch.as_tensor(y).long()
+    device = next(committee.parameters()).device
+    best_x = x.clone()
+    best = torch.full((len(x),), -math.inf)
+    for k in range(committee.num_classes):
+        rows = torch.nonzero(y != k)[:, 0]
+        if len(rows) == 0:
+            continue
+        detector = committee.detector(k)
+        adv = run_attack(SingleDetectorAttack(detector), x[rows], **attack_options)
+        with torch.no_grad():
+            value = torch.cat([detector(adv[i:i + 500].to(device)).view(-1).cpu()
+                               for i in range(0, len(adv), 500)]) + float(committee.offsets[k])
+        better = value > best[rows]
+        best[rows] = torch.where(better, value, best[rows])
+        best_x[rows[better]] = adv[better]
+    return best_x
 
 
 #: Name -> constructor, as used in protocols and on the command line.

@@ -1,11 +1,18 @@
-"""The ``atebm gat train`` and ``atebm gat eval`` pipelines as library functions (same defaults as the CLI).
+"""The ``atebm gat`` pipelines as library functions (same defaults as the CLI): ``train`` and ``eval`` (detection,
+T Sec. 3.2), ``calibrate`` (:func:`atebm.gat.calibration.run_gat_calibrate`), ``robust-softmax``,
+``classify-eval`` and ``explain`` (the generative robust classifier, T Sec. 3.4).
 
 A committee run folder holds::
 
     classifier.pt        the softmax classifier f (integrated detection)
     detector_k/          one trainer run per class: model.pt (best-validation weights), checkpoint.pt (resume),
                          log.jsonl, config.json, done.json (summary once finished)
-    committee.pt         the K selected detectors and the offsets c_k, read by atebm.gat.load
+    committee.pt         the K selected detectors and the offsets c_k (calibrated on the validation split at
+                         the end of training), read by atebm.gat.load
+    calibration.json     offsets, accuracy before/after; calibration_histograms.png (T Fig. 3.11)
+    robust_softmax.pt    the Madry-trained softmax baseline (atebm gat robust-softmax)
+    classify.json        accuracy vs test eps, worst case over attackers (atebm gat classify-eval)
+    explain.json         samples, counterfactuals, attributions, FD (atebm gat explain)
     gat_train.json       preset, data, splits, timings
     report.html          the run report (training summary; evaluation sections when evaluated here)
 """
@@ -23,17 +30,25 @@ import torch
 
 from ..report import Report
 from ..training import resolve_device, write_json
-from .classifier import load_classifier, save_classifier, train_softmax_classifier
-from .committee import COMMITTEE_FILE, Committee, load_committee
+from .calibration import HISTOGRAM_FILE, calibrate_committee, report_calibration, score_histograms
+from .classifier import batched_logits, load_classifier, save_classifier, train_softmax_classifier
+from .classify import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
+from .committee import COMMITTEE_FILE, Committee, load_committee, save_committee
 from .data import labelled_splits
 from .evaluate import EVAL_PROTOCOLS, THESIS, GatEvalConfig, evaluate_committee
-from .presets import GatPreset, detector_model_spec, get_gat_preset
+from .presets import GatPreset, detector_model_spec
+from .robust import count_macs, count_parameters, resolve_preset, train_madry_classifier
 from .training import assemble_committee, detector_dir, train_detectors
 
 __all__ = ["run_gat_train", "run_gat_eval", "CLASSIFIER_FILE", "EVAL_JSON", "TRAIN_JSON", "EVAL_SECTIONS",
-           "report_evaluation"]
+           "report_evaluation", "run_gat_robust_softmax", "run_gat_classify_eval", "run_gat_explain",
+           "ROBUST_SOFTMAX_FILE", "CLASSIFY_JSON", "EXPLAIN_JSON", "plot_accuracy_grid", "report_classify",
+           "report_explain"]
 
 CLASSIFIER_FILE = "classifier.pt"
+ROBUST_SOFTMAX_FILE = "robust_softmax.pt"
+CLASSIFY_JSON = "classify.json"
+EXPLAIN_JSON = "explain.json"
 TRAIN_JSON = "gat_train.json"
 EVAL_JSON = "gat_eval.json"
 EVAL_SECTIONS = ("clean", "auc", "detection", "independent", "distortion")
@@ -48,9 +63,13 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
                   workers: int = 1, overrides: dict[str, Any] | None = None, log: bool = True,
                   report: bool = True) -> Committee | None:
     """Trains the softmax classifier and the detector committee of ``preset`` on ``data`` (default: the preset's
-    source) into ``out_dir``, ``workers`` detectors at a time (see :func:`~atebm.gat.train_detectors`); returns
-    the committee (None while some detectors are still untrained, e.g. when only ``classes`` were asked for)."""
-    chosen = get_gat_preset(preset) if isinstance(preset, str) else preset
+    source) into ``out_dir``, ``workers`` detectors at a time (see :func:`~atebm.gat.train_detectors`); once all
+    detectors are done, assembles ``committee.pt`` and calibrates its offsets c_k on the validation split
+    (T Eq. 3.43, :func:`~atebm.gat.calibration.calibrate_committee`; record in ``gat_train.json``, the committee's
+    meta and ``calibration_histograms.png``). Returns the calibrated committee (None while some detectors are
+    still untrained, e.g. when only ``classes`` were asked for). ``preset`` may name a GAT_PRESETS or a
+    CLASSIFY_PRESETS entry."""
+    chosen = resolve_preset(preset)
     out = Path(out_dir)
     say = _say(log)
     started = [p for p in [out / COMMITTEE_FILE, out / CLASSIFIER_FILE, *out.glob("detector_*")] if p.exists()]
@@ -93,12 +112,25 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
         meta = {"preset": chosen.name, "data": source, "size": chosen.size, "channels": chosen.channels,
                 "norm": chosen.norm, "eps": chosen.eps, "num_classes": splits.num_classes}
         committee = assemble_committee(out, splits.num_classes, meta)
+        assert splits.val.y is not None and splits.test.y is not None
+        calibration = calibrate_committee(committee, splits.val.x, splits.val.y, x_eval=splits.test.x,
+                                          y_eval=splits.test.y)
+        calibration.update(split="val", data=source, eval_split="test",
+                           objective="mean cross-entropy of softmax_k(d_k(x) + c_k), L-BFGS from c = 0, centred")
+        calibration["histograms"] = score_histograms(committee, splits.test.x, splits.test.y, out / HISTOGRAM_FILE,
+                                                     scores=calibration.pop("_eval_scores"))
+        committee.meta["calibration"] = calibration
+        save_committee(out, committee)
+        info["calibration"] = calibration
+        say(f"calibrated on the validation split: test accuracy {calibration['eval']['before']['accuracy']:.4f} "
+            f"-> {calibration['eval']['after']['accuracy']:.4f}")
         all_done = [json.loads((detector_dir(out, k) / "done.json").read_text()) for k in done]
         info["detector_train_seconds"] = round(sum(s["train_seconds"] for s in all_done), 1)
         say(f"committee: {out / COMMITTEE_FILE} ({info['detector_train_seconds']:.0f} s of detector training)")
     write_json(out / TRAIN_JSON, info)
     if report and committee is not None:
         _report_training(out, info)
+        report_calibration(out, info["calibration"])
     return committee
 
 
@@ -287,4 +319,193 @@ def report_evaluation(out: str | Path, state: dict[str, Any]) -> None:
                      f"{dist['mean_l2']:.2f} (median {dist['median_l2']:.2f}, success {dist['success_rate']:.2f})"])
         report.add_table("gat/distortion", "Mean L2 distortion at 0.95 TPR (T Tab. 3.6; higher is better)",
                          ["method", "mean L2"], rows, protocol=dist["protocol"])
+    report.save()
+
+
+def _committee_and_splits(checkpoint: str | Path, data: str | None, device: str) -> tuple[Committee, Any, Path]:
+    committee = load_committee(checkpoint, device=resolve_device(device))
+    meta = committee.meta
+    source = data or meta.get("data")
+    if not source:
+        raise ValueError("the committee names no data source; pass data=... (--data)")
+    splits = labelled_splits(source, int(meta.get("size", 28)), int(meta.get("channels", 1)))
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    return committee, splits, folder
+
+
+def _softmax_models(paths: Sequence[str | Path], device: str) -> dict[str, torch.nn.Module]:
+    models: dict[str, torch.nn.Module] = {}
+    for p in paths:
+        name = Path(p).stem
+        if name in models or name == "generative":
+            raise ValueError(f"two models named {name!r}: give softmax checkpoints with distinct file names")
+        models[name] = load_classifier(p, device=resolve_device(device))
+    return models
+
+
+def run_gat_robust_softmax(out_dir: str | Path, *, data: str = "mnist", norm: str = "linf", eps: float = 0.3,
+                           steps: int = 7, step_size: float = 0.1, iterations: int = 1000, batch_size: int = 64,
+                           lr: float = 1e-3, widths: tuple[int, int] = (16, 32), hidden: int = 1024, seed: int = 0,
+                           validate_every: int = 100, warmup: int = 300, device: str = "auto",
+                           log: bool = True) -> Path:
+    """``atebm gat robust-softmax``: trains the robust softmax baseline (Madry et al.'s PGD adversarial training,
+    T Eq. 3.16; :func:`~atebm.gat.robust.train_madry_classifier`) on ``data`` and writes
+    ``out_dir/robust_softmax.pt`` (meta: recipe, parameters, MACs per forward pass, CPU seconds, validation
+    history). Returns the file."""
+    say = _say(log)
+    splits = labelled_splits(data)
+    model = train_madry_classifier(splits, norm=norm, eps=eps, steps=steps, step_size=step_size,
+                                   iterations=iterations, batch_size=batch_size, lr=lr, widths=widths,
+                                   validate_every=validate_every, warmup=warmup,
+                                   hidden=hidden, seed=seed, device=device, progress=say)
+    x1 = splits.test.x[:1].to(next(model.parameters()).device)
+    model.meta["macs_per_forward"] = count_macs(model, x1)
+    model.meta["training_forward_backward_passes"] = iterations * batch_size * (steps + 1)
+    assert splits.test.y is not None
+    model.meta["test_accuracy"] = float((batched_logits(model, splits.test.x).argmax(1) == splits.test.y)
+                                        .float().mean())
+    path = Path(out_dir) / ROBUST_SOFTMAX_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_classifier(path, model)
+    say(f"robust softmax: {model.meta['parameters']:,} parameters, test accuracy {model.meta['test_accuracy']:.4f}, "
+        f"val robust {model.meta['val_robust_accuracy']:.3f} (iteration {model.meta['selected_iteration']}), "
+        f"{model.meta['cpu_seconds']:.0f} CPU-s -> {path}")
+    return path
+
+
+def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softmax: Sequence[str | Path] = (),
+                          protocol: str | ClassifyEvalConfig = "mnist", norms: Sequence[str] = ("linf", "l2"),
+                          data: str | None = None, device: str = "cpu", log: bool = True,
+                          report: bool = True) -> dict[str, Any]:
+    """``atebm gat classify-eval``: clean and worst-case robust accuracy vs test eps (T Tab. 3.14, Fig. 3.7) of
+    the (calibrated) generative classifier in ``checkpoint`` and of each ``softmax`` checkpoint (named by file
+    stem), on the test split, with ``protocol`` (:data:`~atebm.gat.classify.CLASSIFY_PROTOCOLS` name or a
+    config). Writes ``out_dir/classify.json``, ``accuracy_vs_eps.png`` and the report sections."""
+    config = CLASSIFY_PROTOCOLS.get(protocol, None) if isinstance(protocol, str) else protocol
+    if not isinstance(config, ClassifyEvalConfig):
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CLASSIFY_PROTOCOLS)}")
+    bad = sorted(set(norms) - {"linf", "l2"})
+    if bad:
+        raise ValueError(f"unknown norms {bad}; choose from linf, l2")
+    say = _say(log)
+    committee, splits, _ = _committee_and_splits(checkpoint, data, device)
+    models: dict[str, torch.nn.Module] = {"generative": committee, **_softmax_models(softmax, device)}
+    assert splits.test.y is not None
+    start = time.perf_counter()
+    grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config, norms=norms, progress=say)
+    x1 = splits.test.x[:1]
+    state = {"checkpoint": str(checkpoint), "softmax": [str(p) for p in softmax], "data": splits.source,
+             "config": config.to_dict(), "norms": list(norms), **grid,
+             "capacity": {name: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
+                          for name, m in models.items()},
+             "calibration_offsets": committee.offsets.tolist(), "seconds": round(time.perf_counter() - start, 1)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CLASSIFY_JSON, state)
+    plot_accuracy_grid(state, out / "accuracy_vs_eps.png")
+    if report:
+        report_classify(out, state)
+    say(f"wrote {out / CLASSIFY_JSON}")
+    return state
+
+
+def _first_attacker_accuracy(row: dict[str, Any]) -> float:
+    """The first attacker's own robust accuracy at one grid point (the clean accuracy at eps 0)."""
+    for entry in row["attackers"].values():
+        return float(entry.get("own_robust_accuracy", row["clean_accuracy"]))
+    return float(row["clean_accuracy"])
+
+
+def plot_accuracy_grid(state: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy vs test eps, one panel per norm: worst-case robust accuracy (solid) and, for the generative
+    classifier, the first attacker's (the thesis's own evaluation, dotted)."""
+    import matplotlib.pyplot as plt
+
+    from ..report.plots import figure_png  # noqa: F401  (selects the Agg backend)
+
+    norms = state["norms"]
+    fig, axes = plt.subplots(1, len(norms), figsize=(4.4 * len(norms), 3.6), squeeze=False)
+    for ax, norm in zip(axes[0], norms):
+        for name, rows in state["models"].items():
+            eps = [r["eps"] for r in rows[norm]]
+            line, = ax.plot(eps, [r["robust_accuracy"] for r in rows[norm]], marker="o", lw=1.4,
+                            label=f"{name} (worst case)")
+            first = [_first_attacker_accuracy(r) for r in rows[norm]]
+            if name.startswith("generative"):
+                ax.plot(eps, first, ls=":", color=line.get_color(), label=f"{name} (Eq. 3.47-3.48 only)")
+        ax.set_xlabel(f"test eps ({norm})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def report_classify(out: str | Path, state: dict[str, Any]) -> None:
+    """Adds the accuracy-vs-eps table and figure of ``state`` (a ``classify.json``) to the report."""
+    report = Report.open(out)
+    rows = []
+    for name, per_norm in state["models"].items():
+        for norm, grid in per_norm.items():
+            for r in grid:
+                first = next(iter(r["attackers"].items()), None)
+                rows.append([name, norm, f"{r['eps']:g}", f"{r['clean_accuracy']:.3f}", f"{r['robust_accuracy']:.3f}",
+                             f"{first[0]}: {first[1].get('own_robust_accuracy', float('nan')):.3f}" if first else "-",
+                             ", ".join(f"{a} {v['broke']}" for a, v in r["attackers"].items())])
+    cap = ", ".join(f"{n}: {c['parameters']:,} parameters, {c['macs_per_forward']:,} MACs"
+                    for n, c in state["capacity"].items())
+    report.add_table("gat/classify", "Robust accuracy vs test eps, worst case over attackers (T Tab. 3.14, Fig. 3.7)",
+                     ["model", "norm", "eps", "clean", "robust (worst)", "first attacker alone", "inputs broken by"],
+                     rows, protocol=state["config"], note=cap)
+    report.add_image("gat/classify_curves", "Accuracy vs test eps", "accuracy_vs_eps.png")
+    report.save()
+
+
+def run_gat_explain(checkpoint: str | Path, out_dir: str | Path, *, softmax: Sequence[str | Path] = (),
+                    data: str | None = None, per_class: int = 10, gen_steps: int = 60, gen_step_size: float = 0.15,
+                    cf_n: int = 100, cf_eps: float = 3.0, cf_steps: int = 40, ig_n: int = 8, ig_steps: int = 64,
+                    seed: int = 0, device: str = "cpu", log: bool = True, report: bool = True) -> dict[str, Any]:
+    """``atebm gat explain``: class-conditional samples from per-class Gaussian seeds, counterfactuals,
+    integrated-gradients attributions and their FD (T Fig. 3.8-3.10, Tab. 3.15) for the generative classifier in
+    ``checkpoint`` and each ``softmax`` checkpoint (see :func:`atebm.gat.explain.explain_models`). Writes
+    ``out_dir/explain.json``, the grids and the report sections."""
+    from .explain import explain_models
+
+    committee, splits, _ = _committee_and_splits(checkpoint, data, device)
+    models: dict[str, torch.nn.Module] = {"generative": committee, **_softmax_models(softmax, device)}
+    assert splits.train.y is not None and splits.test.y is not None
+    start = time.perf_counter()
+    result = explain_models(models, splits.train.x, splits.train.y, splits.test.x, splits.test.y, out_dir,
+                            per_class=per_class, gen_steps=gen_steps, gen_step_size=gen_step_size, cf_n=cf_n,
+                            cf_eps=cf_eps, cf_steps=cf_steps, ig_n=ig_n, ig_steps=ig_steps, seed=seed,
+                            progress=_say(log))
+    result.update(checkpoint=str(checkpoint), softmax=[str(p) for p in softmax], data=splits.source,
+                  seconds=round(time.perf_counter() - start, 1))
+    write_json(Path(out_dir) / EXPLAIN_JSON, result)
+    if report:
+        report_explain(out_dir, result)
+    return result
+
+
+def report_explain(out: str | Path, result: dict[str, Any]) -> None:
+    """Adds the FD table (T Tab. 3.15) and the sample / counterfactual / attribution grids to the report."""
+    report = Report.open(out)
+    rows = [[name, f"{m['samples_fd']:.2f}", f"{m['samples_digit_net_agrees']:.2f}", f"{m['counterfactual_fd']:.2f}",
+             f"{m['counterfactual_success']:.2f}", f"{m['counterfactual_digit_net_target']:.2f}",
+             f"{m['ig_completeness_max_abs_gap']:.3g}"] for name, m in result["models"].items()]
+    report.add_table("gat/explain", "What the classifiers show: FD of samples and counterfactuals (T Tab. 3.15)",
+                     ["model", "samples FD", "digit net agrees", "counterfactual FD", "reaches target",
+                      "digit net sees target", "IG completeness gap"], rows, protocol=result["protocol"],
+                     note=f"FD of the Gaussian seeds themselves: {result['seeds_fd']:.2f}")
+    for name, m in result["models"].items():
+        report.add_image(f"gat/explain_samples_{name}", f"{name}: class-conditional samples (rows: classes)",
+                         m["files"]["samples"])
+        report.add_image(f"gat/explain_cf_{name}", f"{name}: counterfactuals (top: test digit, bottom: toward its "
+                         "runner-up class)", m["files"]["counterfactuals"])
+    report.add_image("gat/explain_ig", "Integrated gradients (top: input; then one row per model)",
+                     result["files"]["integrated_gradients"])
     report.save()
