@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "atebm.cli.report",    # report
     "atebm.cli.dsgan",     # dsgan train, sample, ssl
     "atebm.cli.gat",       # gat train, gat eval
+    "atebm.cli.ablate",    # ablate NAME (the papers' ablations)
 )
 
 
