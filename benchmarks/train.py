@@ -19,13 +19,12 @@ import argparse
 import copy
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 
 import atebm
-from _timing import environment, write
+from _timing import environment, median_time, write
 from atebm import TrainConfig, Trainer
 from atebm.presets import PRESETS
 
@@ -60,15 +59,6 @@ def floor_parts(trainer: Trainer, batch: int) -> dict[str, Callable[[], object]]
             "optimizer_step": opt.step}
 
 
-def _median_call(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(k: int, batch: int, rounds: int, repeats: int) -> dict[str, object]:
     trainer = make_trainer(k, batch)
     parts = floor_parts(trainer, batch)
@@ -76,8 +66,8 @@ def measure(k: int, batch: int, rounds: int, repeats: int) -> dict[str, object]:
         trainer.train_step()
     ratios, iteration_times, part_times = [], [], {name: [] for name in parts}
     for _ in range(rounds):
-        iteration = _median_call(trainer.train_step, repeats)
-        measured = {name: _median_call(fn, max(3, repeats)) for name, fn in parts.items()}
+        iteration = median_time(trainer.train_step, repeats, warmup=0)
+        measured = {name: median_time(fn, max(3, repeats), warmup=0) for name, fn in parts.items()}
         floor = k * measured["forward_backward_half_batch"] + measured["forward_backward_full_batch"] \
             + measured["optimizer_step"]
         ratios.append(iteration / floor)
