@@ -59,6 +59,18 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "train": {"k_start": 20, "k_max": 20, "step_size": 0.025},
                    "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100},
                    "extra": {"jitter": _JITTER}},
+    "k20-ema": {"what": "k20 + an exponential moving average of the weights (decay 0.99), the average being what the "
+                        "validation scores and selects",
+                "train": {"k_start": 20, "k_max": 20, "step_size": 0.025, "ema_decay": 0.99},
+                "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100}},
+    "k20-jitter-ema": {"what": "k20-jitter + the weight average of k20-ema",
+                       "train": {"k_start": 20, "k_max": 20, "step_size": 0.025, "ema_decay": 0.99},
+                       "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100},
+                       "extra": {"jitter": _JITTER}},
+    "k10-long": {"what": "training attack 10 sign steps x 0.05 for 1,000 iterations (twice k20's passes over the "
+                         "data at about its cost); k20's validation",
+                 "train": {"k_start": 10, "k_max": 10, "step_size": 0.05, "max_iters": 1000},
+                 "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100}},
 }
 
 

@@ -195,12 +195,17 @@ def test_stratified_subset_balances_classes():
 
 
 # ------------------------------------------------------------------------------------------ attacks
-ATTACKS = ["classifier", "detector", "combined", "switching", "single"]
+ATTACKS = ["classifier", "detector", "combined", "switching", "single", "acceptance-generative",
+           "acceptance-integrated"]
 
 
 def _objective(name: str, committee, f, y):
     if name == "single":
         return gat.SingleDetectorAttack(committee.detector(1))
+    if name == "acceptance-generative":
+        return gat.AcceptanceAttack(committee, y, threshold=0.0)
+    if name == "acceptance-integrated":
+        return gat.AcceptanceAttack(gat.IntegratedView(f, committee, threshold=0.0), y, threshold=0.0)
     if name == "detector":
         return gat.DetectorAttack(committee, y)
     if name == "classifier":
@@ -256,6 +261,43 @@ def test_threshold_margin_is_negative_exactly_for_accepted_misclassified_inputs(
     assert margin.tolist() == pytest.approx([2.0, -0.5, 0.5, 1.5])
 
 
+class _Fixed(nn.Module):
+    def __init__(self, z: torch.Tensor) -> None:
+        super().__init__()
+        self.z = z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.z
+
+
+def test_acceptance_attack_is_positive_exactly_for_accepted_misclassified_inputs():
+    z = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.5, 0.0], [1.0, 1.5, 0.0], [-1.0, -2.0, 0.5]])  # as above, T = 2
+    value = gat.AcceptanceAttack(_Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
+    assert (value >= 0).tolist() == [False, True, False, False]
+    assert value.tolist() == pytest.approx([-2.0, 0.5, -0.5, -1.5])
+
+
+def test_integrated_view_accepts_exactly_what_integrated_detection_accepts():
+    z_f = torch.tensor([[2.0, 1.0, 0.0],   # f predicts 0
+                        [0.0, 3.0, 1.0],   # f predicts 1
+                        [0.0, 1.0, 4.0],   # f predicts 2
+                        [1.0, 1.5, 1.2]])  # f predicts 1 by a small margin
+    z_d = torch.tensor([[5.0, 9.0, 9.0],   # d_0 = 5 >= T = 1: accepted as 0
+                        [9.0, 0.5, 9.0],   # d_1 = 0.5 < 1: rejected
+                        [0.0, 0.0, 1.0],   # d_2 = 1 >= 1: accepted as 2
+                        [0.0, 3.0, 0.0]])  # d_1 = 3: accepted as 1
+    view = gat.IntegratedView(_Fixed(z_f), _Fixed(z_d), threshold=1.0)(torch.zeros(4, 1))
+    predictions = z_f.argmax(1)  # integrated detection (T Fig. 3.1): f's class, then its detector at T
+    accepted = z_d.gather(1, predictions.view(-1, 1))[:, 0] >= 1.0
+    assert accepted.tolist() == [True, False, True, True]
+    for i in range(4):
+        k = int(predictions[i])
+        assert bool(view[i, k] >= 0) == bool(accepted[i])  # the predicted class: v_k >= 0 iff d_k accepts
+        others = [j for j in range(3) if j != k]
+        assert bool((view[i, others] < 0).all())  # any other class: f does not predict it
+    assert view[3].tolist() == pytest.approx([min(1.0 - 1.5, -1.0), min(1.5 - 1.2, 2.0), min(1.2 - 1.5, -1.0)])
+
+
 def test_adam_pgd_restarts_keep_the_best_run():
     committee = tiny_committee(3).eval()
     score = committee.detector(0)
@@ -302,13 +344,24 @@ def test_evaluation_blocks_on_a_tiny_committee():
     result = evaluate_committee(committee, f, x, y, config=config, norm="linf", eps=0.1)
     assert len(result["auc"]) == 2 and result["auc"][1]["protocol"]["restarts"] == 2
     runs = result["detection"]["runs"]
-    assert set(runs) == {"integrated/classifier", "integrated/detector", "integrated/combined",
-                         "integrated/switching", "generative/detector"}
-    for run in runs.values():
-        assert run["linf"] <= 0.1 + 1e-6 and 0 <= run["at_tpr"]["fpr"] <= 1
-    ind = result["independent"]
-    assert {"apgd", "square", "union", "atebm_pgd"} <= set(ind)
-    assert ind["union"]["fpr"] >= max(ind["apgd"]["fpr"], ind["square"]["fpr"])
+    integrated = ["classifier", "detector", "combined", "switching", "acceptance"]
+    assert set(runs) == {*(f"integrated/{a}" for a in integrated), "integrated/worst", "generative/detector",
+                         "generative/acceptance", "generative/worst"}
+    for key, run in runs.items():
+        assert 0 <= run["at_tpr"]["fpr"] <= 1
+        if not key.endswith("worst"):
+            assert run["linf"] <= 0.1 + 1e-6
+    for rule, attacks in (("integrated", integrated), ("generative", ["detector", "acceptance"])):
+        worst = runs[f"{rule}/worst"]
+        assert worst["of"] == attacks
+        fooled = np.array([runs[f"{rule}/{a}"]["fooled_at_tpr"] for a in attacks], dtype=bool)
+        assert worst["fooled_at_tpr"] == fooled.any(0).astype(int).tolist()  # per input, any attack
+        assert worst["at_tpr"]["threshold"] == runs[f"{rule}/{attacks[0]}"]["at_tpr"]["threshold"]
+    assert set(result["independent"]) == {"integrated", "generative"}
+    for rule, ind in result["independent"].items():
+        assert {"apgd", "square", "union", "atebm_pgd"} <= set(ind)
+        assert ind["union"]["fpr"] >= max(ind["apgd"]["fpr"], ind["square"]["fpr"], ind["atebm_pgd"]["fpr"])
+        assert ind["atebm_pgd"]["fooled"] == runs[f"{rule}/worst"]["fooled_at_tpr"][:6]  # the first art_n inputs
     assert len(result["distortion"]["distances"]) == 3
 
 
@@ -362,7 +415,8 @@ def test_train_and_eval_pipelines_end_to_end(tmp_path):
                            detection_attack={"rule": "pgd", "steps": 1, "step_size": 0.1}, art_n=0, cw_n=0)
     out = tmp_path / "eval"
     state = run_gat_eval(tmp_path, out, protocol=config, sections=["clean", "detection"], log=False)
-    assert set(state["detection"]["runs"]) == {"integrated/classifier", "integrated/switching", "generative/detector"}
+    assert set(state["detection"]["runs"]) == {"integrated/classifier", "integrated/switching", "integrated/worst",
+                                               "generative/detector", "generative/acceptance", "generative/worst"}
     assert (out / state["detection"]["examples"]["grid"]).exists() and (out / "report.html").exists()
     with pytest.raises(ValueError, match="--resume"):
         run_gat_eval(tmp_path, out, protocol=config, sections=["auc"], log=False)

@@ -21,9 +21,11 @@ Fig. 3.7), ``explain`` (T Fig. 3.8-3.10, Tab. 3.15), ``pipeline`` (the commands)
 """
 from .attacks import (
                       OBJECTIVES,
+                      AcceptanceAttack,
                       ClassifierAttack,
                       CombinedAttack,
                       DetectorAttack,
+                      IntegratedView,
                       SingleDetectorAttack,
                       SwitchingAttack,
                       TargetedMargin,
@@ -56,7 +58,7 @@ __all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet
            "DetectorTrainer", "ValidationSelector", "train_detector", "train_detectors", "assemble_committee",
            "detector_dir",
            "ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
-           "ThresholdMargin", "OBJECTIVES", "run_attack", "run_gat_train", "run_gat_eval",
+           "ThresholdMargin", "AcceptanceAttack", "IntegratedView", "OBJECTIVES", "run_attack", "run_gat_train", "run_gat_eval",
            "TargetedMargin", "per_class_attack", "fit_offsets", "calibrate_committee", "run_gat_calibrate",
            "CLASSIFY_PROTOCOLS", "ClassifyEvalConfig", "accuracy_grid", "robust_accuracy", "ClassScore",
            "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "train_madry_classifier",

@@ -19,6 +19,10 @@ objective per sample is kept). Objectives (``z_f``: classifier logits, ``z_H``: 
 ``SwitchingAttack``   Eq. 3.35: while f still predicts y, the classifier margin (3.30); once it does not,
                       max_{i != y} z_H,i (3.32)
 ``SingleDetectorAttack``  the per-detector attack of the AUC tables (T Tab. 3.2-3.5): maximise z_{d_k}
+``AcceptanceAttack``  the detection rule's own decision at its threshold T: maximise
+                      max_{i != y} z_i - max(z_y, T) on the rule's K-logit view (the committee for generative
+                      detection, :class:`IntegratedView` for integrated detection); positive exactly when the
+                      input is misclassified and accepted (what FPR counts, T Eq. 3.29)
 ``TargetedMargin``    the targeted margin z_t - z_y on any K-logit model (lowers the true class as it raises t)
 ====================  ==========================================================================================
 
@@ -38,7 +42,8 @@ from ..sampling import adam_pgd, pgd
 from .presets import ATTACK_RULES
 
 __all__ = ["ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
-           "ThresholdMargin", "TargetedMargin", "run_attack", "per_class_attack", "top_other", "OBJECTIVES"]
+           "ThresholdMargin", "AcceptanceAttack", "IntegratedView", "TargetedMargin", "run_attack",
+           "per_class_attack", "top_other", "OBJECTIVES"]
 
 
 def top_other(logits: Tensor, y: Tensor) -> Tensor:
@@ -145,6 +150,38 @@ class ThresholdMargin(_Labelled):
     def forward(self, x: Tensor) -> Tensor:
         y, z = self._labels(x), self.model(x)
         return _true(z, y).clamp_min(self.threshold) - top_other(z, y)
+
+
+class AcceptanceAttack(_Labelled):
+    """``max_{i != y} z_i - max(z_y, T)`` on a K-logit model (the negated :class:`ThresholdMargin`): positive
+    exactly when argmax_k z_k != y and max_k z_k >= T. On the committee it attacks generative detection at T (T
+    Eq. 3.27-3.29: a wrong class that clears the threshold, with the true class pushed down at once, which
+    Eq. 3.32 leaves alone); on :class:`IntegratedView` with T = 0 it attacks integrated detection."""
+
+    def __init__(self, model: nn.Module, y: Tensor, threshold: float) -> None:
+        super().__init__(y)
+        self.model, self.threshold = model, float(threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, z = self._labels(x), self.model(x)
+        return top_other(z, y) - _true(z, y).clamp_min(self.threshold)
+
+
+class IntegratedView(nn.Module):
+    """Integrated detection at threshold T as K logits: ``v_k(x) = min(z_f,k - max_{j != k} z_f,j, z_{d_k}(x) - T)``,
+    non-negative exactly when f predicts k *and* d_k accepts x (T Fig. 3.1, left). So integrated detection accepts
+    a misclassified input iff max_{k != y} v_k >= 0, the criterion :class:`AcceptanceAttack` (T = 0) and the
+    independent attackers maximise."""
+
+    def __init__(self, classifier: nn.Module, committee: nn.Module, threshold: float) -> None:
+        super().__init__()
+        self.classifier, self.committee, self.threshold = classifier, committee, float(threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z_f = self.classifier(x)
+        top2 = z_f.topk(2, dim=1)
+        best_other = torch.where(z_f >= top2.values[:, :1], top2.values[:, 1:2], top2.values[:, :1])
+        return torch.minimum(z_f - best_other, self.committee(x) - self.threshold)
 
 
 class TargetedMargin(_Labelled):

@@ -7,10 +7,14 @@
   under the attacks of T Tab. 3.2 (Adam steps), 3.3 (sign/normalised steps), 3.4 (other norms and radii) and
   3.5 (random restarts);
 * ``detection``: integrated detection under the classifier (Eq. 3.30), detector (3.32), combined (3.34) and
-  loss-switching (3.35) attacks, generative detection under the detector attack (3.32): TPR/FPR curves
-  (Eq. 3.28-3.29, T Fig. 3.2) and the values at 0.95 TPR;
-* ``independent``: the same generative-detection question asked by adversarial-robustness-toolbox attacks on the
-  committee's K logits (APGD, gradient-based, and Square, gradient-free), a check against gradient masking;
+  loss-switching (3.35) attacks, generative detection under the detector attack (3.32), and each rule under the
+  acceptance attack on its own decision at its 0.95-TPR threshold (:class:`~atebm.gat.attacks.AcceptanceAttack`);
+  per rule also the per-input worst case over its attacks ("worst"): TPR/FPR curves (Eq. 3.28-3.29, T Fig. 3.2)
+  and the values at 0.95 TPR;
+* ``independent``: the same question asked by adversarial-robustness-toolbox attacks (APGD, gradient-based, and
+  Square, gradient-free) on each rule's K-logit view (the committee's logits for generative detection,
+  :class:`~atebm.gat.attacks.IntegratedView` for integrated detection), a check against gradient masking, and the
+  per-input union with our worst case: the strongest attack each rule met;
 * ``distortion``: mean L2 distortion of the minimum-distortion (CW-style) attack on generative detection at
   its 0.95-TPR threshold (T Tab. 3.6).
 
@@ -32,12 +36,13 @@ from torch import Tensor, nn
 
 from ..metrics import auroc
 from ..sampling import min_distortion_l2, project_onto_ball
-from .attacks import OBJECTIVES, SingleDetectorAttack, ThresholdMargin, run_attack
+from .attacks import OBJECTIVES, AcceptanceAttack, IntegratedView, SingleDetectorAttack, ThresholdMargin, run_attack
 from .classifier import batched_logits
 from .detection import detect, detection_curve, operating_point
 
 __all__ = ["GatEvalConfig", "EVAL_PROTOCOLS", "THESIS", "evaluate_committee", "stratified_subset",
-           "clean_metrics", "auc_tables", "detection_results", "independent_check", "distortion_table"]
+           "clean_metrics", "auc_tables", "detection_results", "independent_check", "distortion_table",
+           "rule_threshold", "rule_view"]
 
 
 @dataclass
@@ -59,7 +64,8 @@ class GatEvalConfig:
     detection_n: int | None = 500
     detection_attack: dict[str, Any] = field(default_factory=lambda: {"rule": "pgd", "steps": 200,
                                                                       "step_size": 0.01})
-    detection_attacks: tuple[str, ...] = ("classifier", "detector", "combined", "switching")
+    detection_attacks: tuple[str, ...] = ("classifier", "detector", "combined", "switching", "acceptance")
+    generative_attacks: tuple[str, ...] = ("detector", "acceptance")
     art_n: int = 0
     art_apgd_steps: int = 100
     art_apgd_restarts: int = 1
@@ -83,7 +89,7 @@ class GatEvalConfig:
         check_known_keys(cls, values, "GAT evaluation")
         values = dict(values)
         for key in ("auc_detectors", "auc_attacks", "auc_cross_norm", "auc_restarts", "detection_attacks",
-                    "cw_c_range"):
+                    "generative_attacks", "cw_c_range"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -216,57 +222,104 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def rule_threshold(clean_scores: Tensor, tpr: float) -> float:
+    """The universal threshold of a detection rule: the highest one accepting ``tpr`` of the clean inputs."""
+    return operating_point(clean_scores, clean_scores, torch.zeros(len(clean_scores), dtype=torch.bool),
+                           tpr)["threshold"]
+
+
+def rule_view(rule: str, committee: nn.Module, classifier: nn.Module | None, threshold: float) -> tuple[nn.Module,
+                                                                                                     float]:
+    """The K-logit view of a detection rule and the threshold on it: a misclassified input is accepted iff
+    max_{i != y} z_i >= max(z_y, threshold) on the view (the committee at T for generative detection,
+    :class:`IntegratedView` at 0 for integrated detection)."""
+    if rule == "generative":
+        return committee, threshold
+    if classifier is None:
+        raise ValueError("integrated detection needs the softmax classifier f")
+    return IntegratedView(classifier, committee, threshold), 0.0
+
+
 def detection_results(committee: nn.Module, classifier: nn.Module | None, x: Tensor, y: Tensor,
                       config: GatEvalConfig, norm: str, eps: float,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """T Fig. 3.2: integrated detection under each of ``config.detection_attacks`` and generative detection
-    under the detector attack (3.32): curves, the 0.95-TPR operating points and the perturbed inputs' scores."""
+    under each of ``config.generative_attacks``, then per rule the per-input worst case ("worst": an input
+    counts as a false positive at T when any of the rule's attacks made it misclassified with score >= T):
+    curves, the 0.95-TPR operating points and the perturbed inputs."""
     args = _attack_args(config.detection_attack, norm, eps)
     clean = {"generative": detect("generative", committee, x, batch_size=config.batch_size)}
     if classifier is not None:
         clean["integrated"] = detect("integrated", committee, x, classifier, config.batch_size)
+    thresholds = {rule: rule_threshold(found.scores, config.target_tpr) for rule, found in clean.items()}
     runs: dict[str, Any] = {}
     adversarial: dict[str, Tensor] = {}
-    plan = [("generative", "detector")]
+    plan = [("generative", name) for name in config.generative_attacks]
     if classifier is not None:
         plan = [("integrated", name) for name in config.detection_attacks] + plan
     by_attack: dict[str, Tensor] = {}
+    worst: dict[str, dict[str, Tensor]] = {}
     for rule, attack in plan:
         start = time.perf_counter()
-        if attack not in by_attack:  # the detector attack (3.32) serves both rules
-            factory = _objective_factory(attack, committee, classifier)
+        cache = f"{rule}/{attack}" if attack == "acceptance" else attack  # 3.32 serves both rules
+        if cache not in by_attack:
+            factory = _objective_factory(attack, committee, classifier,
+                                         rule_view(rule, committee, classifier, thresholds[rule]))
             generator = torch.Generator().manual_seed(config.seed)
-            by_attack[attack] = run_attack(factory, x, y, batch_size=config.batch_size, generator=generator,
-                                           device=_device(committee), **args)
-        adv = by_attack[attack]
+            by_attack[cache] = run_attack(factory, x, y, batch_size=config.batch_size, generator=generator,
+                                          device=_device(committee), **args)
+        adv = by_attack[cache]
         found = detect(rule, committee, adv, classifier, config.batch_size)
         wrong = found.misclassified(y)
         key = f"{rule}/{attack}"
         adversarial[key] = adv
-        at_tpr = operating_point(clean[rule].scores, found.scores, wrong, config.target_tpr)
-        runs[key] = {"rule": rule, "attack": attack, "equation": _EQUATIONS[attack],
-                     "misclassified": float(wrong.float().mean()), "at_tpr": at_tpr,
-                     "fooled_at_tpr": (wrong & (found.scores >= at_tpr["threshold"])).int().tolist(),
-                     "curve": detection_curve(clean[rule].scores, found.scores, wrong),
-                     "linf": float((adv - x).flatten(1).abs().max(1).values.max()),
-                     "seconds": round(time.perf_counter() - start, 1)}
+        runs[key] = _run_summary(rule, attack, clean[rule].scores, found.scores, wrong, config.target_tpr)
+        runs[key].update(linf=float((adv - x).flatten(1).abs().max(1).values.max()),
+                         seconds=round(time.perf_counter() - start, 1))
+        # the worst case keeps, per input, the highest score among the attacks that made it misclassified
+        counted = torch.where(wrong, found.scores, torch.full_like(found.scores, -math.inf))
+        best = worst.setdefault(rule, {"score": counted, "wrong": wrong})
+        best["score"], best["wrong"] = torch.maximum(best["score"], counted), best["wrong"] | wrong
         if progress is not None:
             p = runs[key]["at_tpr"]
             progress(f"{key}: misclassified {runs[key]['misclassified']:.3f}, FPR at TPR {p['tpr']:.3f} = "
                      f"{p['fpr']:.3f}")
-    return {"protocol": {**args, "n": len(x), "seed": config.seed, "target_tpr": config.target_tpr},
+    for rule, best in worst.items():
+        scores = torch.where(best["wrong"], best["score"], clean[rule].scores.min() - 1)
+        key = f"{rule}/worst"
+        runs[key] = _run_summary(rule, "worst", clean[rule].scores, scores, best["wrong"], config.target_tpr)
+        runs[key]["of"] = [attack for r, attack in plan if r == rule]
+        if progress is not None:
+            progress(f"{key}: FPR at TPR {runs[key]['at_tpr']['tpr']:.3f} = {runs[key]['at_tpr']['fpr']:.3f}")
+    return {"protocol": {**args, "n": len(x), "seed": config.seed, "target_tpr": config.target_tpr,
+                         "thresholds": thresholds},
             "clean": {rule: {"accuracy": float((d.predictions == y).float().mean())} for rule, d in clean.items()},
             "runs": runs, "_adversarial": adversarial}
 
 
+def _run_summary(rule: str, attack: str, clean_scores: Tensor, scores: Tensor, wrong: Tensor,
+                 tpr: float) -> dict[str, Any]:
+    at_tpr = operating_point(clean_scores, scores, wrong, tpr)
+    return {"rule": rule, "attack": attack, "equation": _EQUATIONS[attack],
+            "misclassified": float(wrong.float().mean()), "at_tpr": at_tpr,
+            "fooled_at_tpr": (wrong & (scores >= at_tpr["threshold"])).int().tolist(),
+            "curve": detection_curve(clean_scores, scores, wrong)}
+
+
 _EQUATIONS = {"classifier": "T Eq. 3.30", "detector": "T Eq. 3.32", "combined": "T Eq. 3.33-3.34",
-              "switching": "T Eq. 3.35"}
+              "switching": "T Eq. 3.35", "acceptance": "the rule's decision at T, Eq. 3.29",
+              "worst": "per input, worst of the attacks above"}
 
 
-def _objective_factory(attack: str, committee: nn.Module,
-                       classifier: nn.Module | None) -> Callable[[Tensor], nn.Module]:
+def _objective_factory(attack: str, committee: nn.Module, classifier: nn.Module | None,
+                       view: tuple[nn.Module, float] | None = None) -> Callable[[Tensor], nn.Module]:
+    if attack == "acceptance":
+        if view is None:
+            raise ValueError("the acceptance attack needs the rule's view and threshold")
+        model, threshold = view
+        return lambda y: AcceptanceAttack(model, y, threshold)
     if attack not in OBJECTIVES:
-        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(OBJECTIVES)}")
+        raise ValueError(f"unknown attack {attack!r}; choose from {', '.join([*OBJECTIVES, 'acceptance'])}")
     if attack == "detector":
         return lambda y: OBJECTIVES["detector"](committee, y)
     if classifier is None:
@@ -294,11 +347,17 @@ class _ThresholdLoss(nn.Module):
         return value.sum() if self.reduction == "sum" else value.mean()
 
 
+def _prefixed(progress: Callable[[str], None] | None, prefix: str) -> Callable[[str], None] | None:
+    return None if progress is None else lambda line: progress(prefix + line)
+
+
 def independent_check(committee: nn.Module, x: Tensor, y: Tensor, threshold: float, config: GatEvalConfig,
                       norm: str, eps: float, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Generative detection at ``threshold`` against adversarial-robustness-toolbox attacks on the committee's
-    K logits: APGD (loss: the threshold margin of :class:`_ThresholdLoss`) and Square (gradient-free, the same
-    margin and success criterion). Returns FPR (accepted and misclassified) per attacker and for their union."""
+    """A detection rule at ``threshold`` against adversarial-robustness-toolbox attacks on its K logits
+    (``committee``: the committee itself for generative detection, or any K-logit view, e.g.
+    :class:`~atebm.gat.attacks.IntegratedView` at threshold 0 for integrated detection): APGD (loss: the threshold
+    margin of :class:`_ThresholdLoss`) and Square (gradient-free, the same margin and success criterion). Returns
+    FPR (accepted and misclassified) per attacker."""
     try:
         from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
         from art.estimators.classification import PyTorchClassifier
@@ -358,12 +417,13 @@ def independent_check(committee: nn.Module, x: Tensor, y: Tensor, threshold: flo
         np.random.set_state(rng_state)
     results["protocol"] = {
         "library": f"adversarial-robustness-toolbox {art.__version__}", "n": len(x), "norm": norm, "eps": eps,
-        "threshold": threshold, "view": "PyTorchClassifier on the committee's K logits z_{d_k}(x) + c_k",
+        "threshold": threshold, "view": f"PyTorchClassifier on the K logits of {type(committee).__name__}",
         "apgd": {"steps": config.art_apgd_steps, "restarts": config.art_apgd_restarts, "eps_step": 2 * eps / 10,
                  "loss": "max_{i != y} z_i - max(z_y, T) (custom, maximised)"},
         "square": {"queries": config.art_square_queries, "p_init": 0.8,
                    "loss": "max(z_y, T) - max_{i != y} z_i (minimised)", "success": "loss < 0"},
-        "counted": "FPR = fraction of inputs misclassified by argmax_k z_k and with max_k z_k >= T",
+        "counted": "FPR = fraction of inputs with max_{i != y} z_i >= max(z_y, T) on the view (misclassified and "
+                   "accepted)",
         "seed": config.seed}
     return results
 
@@ -415,23 +475,32 @@ def evaluate_committee(committee: Any, classifier: nn.Module | None, x: Tensor, 
         out["auc"] = auc_tables(committee, x, y, config, norm, eps, progress)
     subset = stratified_subset(y, config.detection_n, config.seed)
     xs, ys = x[subset], y[subset]
-    generative = detect("generative", committee, xs, batch_size=config.batch_size)
-    threshold = operating_point(generative.scores, generative.scores, torch.zeros(len(xs), dtype=torch.bool),
-                                config.target_tpr)["threshold"]
+    clean = {"generative": detect("generative", committee, xs, batch_size=config.batch_size)}
+    if classifier is not None:
+        clean["integrated"] = detect("integrated", committee, xs, classifier, config.batch_size)
+    thresholds = {rule: rule_threshold(found.scores, config.target_tpr) for rule, found in clean.items()}
     if "detection" in wanted:
         out["detection"] = detection = detection_results(committee, classifier, xs, ys, config, norm, eps, progress)
     if "independent" in wanted and config.art_n > 0:
         n = min(config.art_n, len(xs))
-        block = independent_check(committee, xs[:n], ys[:n], threshold, config, norm, eps, progress)
-        fooled = [np.asarray(block[name]["fooled"], dtype=bool) for name in ("apgd", "square")]
-        if detection is not None:
-            ours = np.asarray(detection["runs"]["generative/detector"]["fooled_at_tpr"][:n], dtype=bool)
-            block["atebm_pgd"] = {"fpr": float(ours.mean()), "fooled": ours.astype(int).tolist(),
-                                  "attack": "T Eq. 3.32 through atebm.pgd (the detection block's run)"}
-            fooled.append(ours)
-        block["union"] = {"fpr": float(np.logical_or.reduce(fooled).mean()),
-                          "of": ["apgd", "square"] + (["atebm_pgd"] if detection is not None else [])}
-        out["independent"] = block
+        out["independent"] = {}
+        for rule, threshold in thresholds.items():
+            view, view_threshold = rule_view(rule, committee, classifier, threshold)
+            block = independent_check(view, xs[:n], ys[:n], view_threshold, config, norm, eps,
+                                      _prefixed(progress, f"{rule}: "))
+            block["protocol"].update(rule=rule, rule_threshold=threshold)
+            fooled = [np.asarray(block[name]["fooled"], dtype=bool) for name in ("apgd", "square")]
+            ours = ((detection or {}).get("runs") or {}).get(f"{rule}/worst")
+            if ours is not None:
+                mine = np.asarray(ours["fooled_at_tpr"][:n], dtype=bool)
+                block["atebm_pgd"] = {"fpr": float(mine.mean()), "fooled": mine.astype(int).tolist(),
+                                      "attack": f"per input, worst of {', '.join(ours['of'])} through atebm.pgd "
+                                                "(the detection block's runs)"}
+                fooled.append(mine)
+            block["union"] = {"fpr": float(np.logical_or.reduce(fooled).mean()),
+                              "of": ["apgd", "square"] + (["atebm_pgd"] if ours is not None else [])}
+            out["independent"][rule] = block
+    threshold = thresholds["generative"]
     if "distortion" in wanted and config.cw_n > 0:
         n = min(config.cw_n, len(xs))
         pick = stratified_subset(ys, n, config.seed)

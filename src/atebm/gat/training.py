@@ -117,7 +117,8 @@ class DetectorTrainer(Trainer):
 
 class ValidationSelector:
     """Trainer callback: every ``every`` iterations, AUC of d_k on clean class-k validation images (positives)
-    against other-class validation images attacked to raise d_k (negatives); keeps the best weights."""
+    against other-class validation images attacked to raise d_k (negatives); keeps the best weights (the
+    trainer's weight average instead of the raw weights when its config sets ``ema_decay``)."""
 
     def __init__(self, positives: Tensor, negatives: Tensor, *, norm: str, eps: float, rule: str, steps: int,
                  step_size: float, every: int, seed: int = 0) -> None:
@@ -142,13 +143,14 @@ class ValidationSelector:
     def __call__(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if trainer.step % self.every != 0:
             return
-        result = self.evaluate(trainer.model)
+        averaged = trainer.ema is not None  # with ema_decay set, the weight average is the candidate
+        result = self.evaluate(trainer.ema_model() if averaged else trainer.model)
         record.update({"val_auc_adv": result["auc"], "val_loss": result["loss"]})
         self.history.append({"step": trainer.step, **result})
         key = (result["auc"], -result["loss"])
         if self.best is None or key >= self.best:
             self.best = key
-            trainer.select_weights(by="val_auc_adv", value=result["auc"])
+            trainer.select_weights(by="val_auc_adv", value=result["auc"], ema=averaged)
 
 
 def _validation_negatives(splits: LabelledSplits, k: int, count: int | None, seed: int) -> Tensor:
