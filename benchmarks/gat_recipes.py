@@ -29,7 +29,7 @@ from atebm.gat.attacks import SingleDetectorAttack, run_attack
 from atebm.gat.classifier import batched_logits
 from atebm.gat.data import class_view, labelled_splits
 from atebm.gat.evaluate import EVAL_PROTOCOLS, THESIS, auc_tables, class_view_tensors, stratified_subset
-from atebm.gat.presets import GatPreset, get_gat_preset
+from atebm.gat.presets import DIGIT_JITTER, GatPreset, detector_model_spec, get_gat_preset
 from atebm.gat.training import detector_dir, train_detector
 from atebm.metrics import auroc
 from atebm.training import load_model
@@ -40,7 +40,7 @@ TABLES = RESULTS.with_name("recipe_tables.json")
 #: The `mnist` preset's detector recipe before this search (10 x 0.075 training attack, 20 x 0.0375 validation).
 _OLD_TRAIN = {"k_start": 10, "k_max": 10, "step_size": 0.075}
 _OLD_VALIDATION = {"rule": "pgd", "steps": 20, "step_size": 0.0375, "negatives": None, "every": 100}
-_JITTER = {"rotate": 10.0, "scale": 0.15, "shift": 2.0, "thickness": 0.4}
+_JITTER = DIGIT_JITTER
 
 #: name -> what changes, and the fields of the current `mnist` preset replaced ("train" entries are merged into its
 #: train dict). "k20" is the `mnist` preset as of this search.
@@ -67,6 +67,17 @@ RECIPES: dict[str, dict[str, Any]] = {
                        "train": {"k_start": 20, "k_max": 20, "step_size": 0.025, "ema_decay": 0.99},
                        "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100},
                        "extra": {"jitter": _JITTER}},
+    "k20-in0.1": {"what": "k20 + the class-k training images lowered inside Linf 0.1 by 5 sign-descent steps x 0.03 "
+                          "(in-distribution AT, T Eq. 3.45's first term at a small radius): a margin around the "
+                          "positives",
+                  "train": {"k_start": 20, "k_max": 20, "step_size": 0.025, "indist_at_steps": 5,
+                            "indist_at_eps": 0.1, "indist_at_step_size": 0.03},
+                  "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100}},
+    "k20-wide": {"what": "k20 with the T Tab. 3.1 network at full width (conv 32 - conv 64 - fc 1024; the preset: "
+                         "16 / 32 / 256), about 4x the cost",
+                 "train": {"k_start": 20, "k_max": 20, "step_size": 0.025,
+                           "model": detector_model_spec(widths=(32, 64), hidden=1024)},
+                 "validation": {"rule": "pgd", "steps": 50, "step_size": 0.02, "negatives": 150, "every": 100}},
     "k10-long": {"what": "training attack 10 sign steps x 0.05 for 1,000 iterations (twice k20's passes over the "
                          "data at about its cost); k20's validation",
                  "train": {"k_start": 10, "k_max": 10, "step_size": 0.05, "max_iters": 1000},
@@ -80,7 +91,10 @@ def recipe_preset(name: str) -> GatPreset:
     base = get_gat_preset("mnist")
     spec = RECIPES[name]
     changes: dict[str, Any] = {k: v for k, v in spec.items() if k not in ("what", "train")}
-    changes["train"] = {**base.train, **spec["train"]}
+    # every recipe starts from the `mnist` preset's network, optimiser and budget without jitter or weight
+    # average (the preset's state before k20-jitter-ema was adopted), so recipes stay comparable
+    changes["train"] = {**base.train, "ema_decay": None, **spec["train"]}
+    changes.setdefault("extra", {})
     return dataclasses.replace(base, name=f"mnist+{name}", **changes)
 
 

@@ -122,6 +122,26 @@ def test_detector_trains_and_selects_best_validation_weights(tmp_path):
         gat.train_detector(preset, 0, splits, tmp_path, log=False)
 
 
+def test_selection_with_a_weight_average_scores_and_keeps_the_average(tmp_path):
+    from atebm.training import load_model
+
+    splits = gat.labelled_splits("digits", size=SIZE)
+    preset = gat.GatPreset(
+        name="tiny", description="test", data="digits", norm="linf", eps=0.1,
+        train=dict(model=tiny_spec(), batch_size=8, lr=1e-2, k_start=1, k_max=1, step_size=0.05, max_iters=4,
+                   log_every=2, ckpt_every=4, progress=False, ema_decay=0.9),
+        train_attack="pgd", validation=dict(rule="pgd", steps=1, step_size=0.05, negatives=20, every=4),
+        classifier=dict(epochs=1, batch_size=32, lr=1e-3), hardware="test", wall_clock="test", size=SIZE)
+    summary = gat.train_detector(preset, 0, splits, tmp_path, log=False)
+    assert summary["selection"]["weights"] == "ema" and summary["selection"]["step"] == 4  # the one validation
+    checkpoint = torch.load(gat.detector_dir(tmp_path, 0) / "checkpoint.pt", weights_only=False)
+    model = load_model(gat.detector_dir(tmp_path, 0) / "model.pt")
+    for name, value in model.state_dict().items():  # the model is the average, not the raw weights
+        assert torch.equal(value, checkpoint["trainer"]["ema"][name].to(value.dtype))
+    assert any(not torch.equal(v, checkpoint["model"][k]) for k, v in model.state_dict().items())
+    assert summary["validations"][0]["auc"] == pytest.approx(summary["selection"]["value"])
+
+
 # ------------------------------------------------------------------------------------------ committee
 def test_committee_output_shape_offsets_and_detectors(tmp_path):
     committee = tiny_committee(3).eval()
