@@ -91,9 +91,9 @@ def recipe_preset(name: str) -> GatPreset:
     base = get_gat_preset("mnist")
     spec = RECIPES[name]
     changes: dict[str, Any] = {k: v for k, v in spec.items() if k not in ("what", "train")}
-    # every recipe starts from the `mnist` preset's network, optimiser and budget without jitter or weight
-    # average (the preset's state before k20-jitter-ema was adopted), so recipes stay comparable
-    changes["train"] = {**base.train, "ema_decay": None, **spec["train"]}
+    # every recipe starts from the `mnist` preset's network, optimiser and budget without weight average or
+    # in-distribution AT (the preset before this search's k20-in0.1 was adopted), so recipes stay comparable
+    changes["train"] = {**base.train, "ema_decay": None, "indist_at_steps": 0, **spec["train"]}
     changes.setdefault("extra", {})
     return dataclasses.replace(base, name=f"mnist+{name}", **changes)
 

@@ -16,8 +16,8 @@ from .networks import ARCH_NAME
 
 __all__ = ["GatPreset", "GAT_PRESETS", "get_gat_preset", "detector_model_spec", "ATTACK_RULES", "DIGIT_JITTER"]
 
-#: The shape jitter of the `mnist` preset (options of :func:`atebm.gat.training.jitter`), chosen on validation in
-#: benchmarks/results/gat/recipes.md (recipe k20-jitter-ema).
+#: A shape jitter for digits (options of :func:`atebm.gat.training.jitter`, ``GatPreset.extra["jitter"]``), as tried
+#: in benchmarks/results/gat/recipes.md (recipes k20-jitter, k20-jitter-ema).
 DIGIT_JITTER: dict[str, float] = {"rotate": 10.0, "scale": 0.15, "shift": 2.0, "thickness": 0.4}
 
 #: Step rules of an attack: ``"pgd"`` (atebm.pgd: sign step for Linf, unit-L2 step for L2) or ``"adam"``
@@ -80,21 +80,20 @@ GAT_PRESETS: dict[str, GatPreset] = {
         name="mnist",
         description="CPU preset: MNIST 5,000 (350 train images per class), Linf 0.3; the T Tab. 3.1 network at "
                     "half width (conv 16 - conv 32 - fc 256); training attack 20 sign steps x 0.025 from a random "
-                    "start, 500 iterations of 32 + 32, both image sets shape-jittered (rotation +-10 deg, x/y scale "
-                    "+-15 %, shift +-2 px, 40 % of strokes thickened or thinned), a weight average (decay 0.99); "
-                    "best of 5 validations of the average (50 x 0.02 sign steps from a random start on 150 "
-                    "other-class validation digits) per class",
+                    "start, 500 iterations of 32 + 32; the class-k images lowered inside Linf 0.1 by 5 sign-descent "
+                    "steps x 0.03 (in-distribution AT at a small radius, T Eq. 3.45's first term); best of 5 "
+                    "validations (50 x 0.02 sign steps from a random start on 150 other-class validation digits) "
+                    "per class",
         data="mnist", norm="linf", eps=0.3,
         train=dict(model=detector_model_spec(widths=(16, 32), hidden=256), batch_size=32, lr=1e-3,
                    optimizer="adam", betas=(0.9, 0.999), k_start=20, k_max=20, step_size=0.025, max_iters=500,
-                   log_every=50, ckpt_every=100, ema_decay=0.99),
+                   log_every=50, ckpt_every=100, indist_at_steps=5, indist_at_eps=0.1, indist_at_step_size=0.03),
         train_attack="pgd",
         validation=dict(rule="pgd", steps=50, step_size=0.02, negatives=150, every=100),
         classifier=dict(epochs=10, batch_size=64, lr=1e-3, widths=(16, 32), hidden=256),
         hardware="2 CPU cores (--workers 2)",
-        wall_clock="about 150 CPU s per detector, so about 12.5 minutes for ten on 2 idle cores (the recipe "
-                    "k20-jitter-ema on d_0 and d_1, benchmarks/results/gat/recipes.md)",
-        extra={"jitter": dict(DIGIT_JITTER)}),
+        wall_clock="about 170 CPU s per detector, so about 14.5 minutes for ten on 2 idle cores (recipe k20-in0.1, "
+                   "benchmarks/results/gat/recipes.md; the committee's cost in tables.md)"),
     "fashion": GatPreset(
         name="fashion",
         description="CPU preset: Fashion-MNIST at full size (55,000 train / 5,000 val / 10,000 test), Linf 0.1 (the "
