@@ -4,9 +4,10 @@ training (T Eq. 3.44-3.45) and the robust softmax baseline (Madry et al.'s PGD a
 ``CLASSIFY_PRESETS`` are committee recipes of :class:`~atebm.gat.GatPreset` form that ``atebm gat train --preset``
 accepts beside :data:`~atebm.gat.GAT_PRESETS`:
 
-* ``mnist-inout``: the CPU preset ``mnist`` whose detectors d_k are also trained on class-k inputs *lowered*
-  inside eps_1 (the trainer's in-distribution AT: ``indist_at_steps`` sign-descent steps on d_k from the clean
-  image, T Eq. 3.45 first term), while the other classes are raised inside eps_2 = the preset's eps as before.
+* ``mnist-inout``: the CPU preset ``mnist`` with its in-distribution AT (class-k inputs *lowered* inside eps_1 by
+  ``indist_at_steps`` sign-descent steps on d_k from the clean image, T Eq. 3.45 first term; ``mnist`` itself uses
+  eps_1 = 0.1 for detection) widened to eps_1 = 0.2 for robust classification, while the other classes are raised
+  inside eps_2 = the preset's eps as before.
 
 :func:`train_madry_classifier` is the baseline: the softmax network of :mod:`atebm.gat.classifier` trained with
 cross-entropy on PGD examples that maximise the cross-entropy inside the eps-ball from a random start
