@@ -112,8 +112,8 @@ _CROSS = ({"norm": "linf", "eps": 0.3, "rule": "pgd", "steps": 200, "step_size":
 #: ``"thesis"``: the protocol of T Sec. 3.2.3 (MNIST Linf models; the Fig. 3.2 attacks are taken as 200 x 0.01
 #: like its Tab. 3.4). ``"mnist"``: the reduced protocol of the committed MNIST 5,000 results, sized for a 2-core
 #: CPU: 100 of the 900 other-class test digits per detector for every AUC row (the thesis's 50 random restarts
-#: included), 100 test digits and 50 steps x 0.02 for the detection curves, APGD 50 steps and Square 200 queries,
-#: 30 CW inputs with 10 rounds of 100 Adam steps instead of 20 of 500.
+#: included), 300 stratified test digits and 50 steps x 0.02 for the detection curves and the independent attackers
+#: (APGD 50 steps, Square 200 queries), 30 CW inputs with 10 rounds of 100 Adam steps instead of 20 of 500.
 EVAL_PROTOCOLS: dict[str, GatEvalConfig] = {
     "thesis": GatEvalConfig(
         auc_negatives=None, auc_attacks=_step_rows(), auc_cross_norm=_CROSS,
@@ -122,8 +122,8 @@ EVAL_PROTOCOLS: dict[str, GatEvalConfig] = {
     "mnist": GatEvalConfig(
         auc_negatives=100, auc_attacks=_step_rows(), auc_cross_norm=_CROSS[1:],
         auc_restarts=({"rule": "pgd", "steps": 200, "step_size": 0.01, "restarts": 50},),
-        detection_n=100, detection_attack={"rule": "pgd", "steps": 50, "step_size": 0.02},
-        art_n=100, art_apgd_steps=50, art_apgd_restarts=1, art_square_queries=200,
+        detection_n=300, detection_attack={"rule": "pgd", "steps": 50, "step_size": 0.02},
+        art_n=300, art_apgd_steps=50, art_apgd_restarts=1, art_square_queries=200,
         cw_n=30, cw_steps=100, cw_search_steps=10),
 }
 
