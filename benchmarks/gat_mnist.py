@@ -113,7 +113,7 @@ def tables_markdown(train: dict[str, Any], ev: dict[str, Any], timing: list[dict
         ours, theirs = _f(r["auc"]), _f(thesis[k]) if thesis else "-"
         lines.append(f"| {table[r['table']]} | d_{k} | {p['rule']} | {p['norm']} {p['eps']:g} | "
                      f"{p['steps']} x {p['step_size']:g} | {p['restarts']} | {p['negatives']} | {ours} | {theirs} |")
-    lines += ["", THESIS["restarts"] + ".", ""]
+    lines += ["", THESIS["restarts"] + ".", ""] if mnist else [""]
     det = ev["detection"]
     lines += ["## Integrated vs generative detection at 0.95 TPR (T Fig. 3.2)", "",
               f"Attack: {det['protocol']['norm']} eps {det['protocol']['eps']:g}, {det['protocol']['steps']} x "
