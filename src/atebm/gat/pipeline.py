@@ -301,7 +301,9 @@ def report_evaluation(out: str | Path, state: dict[str, Any]) -> None:
                          note="FPR = perturbed inputs accepted and misclassified / all perturbed inputs (T Eq. 3.29)")
         fig, ax = plt.subplots(figsize=(5.0, 4.2))
         for key, run in det["runs"].items():
-            ax.plot(run["curve"]["fpr"], run["curve"]["tpr"], lw=1.3, label=f"{key} ({run['equation']})")
+            worst = run["attack"] == "worst"  # the per-rule worst cases, the curves Fig. 3.2 compares
+            ax.plot(run["curve"]["fpr"], run["curve"]["tpr"], lw=2.4 if worst else 1.0, ls="--" if worst else "-",
+                    label=f"{key} ({run['equation']})")
         ax.set_xlabel("FPR (perturbed, misclassified and accepted)")
         ax.set_ylabel("TPR (clean accepted)")
         ax.set_title(f"{det['protocol']['norm']} eps {det['protocol']['eps']:g}, {det['protocol']['steps']} x "
