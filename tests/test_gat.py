@@ -263,31 +263,25 @@ def test_switching_objective_switches_on_misclassification():
         assert torch.allclose(value, gat.DetectorAttack(committee, y_wrong)(x))  # fooled: evade the detectors
 
 
-def test_threshold_margin_is_negative_exactly_for_accepted_misclassified_inputs():
-    class Fixed(nn.Module):
-        def __init__(self, z: torch.Tensor) -> None:
-            super().__init__()
-            self.z = z
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.z
-
-    z = torch.tensor([[3.0, 1.0, 0.0],    # correct (y=0)                      -> not a false positive
-                      [1.0, 2.5, 0.0],    # misclassified, top logit 2.5 >= 2 -> false positive
-                      [1.0, 1.5, 0.0],    # misclassified, but 1.5 < T = 2    -> rejected
-                      [-1.0, -2.0, 0.5]])  # misclassified, 0.5 < 2             -> rejected
-    margin = gat.ThresholdMargin(Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
-    assert (margin < 0).tolist() == [False, True, False, False]
-    assert margin.tolist() == pytest.approx([2.0, -0.5, 0.5, 1.5])
-
-
 class _Fixed(nn.Module):
+    """A "model" returning the same hand-built logits for any input."""
+
     def __init__(self, z: torch.Tensor) -> None:
         super().__init__()
         self.z = z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.z
+
+
+def test_threshold_margin_is_negative_exactly_for_accepted_misclassified_inputs():
+    z = torch.tensor([[3.0, 1.0, 0.0],    # correct (y=0)                      -> not a false positive
+                      [1.0, 2.5, 0.0],    # misclassified, top logit 2.5 >= 2 -> false positive
+                      [1.0, 1.5, 0.0],    # misclassified, but 1.5 < T = 2    -> rejected
+                      [-1.0, -2.0, 0.5]])  # misclassified, 0.5 < 2             -> rejected
+    margin = gat.ThresholdMargin(_Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
+    assert (margin < 0).tolist() == [False, True, False, False]
+    assert margin.tolist() == pytest.approx([2.0, -0.5, 0.5, 1.5])
 
 
 def test_acceptance_attack_is_positive_exactly_for_accepted_misclassified_inputs():
