@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 import atebm.gat as gat
+from atebm.attacks import AcceptanceMargin, AttackSpec, ThreatModel
 from atebm.gat.classifier import SoftmaxClassifier, load_classifier, save_classifier
 from atebm.gat.detection import detect, detection_curve, operating_point
-from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, stratified_subset
+from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, rule_committee, stratified_subset
 from atebm.models import build_score_model
-from atebm.sampling import adam_pgd, min_distortion_l2
-from atebm.training import TrainConfig
+from atebm.sampling import pgd
+from atebm.training import CheckpointError, TrainConfig
 
 SIZE = 8
 
@@ -130,7 +131,7 @@ def test_selection_with_a_weight_average_scores_and_keeps_the_average(tmp_path):
         name="tiny", description="test", data="digits", norm="linf", eps=0.1,
         train=dict(model=tiny_spec(), batch_size=8, lr=1e-2, k_start=1, k_max=1, step_size=0.05, max_iters=4,
                    log_every=2, ckpt_every=4, progress=False, ema_decay=0.9),
-        train_attack="pgd", validation=dict(rule="pgd", steps=1, step_size=0.05, negatives=20, every=4),
+        train_attack="pgd", validation=dict(rule="pgd", steps=1, step_size=0.1, negatives=20, every=4),
         classifier=dict(epochs=1, batch_size=32, lr=1e-3), hardware="test", wall_clock="test", size=SIZE)
     summary = gat.train_detector(preset, 0, splits, tmp_path, log=False)
     assert summary["selection"]["weights"] == "ema" and summary["selection"]["step"] == 4  # the one validation
@@ -165,7 +166,7 @@ def test_committee_output_shape_offsets_and_detectors(tmp_path):
 
 
 def test_load_reports_a_missing_committee_clearly(tmp_path):
-    with pytest.raises(Exception, match="no committee"):
+    with pytest.raises(CheckpointError, match="no committee"):
         gat.load(tmp_path)
 
 
@@ -223,9 +224,9 @@ def _objective(name: str, committee, f, y):
     if name == "single":
         return gat.SingleDetectorAttack(committee.detector(1))
     if name == "acceptance-generative":
-        return gat.AcceptanceAttack(committee, y, threshold=0.0)
+        return AcceptanceMargin(committee, y, threshold=0.0)
     if name == "acceptance-integrated":
-        return gat.AcceptanceAttack(gat.IntegratedView(f, committee, threshold=0.0), y, threshold=0.0)
+        return AcceptanceMargin(gat.IntegratedView(f, committee, threshold=0.0), y, threshold=0.0)
     if name == "detector":
         return gat.DetectorAttack(committee, y)
     if name == "classifier":
@@ -240,9 +241,8 @@ def test_each_attack_raises_the_objective_it_targets(name, rule):
     x = images(12, 5) * 0.6 + 0.2
     y = torch.arange(12) % 3
     objective = _objective(name, committee, f, y)
-    adv = gat.run_attack((lambda yb: _objective(name, committee, f, yb)) if name != "single" else objective, x,
-                         None if name == "single" else y, rule=rule, norm="linf", eps=0.2, steps=6,
-                         step_size=0.03, batch_size=6)
+    adv = pgd(objective, x, rule="adam" if rule == "adam" else "normalised", norm="linf", eps=0.2, steps=6,
+              step_size=0.03)
     with torch.no_grad():
         before, after = objective(x), objective(adv)
     assert float((adv - x).abs().max()) <= 0.2 + 1e-6
@@ -274,23 +274,6 @@ class _Fixed(nn.Module):
         return self.z
 
 
-def test_threshold_margin_is_negative_exactly_for_accepted_misclassified_inputs():
-    z = torch.tensor([[3.0, 1.0, 0.0],    # correct (y=0)                      -> not a false positive
-                      [1.0, 2.5, 0.0],    # misclassified, top logit 2.5 >= 2 -> false positive
-                      [1.0, 1.5, 0.0],    # misclassified, but 1.5 < T = 2    -> rejected
-                      [-1.0, -2.0, 0.5]])  # misclassified, 0.5 < 2             -> rejected
-    margin = gat.ThresholdMargin(_Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
-    assert (margin < 0).tolist() == [False, True, False, False]
-    assert margin.tolist() == pytest.approx([2.0, -0.5, 0.5, 1.5])
-
-
-def test_acceptance_attack_is_positive_exactly_for_accepted_misclassified_inputs():
-    z = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.5, 0.0], [1.0, 1.5, 0.0], [-1.0, -2.0, 0.5]])  # as above, T = 2
-    value = gat.AcceptanceAttack(_Fixed(z), torch.zeros(4, dtype=torch.long), threshold=2.0)(torch.zeros(4, 1))
-    assert (value >= 0).tolist() == [False, True, False, False]
-    assert value.tolist() == pytest.approx([-2.0, 0.5, -0.5, -1.5])
-
-
 def test_integrated_view_accepts_exactly_what_integrated_detection_accepts():
     z_f = torch.tensor([[2.0, 1.0, 0.0],   # f predicts 0
                         [0.0, 3.0, 1.0],   # f predicts 1
@@ -312,71 +295,66 @@ def test_integrated_view_accepts_exactly_what_integrated_detection_accepts():
     assert view[3].tolist() == pytest.approx([min(1.0 - 1.5, -1.0), min(1.5 - 1.2, 2.0), min(1.2 - 1.5, -1.0)])
 
 
-def test_adam_pgd_restarts_keep_the_best_run():
-    committee = tiny_committee(3).eval()
-    score = committee.detector(0)
-    x = images(6)
-    g = torch.Generator().manual_seed(0)
-    one = adam_pgd(score, x, steps=3, step_size=0.05, norm="linf", eps=0.1, random_start=True, generator=g)
-    g = torch.Generator().manual_seed(0)
-    many = adam_pgd(score, x, steps=3, step_size=0.05, norm="linf", eps=0.1, random_start=True, restarts=4,
-                    generator=g)
-    with torch.no_grad():
-        assert bool((score(many) >= score(one) - 1e-6).all())  # the first restart is the single run
-
-
-def test_min_distortion_search_finds_the_known_minimum_of_a_linear_model():
-    torch.manual_seed(0)
-    w = torch.randn(16)
-    x = 0.5 + 0.05 * torch.randn(4, 1, 4, 4)
-
-    def margin(z: torch.Tensor) -> torch.Tensor:  # success when w.x' > 1
-        return 1.0 - z.flatten(1) @ w
-
-    known = (margin(x).clamp_min(0) / w.norm())  # distance to the hyperplane (the box is not binding here)
-    _, found = min_distortion_l2(margin, x, steps=200, lr=0.1, search_steps=12)
-    assert torch.allclose(found, known, rtol=0.02)
-    assert bool((found >= known - 1e-4).all())  # never below the true minimum
-
-
-def test_min_distortion_reports_failure_as_inf():
-    x = torch.full((2, 1, 2, 2), 0.5)
-    _, found = min_distortion_l2(lambda z: torch.ones(len(z)) + 0 * z.sum((1, 2, 3)), x, steps=5, search_steps=2)
-    assert bool(torch.isinf(found).all())
-
-
 # ------------------------------------------------------------------------------------------ evaluation
+def _tiny_eval_config(**changes) -> GatEvalConfig:
+    values = dict(auc_detectors=(0,), auc_negatives=6, auc_attacks=(AttackSpec("pgd", steps=2),),
+                  auc_restarts=(AttackSpec("adam", steps=2, restarts=2),), detection_n=12,
+                  detection_attack=AttackSpec("pgd", steps=2, restarts=2),
+                  detection_art=(AttackSpec("apgd", steps=2, label="apgd-ce"),
+                                 AttackSpec("square", steps=5, label="square")), cw_n=3, cw_steps=3, cw_search_steps=2)
+    values.update(changes)
+    return GatEvalConfig(**values)
+
+
 def test_evaluation_blocks_on_a_tiny_committee():
     committee, f = tiny_committee(3).eval(), tiny_classifier(3)
     x = images(18, 7)
     y = torch.arange(18) % 3
-    config = GatEvalConfig(auc_detectors=(0,), auc_negatives=6,
-                           auc_attacks=({"rule": "pgd", "steps": 2, "step_size": 0.05},),
-                           auc_restarts=({"rule": "adam", "steps": 2, "step_size": 0.05, "restarts": 2},),
-                           detection_n=12, detection_attack={"rule": "pgd", "steps": 2, "step_size": 0.05},
-                           art_n=6, art_apgd_steps=2, art_square_queries=5, cw_n=3, cw_steps=3, cw_search_steps=2)
-    result = evaluate_committee(committee, f, x, y, config=config, norm="linf", eps=0.1)
+    result = evaluate_committee(committee, f, x, y, config=_tiny_eval_config(), norm="linf", eps=0.1)
     assert len(result["auc"]) == 2 and result["auc"][1]["protocol"]["restarts"] == 2
-    runs = result["detection"]["runs"]
-    integrated = ["classifier", "detector", "combined", "switching", "acceptance"]
-    assert set(runs) == {*(f"integrated/{a}" for a in integrated), "integrated/worst", "generative/detector",
-                         "generative/acceptance", "generative/worst"}
-    for key, run in runs.items():
-        assert 0 <= run["at_tpr"]["fpr"] <= 1
-        if not key.endswith("worst"):
-            assert run["linf"] <= 0.1 + 1e-6
-    for rule, attacks in (("integrated", integrated), ("generative", ["detector", "acceptance"])):
+    det = result["detection"]
+    runs = det["runs"]
+    attacks = ["classifier", "detector", "combined", "switching", "acceptance", "apgd-ce", "square"]
+    assert set(runs) == {f"{rule}/{a}" for rule in ("integrated", "generative") for a in [*attacks, "worst"]}
+    for rule in ("integrated", "generative"):
         worst = runs[f"{rule}/worst"]
-        assert worst["of"] == attacks
+        assert worst["of"] == attacks                      # both rules face the same attackers, same budget
         fooled = np.array([runs[f"{rule}/{a}"]["fooled_at_tpr"] for a in attacks], dtype=bool)
-        assert worst["fooled_at_tpr"] == fooled.any(0).astype(int).tolist()  # per input, any attack
-        assert worst["at_tpr"]["threshold"] == runs[f"{rule}/{attacks[0]}"]["at_tpr"]["threshold"]
-    assert set(result["independent"]) == {"integrated", "generative"}
-    for rule, ind in result["independent"].items():
-        assert {"apgd", "square", "union", "atebm_pgd"} <= set(ind)
-        assert ind["union"]["fpr"] >= max(ind["apgd"]["fpr"], ind["square"]["fpr"], ind["atebm_pgd"]["fpr"])
-        assert ind["atebm_pgd"]["fooled"] == runs[f"{rule}/worst"]["fooled_at_tpr"][:6]  # the first art_n inputs
+        assert not (fooled & ~np.array(worst["fooled_at_tpr"], dtype=bool)).any()  # the worst case covers each
+        budgets = {a["label"]: a.get("gradient_passes", a.get("queries")) for a in
+                   det["protocol"]["search"][rule]["attackers"]}
+        assert budgets == {**{a: 4 for a in attacks[:5]}, "apgd-ce": 2, "square": 5}
+    assert det["protocol"]["rule_offsets"] == "thesis"
+    assert 0 <= det["sign_test"]["p_value"] <= 1 and det["sign_test"]["a"] == "generative"
     assert len(result["distortion"]["distances"]) == 3
+
+
+def test_detection_rules_read_the_detectors_without_offsets_by_default():
+    """T Sec. 3.2's rules threshold z_{d_k}; the offsets c_k of Sec. 3.4 change both rules' decisions."""
+    committee = tiny_committee(3).eval()
+    x = images(10, 3)
+    plain = committee(x).detach()
+    committee.set_offsets(torch.tensor([5.0, -5.0, 0.0]))
+    thesis = rule_committee(committee, "thesis")
+    assert torch.allclose(thesis(x), plain) and torch.allclose(committee(x), plain + committee.offsets)
+    assert rule_committee(committee, "calibrated") is committee
+    assert torch.equal(detect("generative", thesis, x).predictions, plain.argmax(1))
+    assert bool((detect("generative", committee, x).predictions == 0).all())     # +5 on class 0 wins everywhere
+    with pytest.raises(ValueError, match="rule_offsets"):
+        GatEvalConfig(rule_offsets="offsets")
+
+
+def test_eval_protocols_scale_to_any_committee_and_refuse_unknown_keys():
+    from atebm.gat.evaluate import EVAL_PROTOCOLS
+
+    for config in EVAL_PROTOCOLS.values():
+        for threat in (ThreatModel("linf", 0.5), ThreatModel("l2", 5.0)):
+            for spec in (*config.auc_attacks, *config.auc_restarts, config.detection_attack):
+                assert spec.steps * spec.step_at(threat) >= threat.eps  # every row reaches the ball's boundary
+    with pytest.raises(ValueError, match="unknown attack spec key"):
+        GatEvalConfig.from_dict({"detection_attack": {"method": "pgd", "restart": 50}})
+    with pytest.raises(ValueError, match="unknown GAT evaluation config keys"):
+        GatEvalConfig.from_dict({"art_n": 3})
 
 
 def test_splits_without_val_get_a_carved_stratified_one():
@@ -423,14 +401,13 @@ def test_train_and_eval_pipelines_end_to_end(tmp_path):
     committee = run_gat_train(tmp_path, preset=preset, resume=True, log=False)
     assert committee is not None and committee.num_classes == 10
     assert gat.load(tmp_path)(images(2)).shape == (2, 10)
-    config = GatEvalConfig(auc_detectors=(1,), auc_negatives=5,
-                           auc_attacks=({"rule": "pgd", "steps": 1, "step_size": 0.1},), detection_n=20,
-                           detection_attacks=("classifier", "switching"),
-                           detection_attack={"rule": "pgd", "steps": 1, "step_size": 0.1}, art_n=0, cw_n=0)
+    config = GatEvalConfig(auc_detectors=(1,), auc_negatives=5, auc_attacks=(AttackSpec("pgd", steps=1),),
+                           detection_n=20, detection_attacks=("classifier", "switching"),
+                           detection_attack=AttackSpec("pgd", steps=1), detection_art=(), cw_n=0)
     out = tmp_path / "eval"
     state = run_gat_eval(tmp_path, out, protocol=config, sections=["clean", "detection"], log=False)
-    assert set(state["detection"]["runs"]) == {"integrated/classifier", "integrated/switching", "integrated/worst",
-                                               "generative/detector", "generative/acceptance", "generative/worst"}
+    assert set(state["detection"]["runs"]) == {f"{rule}/{a}" for rule in ("integrated", "generative")
+                                               for a in ("classifier", "switching", "worst")}
     assert (out / state["detection"]["examples"]["grid"]).exists() and (out / "report.html").exists()
     with pytest.raises(ValueError, match="--resume"):
         run_gat_eval(tmp_path, out, protocol=config, sections=["auc"], log=False)

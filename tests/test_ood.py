@@ -21,7 +21,6 @@ from atebm.ood import (
     EMBEDDED_SUITES,
     AttackConfig,
     OODEvalConfig,
-    ScoreLogits,
     compare_models,
     embedded_suite,
     embedded_suites,
@@ -72,28 +71,7 @@ def _size(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.norm(dim=1) if norm == "l2" else flat.abs().max(dim=1).values
 
 
-# ------------------------------------------------------------------------------------------------ the ART view
-def test_score_logits_view_puts_the_score_on_the_target_class():
-    model = _tiny_convnet()
-    x = torch.rand(5, 1, 28, 28)
-    view = ScoreLogits(model)
-    f = model(x).detach()
-    logits = view(x).detach()
-    assert logits.shape == (5, 3)
-    assert torch.equal(logits[:, 1], f) and torch.all(logits[:, 0] == 0) and torch.all(logits[:, 2] == -1e4)
-    # with the clean score as reference, the target class wins exactly when the score rose above it
-    view.reference = f
-    assert torch.equal(view(x)[:, 0], f) and torch.equal(view(x).argmax(1), torch.zeros(5, dtype=torch.long))
-    view.reference = f - 1.0
-    assert torch.equal(view(x).argmax(1), torch.ones(5, dtype=torch.long))
-    with pytest.raises(RuntimeError, match="rows"):
-        view(x[:3])                                          # positional reference: a batch of another length
-    view.reference = f + 2e4
-    with pytest.raises(ValueError, match="margin"):
-        view(x)
-    assert list(view.parameters()) == []                     # ART's zero_grad()/to() never reach the model
-
-
+# ------------------------------------------------------------------------------------ ART through the attack layer
 @pytest.mark.parametrize("norm,eps", [("l2", 1.0), ("linf", 0.05)])
 @pytest.mark.parametrize("loss", ["dlr", "ce"])
 def test_art_apgd_raises_the_score_inside_the_ball(norm, eps, loss):

@@ -14,22 +14,23 @@ With ``eps = inf`` (generative training and generation) only the box clamp appli
 The maximum-likelihood EBM baseline samples with Langevin dynamics (E Eq. 3), :func:`sgld`, which lives here
 with the same calling convention.
 
-The attacks on the detector committee (T Sec. 3.2) add two step rules here: :func:`adam_pgd`, PGD whose step is
-an Adam update of the perturbation (T Tab. 3.1-3.2), and :func:`min_distortion_l2`, the Carlini-Wagner-style
-minimum-L2-distortion search (T Tab. 3.6).
+:func:`pgd` has two step rules: the normalised step above and an Adam update of the perturbation (T Tab. 3.1-3.2,
+``rule="adam"``), and can keep per sample the best iterate of any step and restart (``keep="best"``), which the
+attack layer (:mod:`atebm.attacks`) uses to count a success found mid-run.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
            "check_inputs", "declared_input_shape", "project_onto_ball",
-           "adam_pgd", "min_distortion_l2", "PRECISIONS", "autocast"]
+           "adam_pgd", "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -234,6 +235,9 @@ def pgd(
     generator: torch.Generator | None = None,
     origin: Tensor | None = None,
     precision: str | None = None,
+    rule: str = "normalised",
+    keep: str = "last",
+    select: ScoreFn | None = None,
 ) -> Tensor:
     """Projected gradient ascent on ``score`` (E Eq. 6-8; descent with ``descent=True``).
 
@@ -246,11 +250,20 @@ def pgd(
     A zero gradient gives a zero step. Each step moves a sample by at most ``step_size`` (L2; projections never
     lengthen it), so ``||x_K - x_0||_2 <= step_size · K`` from the (projected) start ``x_0``.
 
+    ``rule="adam"`` replaces the normalised step by an element-wise Adam update of the perturbation with learning
+    rate ``step_size`` (the "Adam-step PGD" of T Sec. 3.2.3, Tab. 3.1-3.2: ``δ_{i+1} = Proj(δ_i ± Adam(∇f))``; its
+    first step moves every coordinate by ``step_size`` whatever the norm).
+
     ``origin`` lets a run continue from a point ``x`` inside the ball of another centre (e.g. the worst case found
     at a smaller radius, projected around the clean input); ``x`` is first projected onto that ball and box. It
     cannot be combined with ``mask``. ``random_start`` starts uniformly inside the eps-ball (around ``origin``
-    when given; finite ``eps`` required); with ``restarts > 1`` every sample keeps the run whose final score is
-    best (highest for ascent, lowest for descent).
+    when given; finite ``eps`` required).
+
+    ``keep="last"`` returns the final iterate (with ``restarts > 1``, per sample the run whose final score is
+    best: highest for ascent, lowest for descent). ``keep="best"`` returns per sample the best iterate met at any
+    step of any restart, judged by ``select`` (a per-sample criterion, e.g. an attack's success margin, maximised;
+    default: the ascended ``score`` itself, whose values the gradient passes already give, so tracking costs one
+    extra forward pass per run).
 
     Bad inputs (non-tensor, integer dtype, not batched, NaN/inf, outside the ``clamp`` box, channels or size
     other than a loaded model's) are refused by :func:`check_inputs`.
@@ -259,20 +272,45 @@ def pgd(
     device; the iterate, its gradient and the projections stay float32. A caller already inside ``torch.autocast``
     (the trainer) needs no ``precision``: its context holds here too.
 
-    Returns the final iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
+    Returns the chosen iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
     """
     final, _ = _pgd(score, x, steps=steps, step_size=step_size, norm=norm, eps=eps, descent=descent, mask=mask,
                     random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator,
-                    origin=origin, precision=precision)
+                    origin=origin, precision=precision, rule=rule, keep=keep, select=select)
     return final
 
 
 def pgd_trajectory(score: ScoreFn, x: Tensor, *, record: Sequence[int], **pgd_options) -> tuple[Tensor, Tensor]:
     """:func:`pgd` that also keeps iterates: returns ``(x_final, path)`` where ``path[r]`` is the iterate after
-    ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``. ``pgd_options`` are :func:`pgd`'s."""
+    ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``. ``pgd_options`` are :func:`pgd`'s
+    (``keep="last"`` only)."""
+    if pgd_options.get("keep", "last") != "last":
+        raise ValueError("pgd_trajectory records one path per run; it takes keep='last' only")
     final, path = _pgd(score, x, record=list(record), **pgd_options)
     assert path is not None
     return final, path
+
+
+#: Step rules of :func:`pgd`: the normalised (sign / unit-L2) step of E Eq. 8, or an Adam update (T Tab. 3.2).
+STEP_RULES = ("normalised", "adam")
+_KEEP = ("last", "best")
+
+
+class _BestIterate:
+    """Per sample the iterate with the highest criterion value met so far (ties keep the earlier one)."""
+
+    def __init__(self) -> None:
+        self.x: Tensor | None = None
+        self.value: Tensor | None = None
+
+    def offer(self, x: Tensor, value: Tensor) -> None:
+        value = value.detach().float()
+        if self.x is None or self.value is None:
+            self.x, self.value = x, value
+            return
+        better = value > self.value
+        self.x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, self.x)
+        self.value = torch.where(better, value, self.value)
 
 
 @torch.no_grad()
@@ -293,9 +331,18 @@ def _pgd(
     generator: torch.Generator | None = None,
     origin: Tensor | None = None,
     precision: str | None = None,
+    rule: str = "normalised",
+    keep: str = "last",
+    select: ScoreFn | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    if rule not in STEP_RULES:
+        raise ValueError(f"rule must be one of {STEP_RULES}, got {rule!r}")
+    if keep not in _KEEP:
+        raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
+    if select is not None and keep != "best":
+        raise ValueError("select= judges iterates for keep='best'; with keep='last' it would be ignored")
     check_inputs(x, box=clamp, score=score)
     wanted = _check_common(x, steps, step_size, record)
     if origin is not None:
@@ -315,41 +362,57 @@ def _pgd(
     moving = _prepare_mask(mask, x0)
     sign = -1.0 if descent else 1.0
 
-    best_x: Tensor | None = None
+    def judged(values: Tensor) -> Tensor:      # higher is better for the keep-the-best bookkeeping
+        return -values if descent else values
+
+    best = _BestIterate()
     best_traj: list[Tensor] = []
-    best_score: Tensor | None = None
+    best_final: Tensor | None = None
     with eval_mode(score), autocast(precision, x.device):
         for _ in range(restarts):
             xi = _random_start(x0, norm, eps, generator) if random_start else start.clone()
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
             traj = [xi] if wanted is not None and 0 in wanted else []
+            adam = AdamStep(xi, step_size) if rule == "adam" else None
             for i in range(1, steps + 1):
-                _, grad = input_gradient(score, xi)
+                value, grad = input_gradient(score, xi)
+                if keep == "best":
+                    best.offer(xi, _criterion(select, xi) if select is not None else judged(value))
                 if moving is not None:
                     grad = grad * moving
-                xi = xi + sign * step_size * _direction(grad, norm)
+                step = adam.update(grad) if adam is not None else step_size * _direction(grad, norm)
+                xi = xi + sign * step
                 xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
                 if wanted is not None and i in wanted:
                     traj.append(xi)
+            if keep == "best":
+                best.offer(xi, _criterion(select, xi) if select is not None else judged(_criterion(score, xi)))
+                continue
             if restarts == 1:
-                best_x, best_traj = xi, traj
+                best.x, best_traj = xi, traj
                 break
             with torch.enable_grad():
-                final = per_sample_scores(score, xi).detach()
-            if best_x is None or best_score is None:
-                best_x, best_traj, best_score = xi, traj, final
+                final = judged(per_sample_scores(score, xi).detach())
+            if best.x is None or best_final is None:
+                best.x, best_traj, best_final = xi, traj, final
                 continue
-            better = final < best_score if descent else final > best_score
-            keep = better.view(-1, *([1] * (x0.dim() - 1)))
-            best_x = torch.where(keep, xi, best_x)
-            best_traj = [torch.where(keep, new, old) for new, old in zip(traj, best_traj)]
-            best_score = torch.where(better, final, best_score)
+            better = final > best_final
+            keep_new = better.view(-1, *([1] * (x0.dim() - 1)))
+            best.x = torch.where(keep_new, xi, best.x)
+            best_traj = [torch.where(keep_new, new, old) for new, old in zip(traj, best_traj)]
+            best_final = torch.where(better, final, best_final)
 
-    assert best_x is not None       # restarts >= 1
+    assert best.x is not None       # restarts >= 1
     if wanted is None:
-        return best_x, None
+        return best.x, None
     by_step = dict(zip(sorted(set(wanted)), best_traj))
-    return best_x, torch.stack([by_step[i] for i in wanted])
+    return best.x, torch.stack([by_step[i] for i in wanted])
+
+
+def _criterion(select: ScoreFn, x: Tensor) -> Tensor:
+    """``select(x)`` per sample, without a graph."""
+    with torch.no_grad():
+        return per_sample_scores(select, x).detach().float()
 
 
 @torch.no_grad()
@@ -386,7 +449,7 @@ def sgld(
     return xi
 
 
-class _Adam:
+class AdamStep:
     """Element-wise Adam moments for a perturbation (Kingma & Ba 2015); ``update(grad)`` returns the step
     ``lr · m̂ / (sqrt(v̂) + eps)``. Element-wise, so samples of a batch never influence each other."""
 
@@ -404,134 +467,6 @@ class _Adam:
         return self.lr * m_hat / (v_hat.sqrt() + self.eps)
 
 
-@torch.no_grad()
-def adam_pgd(
-    score: ScoreFn,
-    x: Tensor,
-    *,
-    steps: int,
-    step_size: float,
-    norm: str = "l2",
-    eps: float = float("inf"),
-    descent: bool = False,
-    random_start: bool = False,
-    restarts: int = 1,
-    clamp: tuple[float, float] | None = (0.0, 1.0),
-    betas: tuple[float, float] = (0.9, 0.999),
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Projected gradient ascent whose step is an Adam update of the perturbation ("Adam-step PGD", T Sec. 3.2.3,
-    Tab. 3.1-3.2: "at each step of the PGD attack we use the Adam optimizer"; learning rate = ``step_size``):
-
-        g_i = ∇_x f(x_0 + δ_i),   δ_{i+1} = Proj_{B(0, eps), box}( δ_i ± Adam(g_i; lr=step_size, betas) )
-
-    Same conventions as :func:`pgd` (eval mode, ``descent``, L2/Linf ``eps``-ball and ``clamp`` box,
-    ``random_start``, ``restarts`` keeping per sample the run with the best final score). Note the first Adam
-    step moves every coordinate by ``step_size`` (the step is sign-like), whatever the norm.
-    """
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-    check_inputs(x, box=clamp, score=score)
-    _check_common(x, steps, step_size, None)
-    if restarts < 1:
-        raise ValueError(f"restarts must be >= 1, got {restarts}")
-    if random_start and math.isinf(eps):
-        raise ValueError("random_start needs a finite eps (it starts uniformly inside the eps-ball)")
-    if restarts > 1 and not random_start:
-        raise ValueError("restarts > 1 repeat the same deterministic path unless random_start=True")
-    x0 = x.detach()
-    sign = -1.0 if descent else 1.0
-    best_x: Tensor | None = None
-    best_score: Tensor | None = None
-    with eval_mode(score):
-        for _ in range(restarts):
-            xi = _random_start(x0, norm, eps, generator) if random_start else x0.clone()
-            xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, None)
-            adam = _Adam(xi, step_size, betas)
-            for _ in range(steps):
-                _, grad = input_gradient(score, xi)
-                xi = _apply_box_and_mask(_project(xi + sign * adam.update(grad), x0, norm, eps), x0, clamp, None)
-            if restarts == 1:
-                return xi
-            final = per_sample_scores(score, xi).detach()
-            if best_x is None or best_score is None:
-                best_x, best_score = xi, final
-                continue
-            better = final < best_score if descent else final > best_score
-            best_x = torch.where(better.view(-1, *([1] * (x0.dim() - 1))), xi, best_x)
-            best_score = torch.where(better, final, best_score)
-    assert best_x is not None
-    return best_x
-
-
-@torch.no_grad()
-def min_distortion_l2(
-    margin: ScoreFn,
-    x: Tensor,
-    *,
-    steps: int = 500,
-    lr: float = 0.1,
-    c_range: tuple[float, float] = (0.0, 8.0),
-    search_steps: int = 20,
-    kappa: float = 0.0,
-    clamp: tuple[float, float] = (0.0, 1.0),
-) -> tuple[Tensor, Tensor]:
-    """Carlini-Wagner-style minimum-L2-distortion search (Carlini & Wagner 2017; the protocol of T Tab. 3.6).
-
-    ``margin(x')`` returns one value per sample, negative exactly when ``x'`` is a successful adversarial example
-    (e.g. ``max(z_y, T) - max_{i != y} z_i`` for "misclassified and accepted at threshold T"). For a constant c
-    per sample the search minimises, with Adam (``steps`` steps, learning rate ``lr``) in the tanh space of CW,
-
-        ||x' - x||_2^2 + c · max(margin(x'), -kappa),   x' = lo + (hi - lo) · (tanh(w) + 1) / 2,
-
-    and binary-searches c inside ``c_range`` for ``search_steps`` rounds (c = midpoint; a round with a success
-    lowers the upper end, one without raises the lower end). Returns ``(x_adv, distortion)``: per sample the
-    successful ``x'`` of smallest L2 distance met at any step of any round, and that distance; samples never
-    successful keep ``x`` and distance ``inf``.
-    """
-    check_inputs(x, box=clamp, score=margin)
-    _check_common(x, steps, lr, None)
-    lo_c, hi_c = (float(c) for c in c_range)
-    if not 0 <= lo_c < hi_c:
-        raise ValueError(f"c_range must satisfy 0 <= low < high, got {c_range}")
-    if search_steps < 1:
-        raise ValueError(f"search_steps must be >= 1, got {search_steps}")
-    box_lo, box_hi = clamp
-    x0 = x.detach()
-    n, view = x0.shape[0], (-1, *([1] * (x0.dim() - 1)))
-    unit = ((x0 - box_lo) / (box_hi - box_lo) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
-    w0 = torch.atanh(unit)
-
-    def to_image(w: Tensor) -> Tensor:
-        return box_lo + (box_hi - box_lo) * (torch.tanh(w) + 1) / 2
-
-    lower = torch.full((n,), lo_c, device=x0.device)
-    upper = torch.full((n,), hi_c, device=x0.device)
-    best_x, best_d = x0.clone(), torch.full((n,), math.inf, device=x0.device)
-    seen: dict[str, Tensor] = {}
-
-    def objective(w: Tensor) -> Tensor:  # the score ascended: minus the CW loss; keeps margin and distance
-        image = to_image(w)
-        m = per_sample_scores(margin, image)
-        d2 = (image - x0).flatten(1).pow(2).sum(1)
-        seen["margin"], seen["d2"], seen["x"] = m.detach(), d2.detach(), image.detach()
-        return -(d2 + c * m.clamp_min(-kappa))
-
-    with eval_mode(margin):
-        for _ in range(search_steps):
-            c = (lower + upper) / 2
-            w = w0.clone()
-            adam = _Adam(w, lr)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=x0.device)
-            for _ in range(steps + 1):
-                _, grad = input_gradient(objective, w)
-                hit = seen["margin"] < 0
-                dist = seen["d2"].sqrt()
-                improve = hit & (dist < best_d)
-                best_d = torch.where(improve, dist, best_d)
-                best_x = torch.where(improve.view(view), seen["x"], best_x)
-                succeeded |= hit
-                w = w + adam.update(grad)
-            upper = torch.where(succeeded, c, upper)
-            lower = torch.where(succeeded, lower, c)
-    return best_x, best_d
+def adam_pgd(score: ScoreFn, x: Tensor, **pgd_options: Any) -> Tensor:
+    """:func:`pgd` with ``rule="adam"`` (the Adam-step PGD of T Sec. 3.2.3)."""
+    return pgd(score, x, rule="adam", **pgd_options)

@@ -20,9 +20,8 @@ from typing import Any
 
 from ..gat.calibration import CALIBRATION_SPLITS, run_gat_calibrate
 from ..gat.classify import CLASSIFY_PROTOCOLS
-from ..gat.evaluate import EVAL_PROTOCOLS
+from ..gat.evaluate import EVAL_PROTOCOLS, EVAL_SECTIONS, RULE_OFFSETS
 from ..gat.pipeline import (
-    EVAL_SECTIONS,
     run_gat_classify_eval,
     run_gat_eval,
     run_gat_explain,
@@ -57,7 +56,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     apply_threads(args)
     run_gat_eval(args.checkpoint, args.out, protocol=args.protocol, sections=args.sections, data=args.data,
-                 device=args.device, resume=args.resume, report=not args.no_report)
+                 device=args.device, rule_offsets=args.rule_offsets, resume=args.resume, report=not args.no_report)
     return 0
 
 
@@ -123,13 +122,17 @@ def register(subparsers: Any) -> None:
     train.add_argument("--no-report", action="store_true", help="do not write report.html")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="AUC tables, integrated vs generative detection, ART check, L2 distortion",
+    ev = sub.add_parser("eval", help="AUC tables, integrated vs generative detection (ours + ART), L2 distortion",
                         description="Evaluates a committee run folder on the test split of its data and writes "
                                     "OUT/gat_eval.json (protocol beside every number) and report sections.")
     add_checkpoint(ev, help="committee run folder (or its committee.pt)")
     add_out(ev, help="folder for gat_eval.json and the report")
     ev.add_argument("--protocol", choices=sorted(EVAL_PROTOCOLS), default=e["protocol"],
-                    help="mnist: the reduced CPU protocol (default); thesis: T Sec. 3.2.3's")
+                    help="mnist: the reduced CPU protocol (default); thesis: T Sec. 3.2.3's; step sizes are "
+                         "relative to the committee's own eps, so either fits any committee")
+    ev.add_argument("--rule-offsets", choices=RULE_OFFSETS, default=None,
+                    help="thesis: T Sec. 3.2's detection rules on z_{d_k} (the protocol's default); calibrated: on "
+                         "z_{d_k} + c_k, the offsets of Sec. 3.4, labelled so in tables")
     ev.add_argument("--sections", nargs="+", choices=EVAL_SECTIONS, default=None,
                     help="evaluation blocks to run (default: all)")
     ev.add_argument("--data", default=None, help="labelled data source (default: the committee's)")

@@ -4,7 +4,7 @@
     gat.run_gat_train("runs/gat", preset="mnist", workers=2)   # = atebm gat train --preset mnist --workers 2 ...
     committee = gat.load("runs/gat")          # nn.Module: [0, 1] images -> (N, K) logits z_{d_k}(x) + c_k
     d0 = committee.detector(0)                # score model of class 0 (one score per sample)
-    gat.run_gat_eval("runs/gat", "runs/gat")  # = atebm gat eval: AUC tables, detection curves, ART check, CW
+    gat.run_gat_eval("runs/gat", "runs/gat")  # = atebm gat eval: AUC tables, detection curves (ours + ART), CW
 
 The generative robust classifier (T Sec. 3.4)::
 
@@ -15,23 +15,20 @@ The generative robust classifier (T Sec. 3.4)::
 
 Modules: ``networks`` (T Tab. 3.1), ``presets``, ``data`` (labelled splits), ``training`` (the detectors through
 atebm.Trainer), ``classifier`` (the softmax f), ``committee``, ``attacks`` (T Eq. 3.30-3.35, 3.47-3.48),
-``detection`` (T Eq. 3.27-3.29), ``evaluate`` (T Tab. 3.2-3.6, Fig. 3.2), ``calibration`` (T Eq. 3.40-3.43),
+``detection`` (T Eq. 3.27-3.29), ``evaluate`` (T Tab. 3.2-3.6, Fig. 3.2, through atebm.attacks), ``calibration``
+(T Eq. 3.40-3.43),
 ``robust`` (in/out AT preset, Madry baseline, T Eq. 3.16, 3.45), ``classify`` (robust accuracy, T Tab. 3.14,
 Fig. 3.7), ``explain`` (T Fig. 3.8-3.10, Tab. 3.15), ``pipeline`` (the commands).
 """
 from .attacks import (
                       OBJECTIVES,
-                      AcceptanceAttack,
                       ClassifierAttack,
                       CombinedAttack,
                       DetectorAttack,
                       IntegratedView,
                       SingleDetectorAttack,
                       SwitchingAttack,
-                      TargetedMargin,
-                      ThresholdMargin,
-                      per_class_attack,
-                      run_attack,
+                      per_class_candidates,
 )
 from .calibration import calibrate_committee, fit_offsets, run_gat_calibrate
 from .classify import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid, robust_accuracy
@@ -58,9 +55,8 @@ __all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet
            "DetectorTrainer", "ValidationSelector", "train_detector", "train_detectors", "assemble_committee",
            "detector_dir",
            "ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
-           "ThresholdMargin", "AcceptanceAttack", "IntegratedView", "OBJECTIVES", "run_attack", "run_gat_train",
-           "run_gat_eval",
-           "TargetedMargin", "per_class_attack", "fit_offsets", "calibrate_committee", "run_gat_calibrate",
+           "IntegratedView", "OBJECTIVES", "run_gat_train", "run_gat_eval", "per_class_candidates", "fit_offsets",
+           "calibrate_committee", "run_gat_calibrate",
            "CLASSIFY_PROTOCOLS", "ClassifyEvalConfig", "accuracy_grid", "robust_accuracy", "ClassScore",
            "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "train_madry_classifier",
            "run_gat_robust_softmax", "run_gat_classify_eval", "run_gat_explain"]

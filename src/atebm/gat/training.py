@@ -6,10 +6,12 @@ k (label 1), p_0 = the training images of the other classes (label 0), each p_0 
 number of steps K (``k_start = k_max``; the random start is the trainer's ``pgd_random_start``).
 :class:`DetectorTrainer` is the trainer with the optional Adam-step attack of T Tab. 3.1 and the positives'
 augmentation applied to p_0 too; everything else (loop, optimiser, checkpoints, resume, logs) is the trainer's own.
-Every ``validation["every"]`` iterations the detector is scored on the validation split: AUC of clean class-k
-images against perturbed other-class images under the preset's validation attack; the best (AUC, then lower
-validation loss) becomes the run's model (``detector_k/model.pt``, via
-:meth:`atebm.Trainer.select_weights`).
+Every ``validation["every"]`` iterations, and once more on the final weights when training ends off that period,
+the detector is scored on the validation split: AUC of clean class-k images against perturbed other-class images
+under the preset's validation attack; the best (AUC, then lower validation loss) becomes the run's model
+(``detector_k/model.pt``, via :meth:`atebm.Trainer.select_weights`): the best-validation checkpoint of T Sec. 3.2.3
+(:class:`ValidationSelector`). A resume with another preset, data source or a changed detector setting outside
+the core's resumable budgets and cadences is refused (:func:`check_detector_resume`).
 """
 from __future__ import annotations
 
@@ -25,17 +27,18 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..attacks import AttackSpec, ThreatModel, raise_score
 from ..metrics import auroc
-from ..sampling import adam_pgd
-from ..training import CHECKPOINT_FILE, MODEL_FILE, TrainConfig, Trainer, load_model, write_json
-from ..training.trainer import RESUME_OVERRIDABLE, augment
-from .attacks import SingleDetectorAttack, run_attack
+from ..sampling import pgd
+from ..training import CHECKPOINT_FILE, MODEL_FILE, TrainConfig, Trainer, load_checkpoint, load_model, write_json
+from ..training.trainer import augment, check_resume_overrides
+from .attacks import SingleDetectorAttack
 from .committee import Committee, save_committee
 from .data import LabelledSplits, class_view
 from .presets import ATTACK_RULES, GatPreset
 
 __all__ = ["DetectorTrainer", "ValidationSelector", "train_detector", "train_detectors", "detector_dir",
-           "assemble_committee"]
+           "assemble_committee", "check_detector_resume", "refuse_other_run"]
 
 
 def detector_dir(out_dir: str | Path, k: int) -> Path:
@@ -111,46 +114,71 @@ class DetectorTrainer(Trainer):
         x0 = augment(x0, c.augment_crop_scale, c.augment_flip, self.aug_generator)
         if rule == "pgd":
             return super().sample_p0(x0, steps)
-        return adam_pgd(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
-                        random_start=c.pgd_random_start, clamp=self._clamp())
+        return pgd(self.model, x0, steps=steps, step_size=c.step_size, norm=c.pgd_norm, eps=c.pgd_eps,
+                   random_start=c.pgd_random_start, clamp=self._clamp(), rule="adam")
 
 
 class ValidationSelector:
-    """Trainer callback: every ``every`` iterations, AUC of d_k on clean class-k validation images (positives)
-    against other-class validation images attacked to raise d_k (negatives); keeps the best weights (the
-    trainer's weight average instead of the raw weights when its config sets ``ema_decay``)."""
+    """Trainer callback that selects d_k's weights on the validation split: the thesis reports "the checkpoint
+    which has the best validation performance" (T Sec. 3.2.3).
+
+    Rule: the candidates are the weights every ``every`` iterations (:meth:`__call__`) and the final weights
+    (:meth:`evaluate_now`, which :func:`train_detector` calls once training ends off the period, or when no
+    validation ran); a candidate is the trainer's weight average instead of the raw weights when its config sets
+    ``ema_decay``. Each is scored by :meth:`evaluate`: AUC of d_k on clean class-k validation images (positives)
+    against other-class validation images attacked to raise d_k (negatives). The best key (AUC, then lower
+    validation loss; ties go to the later weights) becomes the run's model (:meth:`atebm.Trainer.select_weights`).
+    Weights with a non-finite parameter (a diverged run) are no candidate."""
 
     def __init__(self, positives: Tensor, negatives: Tensor, *, norm: str, eps: float, rule: str, steps: int,
                  step_size: float, every: int, seed: int = 0) -> None:
         self.positives, self.negatives = positives, negatives
-        self.attack = dict(rule=rule, norm=norm, eps=eps, steps=steps, step_size=step_size)
+        self.threat = ThreatModel(norm, eps)
+        self.attack = AttackSpec("adam" if rule == "adam" else "pgd", steps=steps, step_size=step_size)
+        self.attack.step_at(self.threat)        # a validation attack that cannot reach eps is refused
         self.every, self.seed = every, seed
         self.best: tuple[float, float] | None = None
         self.history: list[dict[str, Any]] = []
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        generator = torch.Generator().manual_seed(self.seed)
-        adv = run_attack(SingleDetectorAttack(model), self.negatives, random_start=True, generator=generator,
-                         device=next(model.parameters()).device, **self.attack)  # type: ignore[arg-type]
+        device = next(model.parameters()).device
+        worst, reference = raise_score(SingleDetectorAttack(model), self.negatives, threat=self.threat,
+                                       attackers=[self.attack], seed=self.seed, device=device)
+        s_neg = worst.margin + reference
         with torch.no_grad():
             model.eval()
-            device = next(model.parameters()).device
-            s_pos, s_neg = model(self.positives.to(device)).cpu(), model(adv.to(device)).cpu()
+            s_pos = model(self.positives.to(device)).view(-1).cpu()
         loss = float(F.binary_cross_entropy_with_logits(s_pos, torch.ones_like(s_pos))
                      + F.binary_cross_entropy_with_logits(s_neg, torch.zeros_like(s_neg)))
         return {"auc": auroc(s_pos, s_neg), "loss": loss}
 
     def __call__(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        if trainer.step % self.every != 0:
-            return
+        """The periodic candidate: scores the weights when ``trainer.step`` is a multiple of ``every``."""
+        if trainer.step % self.every == 0:
+            self.evaluate_now(trainer, record)
+
+    def scored(self, trainer: Trainer) -> bool:
+        """Whether the weights at ``trainer.step`` are already a candidate (validated in this process)."""
+        return bool(self.history) and self.history[-1]["step"] == trainer.step
+
+    def evaluate_now(self, trainer: Trainer, record: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Scores the current weights (or the weight average) whatever the step, adds them to :attr:`history`
+        and selects them when they are the best so far; the validation AUC and loss also go into ``record``.
+        Returns the history entry, or None when the weights are not finite (they are then no candidate)."""
         averaged = trainer.ema is not None  # with ema_decay set, the weight average is the candidate
-        result = self.evaluate(trainer.ema_model() if averaged else trainer.model)
-        record.update({"val_auc_adv": result["auc"], "val_loss": result["loss"]})
-        self.history.append({"step": trainer.step, **result})
+        model = trainer.ema_model() if averaged else trainer.model
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            return None
+        result = self.evaluate(model)
+        if record is not None:
+            record.update({"val_auc_adv": result["auc"], "val_loss": result["loss"]})
+        entry = {"step": trainer.step, **result}
+        self.history.append(entry)
         key = (result["auc"], -result["loss"])
         if self.best is None or key >= self.best:
             self.best = key
             trainer.select_weights(by="val_auc_adv", value=result["auc"], ema=averaged)
+        return entry
 
 
 def _validation_negatives(splits: LabelledSplits, k: int, count: int | None, seed: int) -> Tensor:
@@ -161,22 +189,62 @@ def _validation_negatives(splits: LabelledSplits, k: int, count: int | None, see
     return others[torch.randperm(len(others), generator=generator)[:count]]
 
 
+def _detector_config(preset: GatPreset, k: int, overrides: dict[str, Any], seed: int) -> TrainConfig:
+    """The TrainConfig of d_k: the preset's with ``overrides``, seeded per detector."""
+    return preset.detector_config(seed=seed * 100 + k, **overrides)
+
+
+def refuse_other_run(folder: str | Path, recorded: dict[str, Any], preset: str, data: str) -> None:
+    """Refuses to continue the run in ``folder`` when what it ``recorded`` (its ``"preset"`` and ``"data"``
+    entries; a missing one is not compared) names another preset or data source than the requested ones: the
+    continued detectors would train on, and the committee be labelled with, something the saved ones were not."""
+    for key, wanted, trained in (("preset", preset, "with preset"), ("data", data, "on data")):
+        saved = recorded.get(key)
+        if saved is not None and saved != wanted:
+            raise ValueError(f"run folder {folder} was trained {trained} {saved!r}, not {wanted!r}; use a new --out "
+                             f"or the same {key}")
+
+
+def check_detector_resume(run: str | Path, preset: GatPreset, k: int, data: str,
+                          overrides: dict[str, Any] | None = None, seed: int = 0) -> None:
+    """Refuses to resume detector ``k``'s run folder ``run`` (its ``checkpoint.pt``; nothing to check without
+    one) with another preset or data source (:func:`refuse_other_run`) or with a detector TrainConfig, the
+    preset's with ``overrides``, that differs from the saved one outside
+    :data:`~atebm.training.trainer.RESUME_OVERRIDABLE` (the core's rule,
+    :func:`~atebm.training.trainer.check_resume_overrides`): the continuation would not be the run it claims."""
+    checkpoint = Path(run) / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        return
+    payload = load_checkpoint(checkpoint)
+    refuse_other_run(run, (payload.get("extra") or {}).get("gat") or {}, preset.name, data)
+    wanted = _detector_config(preset, k, overrides or {}, seed).to_dict()
+    try:
+        check_resume_overrides(payload["config"], wanted, TrainConfig.from_dict)
+    except ValueError as err:
+        raise ValueError(f"run folder {run}: {err}; or use a new --out") from None
+
+
 def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: str | Path, *, resume: bool = False,
                    overrides: dict[str, Any] | None = None, seed: int = 0, log: bool = True) -> dict[str, Any]:
     """Trains d_k into ``out_dir/detector_k`` (or continues it with ``resume``); returns its summary, also
-    written to ``detector_k/done.json``. The run folder's ``model.pt`` holds the best-validation weights."""
+    written to ``detector_k/done.json``. The run folder's ``model.pt`` holds the best-validation weights among
+    the periodic candidates and the final ones (:class:`ValidationSelector`, T Sec. 3.2.3). ``resume`` refuses
+    another preset, data source, ``seed`` or an ``overrides`` entry that changes a saved setting outside
+    :data:`~atebm.training.trainer.RESUME_OVERRIDABLE` (:func:`check_detector_resume`)."""
     run = detector_dir(out_dir, k)
     done = run / "done.json"
-    if resume and done.exists():
-        return json.loads(done.read_text())
+    overrides = dict(overrides or {})
+    if resume:
+        check_detector_resume(run, preset, k, splits.source, overrides, seed)
+        if done.exists():
+            return json.loads(done.read_text())
     positives, negatives, _ = class_view(splits.train, k)
     val_pos, _, _ = class_view(splits.val, k)
     v = preset.validation
     selector = ValidationSelector(val_pos, _validation_negatives(splits, k, v.get("negatives"), seed),
                                   norm=preset.norm, eps=preset.eps, rule=v["rule"], steps=int(v["steps"]),
                                   step_size=float(v["step_size"]), every=int(v["every"]), seed=seed)
-    overrides = dict(overrides or {})
-    config = preset.detector_config(seed=seed * 100 + k, **overrides)
+    config = _detector_config(preset, k, overrides, seed)
     if config.log_every > selector.every or selector.every % config.log_every:
         raise ValueError(f"validation every {selector.every} iterations must be a multiple of log_every "
                          f"{config.log_every}")
@@ -188,9 +256,7 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     checkpoint = run / CHECKPOINT_FILE
     if resume and checkpoint.exists():
         trainer = DetectorTrainer.resume(checkpoint, positives, negatives, out_dir=run, callbacks=[selector],
-                                         overrides={key: value for key, value in overrides.items()
-                                                    if key in RESUME_OVERRIDABLE},
-                                         extra={"meta": meta})
+                                         overrides=overrides, extra={"meta": meta})
         if trainer.selection is not None:
             selector.best = (float(trainer.selection["value"]), -math.inf)
     else:
@@ -203,15 +269,15 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
                          f"{preset.train_attack} steps, device {trainer.device}\n")
     start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit()
-    if selector.best is None or trainer.step % selector.every:  # the final weights are a candidate too
-        selector(trainer, {})
+    if not selector.scored(trainer) and selector.evaluate_now(trainer) is not None:  # the final weights too
         trainer.save()
     _, selection = trainer.model_weights()
     summary = {"class": k, "iterations": trainer.step, "stop_reason": trainer.stop_reason,
                "train_seconds": round(trainer.elapsed_s, 1), "wall_seconds": round(time.perf_counter() - start, 1),
                "cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
                "selection": selection, "validations": selector.history,
-               "validation_protocol": {**selector.attack, "random_start": True, "positives": len(val_pos),
+               "validation_protocol": {**selector.threat.to_dict(), **selector.attack.describe(selector.threat),
+                                       "positives": len(val_pos),
                                        "negatives": len(selector.negatives)}}
     write_json(done, summary)
     if log:

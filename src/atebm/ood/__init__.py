@@ -12,7 +12,7 @@ or, with exactly the sets and defaults of ``atebm eval-ood`` (so that the comman
 Every default of the protocol lives in :class:`OODEvalConfig`, every default of the attacks in
 :class:`AttackConfig` (held by it). This package imports no command-line code.
 """
-from .attacks import ATTACKERS, AttackConfig, ScoreLogits, WorstCase, attack_protocol, batched_scores, worst_case
+from .attacks import ATTACKERS, AttackConfig, WorstCase, attack_protocol, batched_scores, worst_case
 from .evaluate import (
     OODEvalConfig,
     OODEvaluation,
@@ -36,7 +36,7 @@ from .suites import (
     letters,
 )
 
-__all__ = ["worst_case", "WorstCase", "AttackConfig", "ScoreLogits", "batched_scores", "attack_protocol", "ATTACKERS",
+__all__ = ["worst_case", "WorstCase", "AttackConfig", "batched_scores", "attack_protocol", "ATTACKERS",
            "OODEvalConfig", "OODEvaluation", "evaluate", "compute_ood", "write_ood", "format_table", "add_to_report",
            "compare_models", "run_eval_ood", "input_geometry",
            "EMBEDDED_SUITES", "OPTIONAL_SUITES", "ALL_SUITES", "embedded_suites", "embedded_suite", "in_distribution",

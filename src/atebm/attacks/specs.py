@@ -1,0 +1,150 @@
+"""Threat models and attack specifications: small frozen dataclasses, validated on construction.
+
+A :class:`ThreatModel` is the set the adversary searches: the ``norm`` ball of radius ``eps`` around the input,
+intersected with the [0, 1] box. An :class:`AttackSpec` is one attacker and its budget. Step sizes are relative to
+``eps`` in the threat model's own norm (``step = step_factor · eps / steps``, Madry et al.'s 2.5 eps / steps by
+default), so one spec serves every radius; an absolute ``step_size`` may be given instead, and a spec whose steps
+cannot reach the boundary of the ball (``steps · step_size < eps``) is refused when it is bound to a threat model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ThreatModel", "AttackSpec", "METHODS", "NORMS", "APGD_LOSSES"]
+
+NORMS = ("linf", "l2")
+#: ``pgd``: :func:`atebm.pgd`, normalised steps; ``adam``: :func:`atebm.pgd` with Adam steps (T Tab. 3.2);
+#: ``apgd``: ART's AutoProjectedGradientDescent (Croce & Hein 2020); ``square``: ART's SquareAttack (gradient-free).
+METHODS = ("pgd", "adam", "apgd", "square")
+#: ART's APGD losses on the margin view (see :class:`atebm.attacks.art.MarginLogits`).
+APGD_LOSSES = ("ce", "dlr")
+
+
+def _from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
+    if not isinstance(values, dict):
+        raise TypeError(f"{what} must be a mapping of settings, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {sorted(known)}")
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """The ``norm`` (``"linf"`` or ``"l2"``) ball of radius ``eps`` around each input, inside the [0, 1] box."""
+
+    norm: str
+    eps: float
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) \
+                or self.eps < 0:
+            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", float(self.eps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ThreatModel:
+        return _from_dict(cls, values, "threat model")
+
+    def __str__(self) -> str:
+        return f"{self.norm.upper()} eps {self.eps:g}"
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attacker and its budget.
+
+    ``method``: one of :data:`METHODS`. ``steps``: iterations per run (PGD, Adam, APGD) or queries per run
+    (Square). ``restarts``: runs per input; the first starts at the input (or at a given start point) unless
+    ``random_start``, every later one at a uniform random point of the ball. ``step_factor``: the PGD/Adam step is
+    ``step_factor · eps / steps``; ``step_size``: an absolute step instead (the thesis's protocols). APGD's initial
+    step is 2·eps (Croce & Hein) and ``loss`` is ART's ``"ce"`` or ``"dlr"`` on the margin view; Square starts with
+    tiles of ``p_init`` of the image. ``label``: the name printed in tables (default: derived from the method).
+    """
+
+    method: str
+    steps: int = 100
+    restarts: int = 1
+    random_start: bool = True
+    step_factor: float = 2.5
+    step_size: float | None = None
+    loss: str = "ce"
+    p_init: float = 0.3
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.random_start, bool):
+            problems.append(f"random_start must be true or false, got {self.random_start!r}")
+        if not (isinstance(self.step_factor, (int, float)) and self.step_factor >= 1):
+            problems.append(f"step_factor must be >= 1 (steps x step = step_factor x eps must reach the ball's "
+                            f"boundary), got {self.step_factor!r}")
+        if self.step_size is not None and not (isinstance(self.step_size, (int, float)) and self.step_size > 0):
+            problems.append(f"step_size must be > 0 or None, got {self.step_size!r}")
+        if self.loss not in APGD_LOSSES:
+            problems.append(f"loss must be one of {APGD_LOSSES}, got {self.loss!r}")
+        if not (isinstance(self.p_init, (int, float)) and 0 < self.p_init < 1):
+            problems.append(f"p_init must lie in (0, 1), got {self.p_init!r}")
+        if problems:
+            raise ValueError("invalid attack spec: " + "; ".join(problems))
+
+    @property
+    def name(self) -> str:
+        """The label in tables: ``label`` or e.g. ``pgd-100x5``."""
+        if self.label:
+            return self.label
+        base = f"apgd-{self.loss}" if self.method == "apgd" else self.method
+        return f"{base}-{self.steps}x{self.restarts}" if self.restarts > 1 else f"{base}-{self.steps}"
+
+    def step_at(self, threat: ThreatModel) -> float:
+        """The PGD/Adam step size at ``threat``; refuses a spec whose path cannot reach the ball's boundary."""
+        if self.method not in ("pgd", "adam"):
+            raise ValueError(f"{self.method} chooses its own step")
+        if self.step_size is None:
+            return self.step_factor * threat.eps / self.steps
+        reach = self.steps * self.step_size
+        if reach < threat.eps * (1 - 1e-9):
+            raise ValueError(f"attack {self.name}: {self.steps} steps x {self.step_size:g} reach at most "
+                             f"{reach:g} in {threat.norm}, less than eps {threat.eps:g}; use step_factor (relative "
+                             f"to eps) or a larger step_size")
+        return float(self.step_size)
+
+    def budget(self) -> dict[str, Any]:
+        """What one input may cost this attacker: gradient passes (or forward queries) per input, all runs."""
+        unit = "queries" if self.method == "square" else "gradient_passes"
+        return {unit: self.steps * self.restarts, "steps": self.steps, "restarts": self.restarts}
+
+    def describe(self, threat: ThreatModel) -> dict[str, Any]:
+        """The protocol entry printed next to a number."""
+        out: dict[str, Any] = {"method": self.method, **self.budget(), "random_start": self.random_start}
+        if self.method in ("pgd", "adam"):
+            out["step_size"] = round(self.step_at(threat), 8)
+            out["step_rule"] = "sign" if threat.norm == "linf" and self.method == "pgd" else (
+                "unit-L2" if self.method == "pgd" else "Adam update of the perturbation")
+        elif self.method == "apgd":
+            out.update(loss=self.loss, initial_step=2 * threat.eps, implementation="ART AutoProjectedGradientDescent")
+        else:
+            out.update(p_init=self.p_init, implementation="ART SquareAttack", gradient_free=True)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AttackSpec:
+        return _from_dict(cls, values, "attack spec")
