@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,12 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["ImageSet", "DataFormatError", "resize", "to_channels", "blur", "rng_for", "images_from_array",
-           "labels_from_array", "LUMA_WEIGHTS"]
+           "labels_from_array", "stratified_split", "LUMA_WEIGHTS", "SPLIT_SEED"]
 
 #: ITU-R BT.601 luma weights used for colour -> grey: Y = 0.299 R + 0.587 G + 0.114 B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: Float images may stray this far outside [0, 1] (rounding) before they are rejected; they are then clipped.
 RANGE_TOLERANCE = 1e-4
+#: The fixed splits of the named data sets (:func:`stratified_split`) are drawn once from this seed (a constant:
+#: they never move with the user's seed).
+SPLIT_SEED = 20240611
 
 
 class DataFormatError(ValueError):
@@ -155,6 +158,34 @@ def take(images: ImageSet, n: int | None, rng: np.random.Generator, name: str | 
     index = torch.from_numpy(rng.permutation(total)[:n])
     return ImageSet(images.x[index].contiguous(), None if images.y is None else images.y[index],
                     name or images.name, dict(images.meta))
+
+
+def stratified_split(labels: np.ndarray, fractions: dict[str, float] | None = None,
+                      counts: Mapping[str, int | None] | None = None) -> dict[str, np.ndarray]:
+    """Fixed per-class split of indices: ``counts`` per class (``None``: the rest of the class), or
+    ``fractions`` of each class (the last split takes the remainder). Each split's indices are sorted, so the
+    result depends on nothing but the labels."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    parts: dict[str, list[np.ndarray]] = {}
+    names = list(counts or fractions or {})
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        start = 0
+        for i, split in enumerate(names):
+            if counts is not None:
+                wanted = counts[split]
+                size = len(members) - start if wanted is None else wanted
+                if size > len(members) - start:
+                    raise DataFormatError(f"class {cls} has {len(members)} images, too few for the fixed split "
+                                          f"{counts}")
+            elif i == len(names) - 1:
+                size = len(members) - start
+            else:
+                assert fractions is not None
+                size = int(round(fractions[split] * len(members)))
+            parts.setdefault(split, []).append(members[start:start + size])
+            start += size
+    return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
 def _check_count(n: object, what: str = "n") -> int:

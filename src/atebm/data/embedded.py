@@ -24,14 +24,13 @@ ones when ``n`` is given). Random sources draw from a stream keyed by (seed, nam
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
 from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import DataFormatError, ImageSet, _check_count, _size_pair, resize, rng_for, take, to_channels
+from .core import ImageSet, _check_count, _size_pair, resize, rng_for, stratified_split, take, to_channels
 from .fashion import FASHION_SPLITS, load_fashion
 from .photos import DEFAULT_COUNTS as PHOTO_COUNTS
 from .photos import photo_patches
@@ -59,8 +58,6 @@ SOURCES = tuple(SPLITS)
 INSTALLED_SPLITS = {"fashion": FASHION_SPLITS}
 #: Every name :func:`load_dataset` accepts, with its splits.
 DATASETS = {**SPLITS, **INSTALLED_SPLITS}
-#: The fixed splits are drawn once from this seed (a constant: they never move with the user's seed).
-_SPLIT_SEED = 20240611
 
 
 # ----------------------------------------------------------------------------------------------- raw sets
@@ -136,43 +133,15 @@ def _lfw_faces() -> np.ndarray:
     return images[:100]  # the first 100 are the faces, the rest background crops
 
 
-def _stratified_split(labels: np.ndarray, fractions: dict[str, float] | None = None,
-                      counts: Mapping[str, int | None] | None = None) -> dict[str, np.ndarray]:
-    """Fixed per-class split of indices: ``counts`` per class (``None``: the rest of the class), or
-    ``fractions`` of each class (the last split takes the remainder). Each split's indices are sorted, so the
-    result depends on nothing but the labels."""
-    rng = np.random.default_rng(_SPLIT_SEED)
-    parts: dict[str, list[np.ndarray]] = {}
-    names = list(counts or fractions or {})
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        start = 0
-        for i, split in enumerate(names):
-            if counts is not None:
-                wanted = counts[split]
-                size = len(members) - start if wanted is None else wanted
-                if size > len(members) - start:
-                    raise DataFormatError(f"class {cls} has {len(members)} images, too few for the fixed split "
-                                          f"{counts}")
-            elif i == len(names) - 1:
-                size = len(members) - start
-            else:
-                assert fractions is not None
-                size = int(round(fractions[split] * len(members)))
-            parts.setdefault(split, []).append(members[start:start + size])
-            start += size
-    return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
-
-
 @cache
 def _split_indices(name: str) -> dict[str, np.ndarray]:
     if name == "mnist":
-        return _stratified_split(mnist_raw()[1], counts=MNIST_SPLIT)
+        return stratified_split(mnist_raw()[1], counts=MNIST_SPLIT)
     if name == "digits":
-        return _stratified_split(_digits_raw()[1], fractions={"train": TRAIN_FRACTION, "test": 1 - TRAIN_FRACTION})
+        return stratified_split(_digits_raw()[1], fractions={"train": TRAIN_FRACTION, "test": 1 - TRAIN_FRACTION})
     if name == "lfw":
-        return _stratified_split(np.zeros(100, dtype=np.int64),
-                                 fractions={"train": TRAIN_FRACTION, "test": 1 - TRAIN_FRACTION})
+        return stratified_split(np.zeros(100, dtype=np.int64),
+                                fractions={"train": TRAIN_FRACTION, "test": 1 - TRAIN_FRACTION})
     raise KeyError(name)
 
 

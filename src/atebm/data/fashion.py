@@ -7,7 +7,8 @@ it (or read a copy of the files with ``idx:PATH``, :func:`atebm.data.read_idx`).
 The files hold 60,000 training and 10,000 test images (28x28 grey, 10 classes of clothing, 6,000 training and
 1,000 test images per class). Splits here: ``test`` is the test file; ``val`` is a fixed, stratified
 :data:`FASHION_VAL_PER_CLASS` = 500 images per class (5,000) drawn from the training file once and for all
-(seeded with the package's constant split seed, never with the user's seed); ``train`` is the other 55,000.
+(:func:`~atebm.data.core.stratified_split`, seeded with the package's constant split seed, never with the user's
+seed); ``train`` is the other 55,000.
 """
 from __future__ import annotations
 
@@ -18,7 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import DataFormatError, ImageSet, _check_count, labels_from_array, resize, rng_for, to_channels
+from .core import (
+    DataFormatError,
+    ImageSet,
+    _check_count,
+    labels_from_array,
+    resize,
+    rng_for,
+    stratified_split,
+    to_channels,
+)
 from .idx import read_idx_array
 
 __all__ = ["FASHION_MNIST_DIR", "FASHION_CLASSES", "FASHION_SPLITS", "FASHION_VAL_PER_CLASS", "FASHION_INSTALL",
@@ -67,9 +77,7 @@ def fashion_raw(file: str, root: str = str(FASHION_MNIST_DIR)) -> tuple[np.ndarr
 @lru_cache(maxsize=4)
 def fashion_split_indices(root: str = str(FASHION_MNIST_DIR)) -> dict[str, np.ndarray]:
     """Indices into the training file of the fixed ``train`` and ``val`` splits (sorted)."""
-    from .embedded import _stratified_split
-
-    return _stratified_split(fashion_raw("train", root)[1], counts={"val": FASHION_VAL_PER_CLASS, "train": None})
+    return stratified_split(fashion_raw("train", root)[1], counts={"val": FASHION_VAL_PER_CLASS, "train": None})
 
 
 def load_fashion(split: str = "train", *, size: int | tuple[int, int] = 28, channels: int = 1,

@@ -30,6 +30,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,11 +46,11 @@ from ..data.loader import BatchLoader
 from ..models import ScoreModel, build_score_model, freeze_batchnorm
 from ..models.performance import AutocastScore, compile_score, resolve_precision, to_memory_format, use_channels_last
 from ..sampling import pgd
-from .checkpoint import MODEL_FILE, jsonable, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import CHECKPOINT_FILE, MODEL_FILE, jsonable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
 __all__ = ["Trainer", "StopTraining", "ImageSource", "batch_auc", "resolve_device", "fetch_batch", "append_jsonl",
-           "ema_update"]
+           "ema_update", "ObjectiveHome", "OBJECTIVE_HOMES"]
 
 
 class ImageSource(Protocol):
@@ -65,6 +66,39 @@ class ImageSource(Protocol):
 #: the continuation differ from an uninterrupted run.
 RESUME_OVERRIDABLE = frozenset({"max_iters", "final_iters", "final_epochs", "time_budget_s", "log_every",
                                 "ckpt_every", "progress", "device", "num_workers"})
+
+
+@dataclass(frozen=True)
+class ObjectiveHome:
+    """Where the runs of an objective defined outside this module are trained and continued. Kept here, by kind,
+    so that a run given to a command that cannot continue it names the one that can, even when the module that
+    defines the objective is not imported (then the kind is not in :attr:`Objective.registry`)."""
+
+    module: str                 # defines the Objective subclass (importing it registers the kind)
+    command: str | None         # the atebm command that trains such runs (None: the library only)
+    resume: str | None          # the command line that continues such a run; ``{out}`` is its run folder
+    trainer: str | None = None  # the Trainer subclass whose resume() continues such runs (None: Trainer.resume)
+
+    def trained_by(self, kind: str) -> str:
+        return f"by `{self.command}` (objective {kind!r})" if self.command else f"with objective {kind!r}"
+
+    def how_to_resume(self, out: str | os.PathLike = "DIR") -> str:
+        python = (f"atebm.{self.trainer}.resume" if self.trainer
+                  else f"atebm.Trainer.resume after importing {self.module}")
+        if self.resume:
+            return f"resume it with {self.resume.format(out=out)} (in Python: {python})"
+        return f"resume it in Python with {python}"
+
+
+#: :class:`ObjectiveHome` by :attr:`Objective.kind`, for every objective of the package not defined in this module
+#: (``tests/test_structure.py`` checks that none is missing).
+OBJECTIVE_HOMES: dict[str, ObjectiveHome] = {
+    "dsgan": ObjectiveHome("atebm.dsgan.training", "atebm dsgan train",
+                           "`atebm dsgan train --resume --out {out}` and the --case or --data/--pbar it was trained "
+                           "with", trainer="dsgan.DSGANTrainer"),
+    "dsgan-ssl": ObjectiveHome("atebm.dsgan.ssl", "atebm dsgan ssl", None),
+    "maximum-likelihood": ObjectiveHome("atebm.baselines.ebm", None, None, trainer="baselines.EBMTrainer"),
+}
 
 
 class Objective:
@@ -116,8 +150,13 @@ class Objective:
             return BinaryAT()
         kind = payload.get("kind")
         if kind not in Objective.registry:
-            raise ValueError(f"the checkpoint was trained with objective {kind!r}, which is not loaded "
-                             f"(known: {sorted(Objective.registry)}); import the module that defines it first")
+            home = OBJECTIVE_HOMES.get(str(kind))
+            if home is not None:
+                raise ValueError(f"the checkpoint was trained {home.trained_by(str(kind))}, whose objective is not "
+                                 f"loaded; {home.how_to_resume()}")
+            raise ValueError(f"the checkpoint was trained with objective {kind!r}, which is not loaded (known: "
+                             f"{sorted(Objective.registry)}); import the module that defines that Objective subclass "
+                             "first")
         objective = Objective.registry[kind].restore(payload.get("options") or {}, p0)
         objective.load_state_dict(payload.get("state") or {})
         return objective
@@ -665,10 +704,16 @@ class Trainer:
 
         ``overrides`` may change only what leaves the continuation exact: the budgets and the logging/checkpoint
         cadence (:data:`RESUME_OVERRIDABLE`); any other changed field (batch size, seed, model, step size, ...) is
-        refused with a ValueError that names it."""
+        refused with a ValueError that names it. A run of an objective that another trainer continues
+        (:data:`OBJECTIVE_HOMES`, e.g. a DSGAN run) is refused with the command that does."""
         payload = load_checkpoint(path)
         if payload.get("trainer") is None:
             raise ValueError(f"{path} holds only model weights, not a trainer state; it cannot be resumed")
+        kind = str((payload.get("objective") or {}).get("kind", BinaryAT.kind))
+        home = OBJECTIVE_HOMES.get(kind)
+        if home is not None and home.trainer is not None and home.trainer.rpartition(".")[2] != cls.__name__:
+            where = Path(path).parent if Path(path).name == CHECKPOINT_FILE else Path(path)
+            raise ValueError(f"{where} was trained {home.trained_by(kind)}: {home.how_to_resume(where)}")
         config = TrainConfig.from_dict({**payload["config"], **check_resume_overrides(payload["config"], overrides,
                                                                                      TrainConfig.from_dict)})
         saved_extra = payload.get("extra") or {}
