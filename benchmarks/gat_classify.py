@@ -3,16 +3,21 @@ Fig. 3.7-3.11, Tab. 3.15), worst case over attackers per sample, next to the the
 
     python benchmarks/gat_classify.py --stage calibrate --out-committee /tmp/gat/runs/mnist --inout RUN_INOUT --work W
     python benchmarks/gat_classify.py --stage softmax --work W
-    python benchmarks/gat_classify.py --stage eval --inout RUN_INOUT --work W
+    python benchmarks/gat_classify.py --stage eval --inout RUN_INOUT --work W [--protocol full] [--n 200]
     python benchmarks/gat_classify.py --stage explain --inout RUN_INOUT --work W
     python benchmarks/gat_classify.py --stage write --inout RUN_INOUT --work W
 
 Stages run one process at a time (one torch thread). ``calibrate`` copies the committee of
 ``atebm gat train --preset mnist`` (out-distribution AT only) into ``W/mnist`` and calibrates it there (``atebm gat
 calibrate``), and reads the calibration of the ``mnist-inout`` committee (``atebm gat train --preset mnist-inout``
-calibrates at the end); ``softmax`` trains the Madry baseline (``atebm gat robust-softmax``); ``eval`` runs the
-accuracy-vs-eps grids of the three classifiers; ``explain`` the samples / counterfactuals / attributions / FD;
-``write`` assembles ``benchmarks/results/gat/classify.json`` and the plots. Each stage records its CPU seconds.
+calibrates at the end); ``softmax`` trains the Madry baseline (``atebm gat robust-softmax``); ``eval`` (and
+``eval-inout``) runs the accuracy-vs-eps grids of the classifiers (:func:`atebm.gat.classify.accuracy_grid`, the
+per-sample worst case over the attack cascade through :mod:`atebm.attacks`), every model with the same protocol:
+``--protocol`` names a :data:`~atebm.gat.classify.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and
+Square with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
+``explain`` the samples / counterfactuals / attributions / FD; ``write`` assembles
+``benchmarks/results/gat/classify.json``, the plots and ``classify_tables.md``, each table with its protocol. Each
+stage records its CPU seconds.
 """
 from __future__ import annotations
 
@@ -28,11 +33,9 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gat"
 
-#: The reduced CPU protocol (the thesis's: full CIFAR-10 test set, PGD with many steps; Tramer et al.'s attack).
-PROTOCOL = dict(n=100, linf_eps=(0.0, 0.1, 0.2, 0.3, 0.4), l2_eps=(0.0, 1.5, 3.0),
-                attackers=("per_class", "ce", "margin", "targeted", "apgd-ce", "apgd-dlr"), steps=20,
-                step_factor=2.5, restarts=2, targets=1, art_steps=20, art_restarts=1,
-                art_only_at=(("linf", 0.3), ("linf", 0.4)), batch_size=250, seed=0)
+#: Defaults of ``--protocol`` and ``--n`` (the thesis's protocol: the full CIFAR-10 test set, PGD with many steps,
+#: Tramer et al.'s attack).
+PROTOCOL, N_DEFAULT = "full", 200
 INOUT_ITERATIONS = 90
 INOUT_RAMP = (0.05, 0.1, 0.15)
 MADRY = dict(norm="linf", eps=0.3, steps=7, step_size=0.1, iterations=1000, warmup=300)
@@ -67,6 +70,13 @@ def _models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     return models
 
 
+def _protocol(args: argparse.Namespace) -> Any:
+    """The ClassifyEvalConfig of ``--protocol`` on ``--n`` test digits, the same for every evaluated model."""
+    from atebm.gat.classify import CLASSIFY_PROTOCOLS
+
+    return CLASSIFY_PROTOCOLS[args.protocol].replace(n=args.n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True,
@@ -75,6 +85,10 @@ def main() -> None:
                         help="run folder of `atebm gat train --preset mnist` (read only; copied)")
     parser.add_argument("--inout", type=Path, required=True, help="run folder of `--preset mnist-inout`")
     parser.add_argument("--work", type=Path, required=True, help="working folder of this benchmark")
+    parser.add_argument("--protocol", choices=("mnist", "full"), default=PROTOCOL,
+                        help="attack protocol of the eval stages (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=N_DEFAULT,
+                        help="stratified test digits of the eval stages (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     command = "python benchmarks/gat_classify.py " + " ".join(sys.argv[1:])
@@ -101,12 +115,12 @@ def main() -> None:
         _save(work, "softmax", {"meta": load_classifier(work / "softmax" / "robust_softmax.pt").meta}, cpu_start,
               command)
     elif args.stage == "eval":
-        from atebm.gat.classify import ClassifyEvalConfig, accuracy_grid
+        from atebm.gat.classify import accuracy_grid
         from atebm.gat.data import labelled_splits
         from atebm.gat.robust import count_macs, count_parameters
 
         splits = labelled_splits("mnist")
-        config = ClassifyEvalConfig(**PROTOCOL)  # type: ignore[arg-type]
+        config = _protocol(args)
         models = _models(args)
         assert splits.test.y is not None
         grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config,
@@ -134,11 +148,11 @@ def main() -> None:
                               "calibration": record}, cpu_start, command)
     elif args.stage == "eval-inout":
         import atebm.gat as gat
-        from atebm.gat.classify import ClassifyEvalConfig, accuracy_grid
+        from atebm.gat.classify import accuracy_grid
         from atebm.gat.data import labelled_splits
 
         splits = labelled_splits("mnist")
-        config = ClassifyEvalConfig(**PROTOCOL)  # type: ignore[arg-type]
+        config = _protocol(args)
         assert splits.test.y is not None
         grid = accuracy_grid({"generative_inout_ft": gat.load(work / "inout_ft")}, splits.test.x, splits.test.y,
                              config=config, progress=lambda s: print(s, file=sys.stderr, flush=True))
@@ -196,9 +210,7 @@ def write(args: argparse.Namespace) -> None:
                          "(+ 90 of in+out AT for generative_inout_ft) instead of ResNet18Thinner, 2,000 epochs",
             "robust_softmax": f"{MADRY['iterations']} iterations of 64, {MADRY['steps']}-step PGD (Madry: 100k "
                               "iterations of 50, 40 steps)",
-            "evaluation": f"{PROTOCOL['n']} stratified test digits (thesis: 10,000), {PROTOCOL['steps']}-step PGD "
-                          f"attackers, {PROTOCOL['restarts']} start each, top-{PROTOCOL['targets']} targeted, ART "
-                          f"APGD-CE/DLR {PROTOCOL['art_steps']} iterations only at Linf 0.3 and 0.4; no Square",
+            "evaluation": _evaluation(stages),
             "budget": "about 60 CPU-minutes (one thread) for all training and evaluation, on a shared 2-core machine",
         },
         "committees": {
@@ -222,6 +234,33 @@ def write(args: argparse.Namespace) -> None:
     print(f"wrote {RESULTS / 'classify.json'} and classify_tables.md", file=sys.stderr)
 
 
+def _evaluation(stages: dict[str, Any]) -> str:
+    """One line on the protocol of the eval stages (thesis: 10,000 test images)."""
+    configs = [stages[s]["config"] for s in ("eval", "eval_inout") if s in stages]
+    if not configs:
+        return "not run"
+    if any(c != configs[0] for c in configs):
+        return "the eval stages ran with different protocols: compare their numbers with care"
+    return f"{configs[0]['n']} stratified test digits (thesis: 10,000); " + describe_protocol(configs[0])
+
+
+def describe_protocol(config: dict[str, Any]) -> str:
+    """``config`` (a ClassifyEvalConfig dict) in words: per attacker its method, steps or queries, restarts."""
+    parts = []
+    for kind, spec in config["attackers"].items():
+        runs = f" x {spec['restarts']} restarts" if spec["restarts"] > 1 else ""
+        if spec["method"] == "square":
+            parts.append(f"{kind}: ART Square {spec['steps']:,} queries{runs}")
+        elif spec["method"] == "apgd":
+            parts.append(f"{kind}: ART APGD {spec['steps']} iterations{runs}")
+        else:
+            start = "random start" if spec["random_start"] else "from the input"
+            extra = f", top-{config['targets']} targets" if kind == "targeted" else (
+                ", each wrong d_k" if kind == "per_class" else "")
+            parts.append(f"{kind}: {spec['method']} {spec['steps']} steps{runs}, {start}{extra}")
+    return "cascade at every grid point of " + ", ".join(parts)
+
+
 def tables(result: dict[str, Any]) -> str:
     """Markdown tables of the measured numbers (pasted into README_classify.md)."""
     lines: list[str] = []
@@ -243,7 +282,13 @@ def tables(result: dict[str, Any]) -> str:
     if ev and result.get("eval_inout"):
         ev["models"] = {**ev["models"], **result["eval_inout"]["models"]}
     if ev:
+        protocols: list[dict[str, Any]] = []
+        for stage in (result.get("eval"), result.get("eval_inout")):
+            if stage and stage["config"] not in protocols:
+                protocols.append(stage["config"])
         lines += ["### Accuracy vs test eps (worst case over attackers per sample)", "",
+                  *(f"Protocol: n = {p['n']}; {describe_protocol(p)}." for p in protocols),
+                  "",
                   "| model | norm | eps | clean | first attacker alone | worst case | broken, in cascade order |",
                   "|---|---|---|---|---|---|---|"]
         for name, per_norm in ev["models"].items():

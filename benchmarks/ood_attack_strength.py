@@ -31,12 +31,13 @@ from _timing import environment, interleaved, write
 
 def _art_pgd(model: nn.Module, x: torch.Tensor, steps: int, eps: float):
     from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
 
-    from atebm.ood import ScoreLogits
+    from atebm.attacks import MarginLogits
+    from atebm.attacks.art import art_classifier
 
-    classifier = PyTorchClassifier(ScoreLogits(model), loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                   nb_classes=3, clip_values=(0.0, 1.0), device_type="cpu")
+    view = MarginLogits()       # the attack layer's one ART view; margin: the score itself (no reference)
+    view.bind(lambda rows: model, torch.arange(len(x)))
+    classifier = art_classifier(view, tuple(x.shape[1:]), torch.device("cpu"))
     attack = ProjectedGradientDescent(classifier, norm=2, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
                                       targeted=True, num_random_init=0, batch_size=len(x), verbose=False)
     target = np.ones(len(x), dtype=np.int64)

@@ -33,7 +33,7 @@ from atebm.dsgan import (
     train_ssl,
 )
 from atebm.dsgan.networks import FeatureHeadClassifier
-from atebm.dsgan.robust import entropy, robust_accuracy, train_classifier
+from atebm.dsgan.robust import RobustSettings, entropy, train_low_density_classifier, worst_case_grid
 from atebm.dsgan.toy import low_centre_disc, swissroll_mixture
 from atebm.training import save_checkpoint
 
@@ -373,18 +373,58 @@ def test_entropy_of_uniform_and_confident_logits():
     assert float(entropy(torch.tensor([[50.0, 0.0, 0.0]]))) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_robust_accuracy_counts_deepfool_distances_and_stays_below_clean(one_thread):
+class _MeanClassifier(torch.nn.Module):
+    """z = [0, 10 mean(x) - 6, -10 mean(x) - 4] on 1x16x16 images: a constant image v of class 0 is flipped
+    exactly by perturbations that raise mean(x) above 0.6, so its minimal distance is 0.6 - v in L-infinity and
+    16 (0.6 - v) in L2 (||1||_2 = 16 on 256 pixels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(256, 3)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[1], self.linear.weight[2] = 10 / 256, -10 / 256
+            self.linear.bias.copy_(torch.tensor([0.0, -6.0, -4.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def test_the_worst_case_grid_matches_the_known_minimal_distances_of_a_linear_classifier(one_thread):
+    values = [0.15, 0.35, 0.45, 0.52, 0.58, 0.7]      # L-inf distances 0.45, 0.25, 0.15, 0.08, 0.02; 0.7 is wrong
+    x = torch.tensor(values).view(-1, 1, 1, 1).expand(-1, 1, 16, 16).clone()
+    y = torch.zeros(len(values), dtype=torch.long)
+    settings = RobustSettings(eps_linf=(0.1, 0.2, 0.3), eps_l2=(1.0, 2.0, 3.0), attack_steps=10, attack_restarts=1,
+                              apgd_steps=10, square_queries=50)
+    result = worst_case_grid({"linear": _MeanClassifier().eval()}, x, y, settings)["linear"]
+    assert result["clean"] == pytest.approx(5 / 6)
+    # robust at eps exactly when correct and the minimal distance exceeds eps (L2 distances 7.2, 4, 2.4, 1.28, 0.32)
+    assert result["linf"] == pytest.approx({"0.1": 3 / 6, "0.2": 2 / 6, "0.3": 1 / 6})
+    assert result["l2"] == pytest.approx({"1": 4 / 6, "2": 3 / 6, "3": 2 / 6})
+    row = result["grid"]["l2"][1]
+    assert [a["kind"] for a in row["protocol"]["attackers"]] == ["margin", "apgd-ce", "apgd-dlr", "square"]
+    assert row["attackers"]["margin"]["attacked"] == 5 and "robust" not in row
+    with pytest.raises(ValueError, match="attack_steps=0"):
+        RobustSettings(attack_steps=0)
+    with pytest.raises(ValueError, match="eps_l2 must be"):
+        RobustSettings(eps_l2=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("train_body", [False, True])
+def test_low_density_fine_tuning_freezes_the_feature_body_by_default(one_thread, train_body):
+    assert RobustSettings().finetune_body is False
     g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(12, 1, 28, 28, generator=g), torch.arange(12) % 10
+    x, y = torch.rand(12, 1, 16, 16, generator=g), torch.arange(12) % 10
     torch.manual_seed(0)
     net = FeatureHeadClassifier(width=4, feature_dim=16, head_depth=1)
-    train_classifier(net, x, y, epochs=80, lr=1e-2, batch_size=12, seed=0)
-    result = robust_accuracy(net, x, y, eps_linf=(0.05, 0.3), eps_l2=(0.1, 1e9), pgd_steps=3)
-    assert result["clean"] > 0.5
-    for key in ("fgsm_linf", "pgd_linf", "deepfool_l2"):
-        values = list(result[key].values())
-        assert all(0 <= v <= result["clean"] + 1e-9 for v in values)
-        assert values[0] >= values[-1]
+    body, head = ([p.detach().clone() for p in part.parameters()] for part in (net.body, net.head))
+    last = train_low_density_classifier(net, x, y, epochs=2, lr=1e-2, batch_size=6, seed=0, weight=1.0,
+                                        generated=lambda m: torch.randn(m, 16, generator=g), train_body=train_body)
+    assert set(last) == {"ce", "entropy_generated"}
+    moved = [not torch.equal(a, b) for a, b in zip(body, net.body.parameters())]
+    assert all(moved) if train_body else not any(moved)
+    assert all(not torch.equal(a, b) for a, b in zip(head, net.head.parameters()))
+    assert all(p.grad is None for p in net.body.parameters()) or train_body
 
 
 def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):

@@ -1,8 +1,10 @@
-"""The generative robust classifier (atebm.gat, T Sec. 3.4) on tiny models: calibration, the per-class and margin
-attacks, Madry training's attack, integrated gradients, the worst-case cascade and the pipelines end to end."""
+"""The generative robust classifier (atebm.gat, T Sec. 3.4) on tiny models: calibration, Madry training's attack,
+integrated gradients, the pipelines end to end, and robust accuracy (T Eq. 3.46-3.48) on hand-built linear models
+whose breakable inputs are known in closed form: each attacker, the cascade, the targeted and per-class attacks."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,10 +12,11 @@ from torch import nn
 
 import atebm.gat as gat
 import atebm.gat.robust as robust
+from atebm.attacks import AttackSpec, ThreatModel
 from atebm.data import ImageSet
 from atebm.gat.calibration import calibrate_committee, fit_offsets, run_gat_calibrate
 from atebm.gat.classifier import SoftmaxClassifier, save_classifier
-from atebm.gat.classify import ClassifyEvalConfig, robust_accuracy
+from atebm.gat.classify import ATTACKERS, CLASSIFY_PROTOCOLS, ClassifyEvalConfig, attacker_set, robust_accuracy
 from atebm.gat.data import LabelledSplits
 from atebm.gat.explain import ClassScore, captum_available, class_gaussian_seeds, integrated_gradients
 from atebm.models import build_score_model
@@ -71,36 +74,6 @@ def test_calibrate_committee_sets_offsets_that_survive_save_and_load(tmp_path):
     loaded = gat.load(tmp_path)
     assert torch.allclose(loaded.offsets, committee.offsets)
     assert torch.allclose(loaded(x), committee(x), atol=1e-6)
-
-
-# ------------------------------------------------------------------------------------------------ attacks
-def test_per_class_attack_raises_the_targeted_class_score_inside_the_ball():
-    committee = tiny_committee(seed=3)
-    committee.set_offsets(torch.tensor([0.2, -0.1, -0.1]))
-    x, y = images(9, 4), torch.arange(9) % 3
-    eps = 0.1
-    adv = gat.per_class_attack(committee, x, y, norm="linf", eps=eps, steps=5, step_size=0.03)
-    assert float((adv - x).abs().max()) <= eps + 1e-6
-    with torch.no_grad():
-        before, after = committee(x), committee(adv)
-    chosen = after.masked_fill(nn.functional.one_hot(y, 3).bool(), -float("inf")).argmax(1)
-    rows = torch.arange(9)
-    assert bool((after[rows, chosen] > before[rows, chosen]).all())      # Eq. 3.47 raised the chosen d_k
-    best_before = before.masked_fill(nn.functional.one_hot(y, 3).bool(), -float("inf")).max(1).values
-    assert bool((after[rows, chosen] > best_before).all())
-
-
-def test_targeted_margin_rises_and_refuses_the_true_class():
-    model = tiny_classifier()
-    x, y = images(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
-    t = (y + 1) % 3
-    objective = gat.TargetedMargin(model, y, t)
-    adv = gat.run_attack(lambda yt: gat.TargetedMargin(model, yt[:, 0], yt[:, 1]), x, torch.stack([y, t], 1),
-                         norm="l2", eps=0.5, steps=5, step_size=0.2)
-    with torch.no_grad():
-        assert bool((objective(adv) > objective(x)).all())
-    with pytest.raises(ValueError, match="differ from the true class"):
-        gat.TargetedMargin(model, y, y)
 
 
 # ------------------------------------------------------------------------------------------------ Madry training
@@ -186,19 +159,168 @@ def test_class_gaussian_seeds_match_each_class():
     assert abs(float(seeds[labels == 0].mean()) - 0.25) < 0.05 and abs(float(seeds[labels == 1].mean()) - 0.85) < 0.05
 
 
-# ------------------------------------------------------------------------------------------------ evaluation
-def test_worst_case_cascade_is_no_better_than_its_first_attacker():
-    committee = tiny_committee(seed=5)
-    x, y = images(12, 8), committee(images(12, 8)).argmax(1).detach()     # all correct when clean
-    config = ClassifyEvalConfig(n=None, steps=4, restarts=2, targets=1, attackers=("per_class", "margin", "targeted"))
-    r = robust_accuracy(committee, x, y, norm="linf", eps=0.2, config=config)
-    assert r["clean_accuracy"] == 1.0
-    first = r["attackers"]["per_class"]["own_robust_accuracy"]
-    assert r["robust_accuracy"] <= first <= r["clean_accuracy"]
-    assert sum(r["robust"]) == round(r["robust_accuracy"] * len(y))
-    assert robust_accuracy(committee, x, y, norm="linf", eps=0.0, config=config)["robust_accuracy"] == 1.0
-    with pytest.raises(ValueError, match="unknown attackers"):
-        ClassifyEvalConfig(attackers=("nope",))
+# ------------------------------------------------------------------------------------------------ robust accuracy
+class Linear(nn.Module):
+    """z(x) = W x + b on flattened 1x8x8 inputs: the K-logit classifier, or with one row a detector d_k."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+        self.bias = nn.Parameter(bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1) @ self.weight.t() + self.bias
+        return z[:, 0] if z.shape[1] == 1 else z
+
+
+def constant_images(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values).view(-1, 1, 1, 1).expand(-1, 1, SIZE, SIZE).clone()
+
+
+def mean_classifier() -> Linear:
+    """z = [0, 10 mean(x) - 6, -10 mean(x) - 4]: for true class 0, the smallest perturbation that flips an image
+    raises every pixel equally until mean(x) > 0.6, so a constant image v is broken exactly when
+    eps > 0.6 - v (Linf) or eps > 8 (0.6 - v) (L2: ||1||_2 = 8 on 64 pixels)."""
+    w = torch.zeros(3, SIZE * SIZE)
+    w[1], w[2] = 10 / SIZE ** 2, -10 / SIZE ** 2
+    return Linear(w, torch.tensor([0.0, -6.0, -4.0])).eval()
+
+
+#: Constant images v of true class 0 under mean_classifier(): Linf radii 0.4, 0.3, 0.15, 0.05 and, for 0.7,
+#: misclassified when clean. At Linf 0.28 the first two survive, at L2 2.8 (radii 3.2, 2.4, 1.2, 0.4) only the first.
+MEAN_VALUES = [0.2, 0.3, 0.45, 0.55, 0.7]
+EXPECTED_ROBUST = {("linf", 0.28): [1, 1, 0, 0, 0], ("l2", 2.8): [1, 0, 0, 0, 0]}
+
+
+@pytest.mark.parametrize("kind,norm,eps", [(kind, norm, eps) for kind in ATTACKERS if kind != "per_class"
+                                           for norm, eps in EXPECTED_ROBUST
+                                           if not (kind == "square" and norm == "l2")])
+def test_each_attacker_breaks_exactly_the_inputs_within_reach(one_thread, kind, norm, eps):
+    # Square's L2 proposals are zero-mean per tile, so no query can move mean(x): it is checked in Linf only
+    spec = attacker_set(steps=10, apgd_steps=10, square_queries=300)[kind]
+    config = ClassifyEvalConfig({kind: spec}, targets=2, linf_eps=(0.28,), l2_eps=(2.8,))
+    r = robust_accuracy(mean_classifier(), constant_images(MEAN_VALUES), torch.zeros(5, dtype=torch.long),
+                        norm=norm, eps=eps, config=config)
+    assert r["clean_accuracy"] == 0.8
+    assert r["robust"] == EXPECTED_ROBUST[(norm, eps)]
+    assert r["robust_accuracy"] == pytest.approx(sum(EXPECTED_ROBUST[(norm, eps)]) / 5)
+    assert r["attackers"][kind]["attacked"] == 4                        # the misclassified input is not attacked
+    assert r["protocol"]["threat"] == {"norm": norm, "eps": eps} and r["protocol"]["n"] == 5
+    assert [a["kind"] for a in r["protocol"]["attackers"]] == [kind]
+
+
+def two_group_classifier() -> Linear:
+    """z = [0, 10 mean_A(x) - 6, 20 mean_B(x) - 12] with A the top half of the pixels and B the bottom half: at Linf
+    eps 0.2 class 1 gains at most 2 and class 2 at most 4."""
+    w = torch.zeros(3, SIZE * SIZE)
+    half = SIZE * SIZE // 2
+    w[1, :half], w[2, half:] = 10 / half, 20 / half
+    return Linear(w, torch.tensor([0.0, -6.0, -12.0])).eval()
+
+
+def two_group_images(pairs: list[tuple[float, float]]) -> torch.Tensor:
+    x = torch.empty(len(pairs), 1, SIZE, SIZE)
+    for i, (a, b) in enumerate(pairs):
+        x[i, :, :SIZE // 2], x[i, :, SIZE // 2:] = a, b
+    return x
+
+
+#: (mean_A, mean_B), true class 0, Linf eps 0.2: clean logits [0, -1, -6] (class 1 reachable), [0, -3, -3.2] (the
+#: top wrong class 1 is out of reach, class 2 is within it), [0, -3, -5] (nothing reachable), [0, 1, -6] (wrong).
+TWO_GROUP = [(0.5, 0.3), (0.3, 0.44), (0.3, 0.35), (0.7, 0.3)]
+
+
+def test_the_cascade_attacks_only_the_survivors_and_counts_what_each_attacker_broke(one_thread):
+    # margin PGD from the clean input follows the gradient of its top wrong class: it breaks input 0, and on
+    # input 1 it climbs class 1 (out of reach) and never class 2; the targeted attacker then breaks input 1
+    margin = AttackSpec("pgd", steps=10, random_start=False)
+    config = ClassifyEvalConfig({"margin": margin, "targeted": AttackSpec("pgd", steps=10, random_start=False)},
+                                targets=2, linf_eps=(0.2,), l2_eps=())
+    r = robust_accuracy(two_group_classifier(), two_group_images(TWO_GROUP), torch.zeros(4, dtype=torch.long),
+                        norm="linf", eps=0.2, config=config)
+    assert r["robust"] == [0, 0, 1, 0] and r["robust_accuracy"] == 0.25 and r["clean_accuracy"] == 0.75
+    assert r["attackers"]["margin"] == {"attacked": 3, "broke": 1, "own_robust_accuracy": 0.5,
+                                        "seconds": r["attackers"]["margin"]["seconds"]}
+    assert (r["attackers"]["targeted"]["attacked"], r["attackers"]["targeted"]["broke"]) == (2, 1)
+    assert "own_robust_accuracy" not in r["attackers"]["targeted"]
+    budgets = {a["kind"]: a["gradient_passes"] for a in r["protocol"]["attackers"]}
+    assert budgets == {"margin": 10, "targeted": 20}                    # 2 targets x 10 steps
+    assert robust_accuracy(two_group_classifier(), two_group_images(TWO_GROUP), torch.zeros(4, dtype=torch.long),
+                           norm="linf", eps=0.0, config=config)["robust"] == [1, 1, 1, 0]
+
+
+def test_the_targeted_attacker_tries_the_wrong_classes_in_order_of_their_clean_logits(one_thread):
+    x, y = two_group_images(TWO_GROUP[1:3]), torch.zeros(2, dtype=torch.long)
+    spec = AttackSpec("pgd", steps=10, random_start=False)
+    for targets, expected in ((1, [1, 1]), (2, [0, 1])):   # target 1 (the top wrong class) first, then class 2
+        config = ClassifyEvalConfig({"targeted": spec}, targets=targets, linf_eps=(0.2,), l2_eps=())
+        assert robust_accuracy(two_group_classifier(), x, y, norm="linf", eps=0.2, config=config)["robust"] == expected
+
+
+def per_class_committee() -> gat.Committee:
+    """Linear detectors on the top half A and bottom half B of the pixels, with offsets c = (0, 0, 2):
+    d_0 = 3.125 sum_A - 50, d_1 = 1.5625 sum_A - 26, d_2 = 0.9375 sum_B - 19. At Linf eps 0.1 (sum_A, sum_B rise by
+    at most 3.2) ascending d_1 alone raises d_1 by 5 but d_0 by 10, so it never flips; ascending d_2 alone raises
+    d_2 + c_2 by 3 and leaves d_0 alone."""
+    half = SIZE * SIZE // 2
+
+    def detector(group: slice, slope: float, bias: float) -> Linear:
+        w = torch.zeros(1, SIZE * SIZE)
+        w[0, group] = slope
+        return Linear(w, torch.tensor([bias]))
+
+    a, b = slice(0, half), slice(half, None)
+    detectors = [detector(a, 3.125, -50.0), detector(a, 1.5625, -26.0), detector(b, 0.9375, -19.0)]
+    return gat.Committee(detectors, offsets=[0.0, 0.0, 2.0], meta={"size": SIZE, "channels": 1}).eval()
+
+
+def test_the_per_class_attack_breaks_an_input_through_a_candidate_eq_3_48_would_discard(one_thread):
+    committee = per_class_committee()
+    # (mean_A, mean_B) = (0.5, 0.5): d + c = [0, -1, -2]; the d_1 candidate peaks at d_1 = 4 (d_0 = 10), the d_2
+    # candidate at d_2 + c_2 = 1 > d_0 = 0. Eq. 3.48 keeps the larger, d_1's, which does not flip; the d_2 one does.
+    # (0.5, 0.3): d + c = [0, -1, -8]: no candidate reaches d_0.
+    x, y = two_group_images([(0.5, 0.5), (0.5, 0.3)]), torch.zeros(2, dtype=torch.long)
+    spec = AttackSpec("pgd", steps=5, random_start=False)
+    threat = ThreatModel("linf", 0.1)
+    candidates = gat.per_class_candidates(committee, x, y, threat=threat, spec=spec)
+    assert [c.protocol["rows"] for c in candidates] == [[0, 1], [0, 1]]    # classes 1 and 2 (class 0 is y)
+    by_d1, by_d2 = candidates
+    assert by_d1.margin.tolist() == pytest.approx([-1.0, -1.0], abs=1e-4)  # the clean input stays the best
+    assert by_d2.margin.tolist() == pytest.approx([1.0, -1.0], abs=1e-4)   # the known optimum at the boundary
+    config = ClassifyEvalConfig({"per_class": spec}, linf_eps=(0.1,), l2_eps=())
+    r = robust_accuracy(committee, x, y, norm="linf", eps=0.1, config=config)
+    assert r["robust"] == [0, 1]
+    assert r["attackers"]["per_class"]["own_robust_accuracy"] == 0.5
+    assert r["protocol"]["attackers"][0]["runs_per_input"] == 2 and r["protocol"]["attackers"][0][
+        "gradient_passes"] == 10
+    softmax_config = ClassifyEvalConfig({"per_class": spec, "margin": spec}, linf_eps=(0.1,), l2_eps=())
+    assert list(robust_accuracy(mean_classifier(), constant_images([0.5]), torch.zeros(1, dtype=torch.long),
+                                norm="linf", eps=0.1, config=softmax_config)["attackers"]) == ["margin"]
+
+
+def test_classify_protocols_are_validated_and_run_art_at_every_eps():
+    for protocol in CLASSIFY_PROTOCOLS.values():
+        assert tuple(protocol.attackers) == ATTACKERS          # APGD-CE, APGD-DLR and Square at every grid point
+        assert ClassifyEvalConfig.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
+    assert CLASSIFY_PROTOCOLS["full"].attackers["square"].steps >= 5000
+    assert CLASSIFY_PROTOCOLS["full"].n is None and CLASSIFY_PROTOCOLS["mnist"].n == 200
+    spec = AttackSpec("pgd", steps=4)
+    for bad, message in (({"attackers": {"nope": spec}}, "unknown attackers"),
+                         ({"attackers": {"apgd-ce": spec}}, "runs method apgd"),
+                         ({"attackers": {"apgd-dlr": AttackSpec("apgd", loss="ce")}}, "loss='dlr'"),
+                         ({"attackers": {"margin": {"method": "pgd", "restart": 5}}}, r"unknown attack spec key"),
+                         ({"attackers": {"targeted": spec}, "targets": 0}, "targets must be an integer >= 1"),
+                         ({"attackers": {"margin": AttackSpec("pgd", steps=10, step_size=0.01)}},
+                          "reach at most 0.1 in linf, less than eps 0.2"),
+                         ({"linf_eps": (0.1, math.nan)}, "finite number >= 0"),
+                         ({"n": 0}, "n must be an integer >= 1")):
+        with pytest.raises(ValueError, match=message) as info:
+            ClassifyEvalConfig(**bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"unknown classify protocol key\(s\) \['art_only_at'\]"):
+        ClassifyEvalConfig.from_dict({"art_only_at": None})
+    with pytest.raises(TypeError, match="frozen"):
+        CLASSIFY_PROTOCOLS["mnist"].attackers["margin"] = spec  # type: ignore[index]
 
 
 def test_pipelines_end_to_end(tmp_path):
@@ -210,15 +332,18 @@ def test_pipelines_end_to_end(tmp_path):
     record = run_gat_calibrate(tmp_path, report=False)
     assert (tmp_path / "calibration.json").exists() and (tmp_path / "calibration_histograms.png").exists()
     assert torch.allclose(gat.load(tmp_path).offsets, torch.tensor(record["offsets"]))
-    config = ClassifyEvalConfig(n=5, linf_eps=(0.0, 0.3), l2_eps=(), steps=2, restarts=1, targets=1,
-                                art_steps=2, attackers=("per_class", "ce", "margin", "apgd-ce"),
-                                art_only_at=(("linf", 0.3),))
+    config = ClassifyEvalConfig({kind: spec for kind, spec in attacker_set(steps=2, restarts=1, apgd_steps=2).items()
+                                 if kind in ("per_class", "ce", "margin", "apgd-ce")},
+                                n=5, linf_eps=(0.0, 0.3), l2_eps=(), targets=1)
     state = gat.run_gat_classify_eval(tmp_path, tmp_path, softmax=[tmp_path / "robust_softmax.pt"], protocol=config,
                                       norms=("linf",), log=False)
     saved = json.loads((tmp_path / "classify.json").read_text())
     assert set(saved["models"]) == {"generative", "robust_softmax"}
     assert "apgd-ce" in saved["models"]["generative"]["linf"][1]["attackers"]
     assert "per_class" not in saved["models"]["robust_softmax"]["linf"][1]["attackers"]
+    assert [a["kind"] for a in saved["models"]["generative"]["linf"][1]["protocol"]["attackers"]] == \
+        ["per_class", "ce", "margin", "apgd-ce"]
+    assert ClassifyEvalConfig.from_dict(saved["config"]) == config
     assert state["capacity"]["generative"]["parameters"] == robust.count_parameters(committee)
     assert (tmp_path / "accuracy_vs_eps.png").exists() and (tmp_path / "report.html").exists()
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
            "check_inputs", "declared_input_shape", "project_onto_ball",
-           "adam_pgd", "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
+           "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -465,8 +464,3 @@ class AdamStep:
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         m_hat, v_hat = self.m / (1 - b1 ** self.t), self.v / (1 - b2 ** self.t)
         return self.lr * m_hat / (v_hat.sqrt() + self.eps)
-
-
-def adam_pgd(score: ScoreFn, x: Tensor, **pgd_options: Any) -> Tensor:
-    """:func:`pgd` with ``rule="adam"`` (the Adam-step PGD of T Sec. 3.2.3)."""
-    return pgd(score, x, rule="adam", **pgd_options)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from ..presets import PRESETS
 from ..training import StopTraining, Trainer, write_json
 
 __all__ = ["Scale", "FULL", "SMOKE", "resolve_scale", "CpuBudget", "train_arm", "mnist_data", "photo_p0",
-           "FrechetProbe", "ood_auroc", "Finding", "finish", "command_line", "figure", "say", "IMAGE_META"]
+           "FrechetProbe", "ood_auroc", "Finding", "Outcome", "OUTCOME_LABELS", "HOLDS", "outcome_of", "finish",
+           "command_line", "figure", "say", "IMAGE_META"]
 
 #: The trainer ``extra`` of a 28x28 grey model (its ``meta`` then tells eval-ood the input geometry).
 IMAGE_META: dict[str, Any] = {"size": 28, "channels": 1, "clamp": (0.0, 1.0)}
@@ -241,14 +242,46 @@ def figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Any
     return fig, axes
 
 
-@dataclass
+#: A verdict on a paper claim: every part of it holds, some parts hold and others are refuted, or it is refuted.
+#: ``None`` means not decided (the measured differences are within the noise, or an arm it needs was not run).
+Outcome = Literal["holds", "partly", "does not hold"]
+#: The word that opens a verdict sentence, per outcome (``None``: not decided).
+OUTCOME_LABELS: dict[Outcome | None, str] = {"holds": "Holds", "partly": "Partly holds",
+                                             "does not hold": "Does not hold", None: "Not decided"}
+#: ``holds`` per outcome: True / False only for a full verdict; a partial or undecided one is None.
+HOLDS: dict[Outcome | None, bool | None] = {"holds": True, "partly": None, "does not hold": False, None: None}
+
+
+@dataclass(frozen=True)
 class Finding:
-    """The verdict on one paper claim: ``holds`` is True, False or None (not decidable at this scale)."""
+    """The verdict on one paper claim. ``outcome`` is the verdict (:data:`Outcome`, or None: not decided);
+    ``detail`` the measured numbers behind it; ``sentence`` (``OUTCOME_LABELS[outcome]: detail``) and ``holds``
+    (:data:`HOLDS`) are derived from ``outcome``, so the JSON fields and the sentence cannot disagree."""
 
     claim: str
-    holds: bool | None
-    sentence: str
+    outcome: Outcome | None
+    detail: str
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOME_LABELS:
+            raise ValueError(f"outcome must be one of {list(OUTCOME_LABELS)}, got {self.outcome!r}")
+
+    @property
+    def holds(self) -> bool | None:
+        return HOLDS[self.outcome]
+
+    @property
+    def sentence(self) -> str:
+        return f"{OUTCOME_LABELS[self.outcome]}: {self.detail}"
+
+
+def outcome_of(parts: Sequence[bool]) -> Outcome | None:
+    """The verdict on a claim made of ``parts`` (each True: this part measured as claimed, False: refuted):
+    "holds" when all are True, "partly" when some are, "does not hold" when none is; None without parts."""
+    if not parts:
+        return None
+    return "holds" if all(parts) else "partly" if any(parts) else "does not hold"
 
 
 def finish(out: Path, name: str, title: str, *, command: str, scale: Scale, paper_protocol: str, finding: Finding,
@@ -264,8 +297,9 @@ def finish(out: Path, name: str, title: str, *, command: str, scale: Scale, pape
         "ablation": name, "command": command, "smoke": scale.smoke, "scale": scale.to_dict(),
         "budget_note": f"each arm trains for {scale.budget_s:g} CPU seconds (one torch thread, process time)"
                        + (f" or {scale.max_iters} iterations" if scale.max_iters else ""),
-        "paper_protocol": paper_protocol, "claim": finding.claim, "holds": finding.holds,
-        "verdict": finding.sentence, "evidence": finding.evidence, "arms": dict(arms), **dict(extra or {}),
+        "paper_protocol": paper_protocol, "claim": finding.claim, "outcome": finding.outcome,
+        "holds": finding.holds, "verdict": finding.sentence, "evidence": finding.evidence, "arms": dict(arms),
+        **dict(extra or {}),
     }
     if started is not None:
         result["cpu_s_total"] = round(time.process_time() - started, 1)

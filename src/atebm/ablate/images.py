@@ -15,11 +15,13 @@ from torch import Tensor
 from .common import (
     Finding,
     FrechetProbe,
+    Outcome,
     command_line,
     figure,
     finish,
     mnist_data,
     ood_auroc,
+    outcome_of,
     photo_p0,
     resolve_scale,
     say,
@@ -152,32 +154,36 @@ def p0_diversity(out: str | Path, *, budget_s: float | None = None, extra_arms: 
 
 
 def _p0_finding(results: Mapping[str, Any], eps_keys: list[str]) -> Finding:
+    """The verdict on G App. H from the ``uniform`` arm's clean (eps 0) AUROC on the real-image suites (those not
+    in :data:`NOISE_SUITES`): a suite is *failed* below AUROC 0.9. "holds" when more than half of the real suites
+    fail, "partly" when some (at most half) do, "does not hold" when none does; None without a ``uniform`` arm or a
+    real-image suite. E Fig. 3's part (the most diverse p_0 generates best) is reported in the sentence and the
+    evidence but not judged: one run's FD differences are within :data:`FD_NOISE`."""
     claim = ("G App. H: a model trained with uniform-noise p_0 learns to reject only noise (high AUROC on noise, "
              "low on real OOD images); E Fig. 3: a more diverse p_0 gives better generation")
     fds = {n: a["fd"] for n, a in results.items()}
     best = min(fds, key=lambda n: fds[n])
     if "uniform" not in results:
-        return Finding(claim, None, "no uniform arm was run", {"fd": fds})
+        return Finding(claim, None, "no uniform arm was run", {"fd": fds, "best_fd_arm": best})
     per_suite = results["uniform"]["ood"]["per_suite"]
     real = [s for s in per_suite if s not in NOISE_SUITES]
     if not real:
-        return Finding(claim, None, "no real-image OOD suite was evaluated", {"fd": fds})
+        return Finding(claim, None, "no real-image OOD suite was evaluated", {"fd": fds, "best_fd_arm": best})
     top = eps_keys[-1]
     clean = {s: per_suite[s]["0"] for s in real}
     failed = sorted(s for s, v in clean.items() if v < 0.9)
     reference = "photos" if "photos" in results else None
     ref_clean = {s: results[reference]["ood"]["per_suite"][s]["0"] for s in real} if reference else {}
-    holds = len(failed) > len(real) / 2
-    verdict = "Holds" if holds else ("Partly holds" if failed else "Does not hold")
-    sentence = (f"{verdict}: at eps 0 the uniform-noise p_0 model still rejects {len(real) - len(failed)} of "
-                f"{len(real)} real-image suites with AUROC >= 0.9 (MNIST is easy to tell from photos, faces and "
-                "inverted digits); it fails on " + (", ".join(f"{s} ({clean[s]:.2f}" + (
-                    f" vs {ref_clean[s]:.2f} with photo p_0)" if reference else ")") for s in failed) or "none")
-                + f"; at eps {top} its mean real-image AUROC is {results['uniform']['auroc_real_suites'][top]:.2f}"
-                + (f" vs {results[reference]['auroc_real_suites'][top]:.2f} with photo p_0" if reference else "")
-                + f". Generation: lowest FD with p_0 = {best} ({fds[best]:.0f})"
-                + _diversity_clause(fds, best))
-    return Finding(claim, holds, sentence, {"fd": fds, "uniform_clean_auroc_real_suites": clean,
+    outcome: Outcome = "holds" if len(failed) > len(real) / 2 else "partly" if failed else "does not hold"
+    detail = (f"at eps 0 the uniform-noise p_0 model still rejects {len(real) - len(failed)} of "
+              f"{len(real)} real-image suites with AUROC >= 0.9 (MNIST is easy to tell from photos, faces and "
+              "inverted digits); it fails on " + (", ".join(f"{s} ({clean[s]:.2f}" + (
+                  f" vs {ref_clean[s]:.2f} with photo p_0)" if reference else ")") for s in failed) or "none")
+              + f"; at eps {top} its mean real-image AUROC is {results['uniform']['auroc_real_suites'][top]:.2f}"
+              + (f" vs {results[reference]['auroc_real_suites'][top]:.2f} with photo p_0" if reference else "")
+              + f". Generation: lowest FD with p_0 = {best} ({fds[best]:.0f})"
+              + _diversity_clause(fds, best))
+    return Finding(claim, outcome, detail, {"fd": fds, "uniform_clean_auroc_real_suites": clean,
                                             "photos_clean_auroc_real_suites": ref_clean, "failed_suites": failed,
                                             "best_fd_arm": best})
 
@@ -249,6 +255,11 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def _k_finding(results: Mapping[str, Any], ks: list[int], eps_keys: list[str]) -> Finding:
+    """The verdict on E Fig. 4 and G Tab. 2, three parts: FD falls with K_max (Spearman rho < 0 over the arms with
+    K > 0; needs three of them, else this part counts as not shown), the best AT arm's mean worst-case AUROC at the
+    largest eps beats K = 0's by at least 0.1 (a robustness gap), and K = 0 collapses (mean AUROC below 0.5 at eps
+    3, or the largest eps when 3 was not run). All three: "holds", some: "partly", none: "does not hold"; None
+    without a K = 0 arm and one with K > 0."""
     claim = ("E Fig. 4: a larger final K gives better FD; G Tab. 2: K = 0 (Outlier Exposure) collapses under "
              "attack while AT models (K > 0) keep a high worst-case AUROC")
     positive = [k for k in ks if k > 0]
@@ -266,14 +277,16 @@ def _k_finding(results: Mapping[str, Any], ks: list[int], eps_keys: list[str]) -
     robust = at[top] >= oe[top] + 0.1
     collapse = oe[mid] < 0.5
     better_fd = bool(rho < 0) if math.isfinite(rho) else False
-    parts = [better_fd, robust, collapse]
-    verdict = "Holds" if all(parts) else "Partly holds" if any(parts) else "Does not hold"
-    sentence = (f"{verdict}: FD falls with K_max (Spearman {rho:.2f} over K > 0, best FD at K_max = "
-                f"{min(positive, key=lambda k: results[f'K={k}']['fd'])}) at equal training time; the mean worst-case "
-                f"AUROC at eps {top} is {oe[top]:.2f} for K = 0 against {at[top]:.2f} for K_max = {best} "
-                f"({'a robustness gap' if robust else 'no robustness gap of 0.1'}), but K = 0 "
-                + ("collapses" if collapse else f"does not collapse as in G Tab. 2 ({oe[mid]:.2f} at eps {mid})"))
-    return Finding(claim, all(parts), sentence, evidence)
+    evidence.update({"fd_falls_with_k": better_fd, "robustness_gap": robust, "oe_collapses": collapse})
+    trend = ("too few arms with K > 0 for a trend" if not math.isfinite(rho) else
+             f"FD {'falls' if better_fd else 'does not fall'} with K_max")
+    detail = (f"{trend} (Spearman {rho:.2f} over K > 0, best FD at K_max = "
+              f"{min(positive, key=lambda k: results[f'K={k}']['fd'])}) at equal training time; the mean worst-case "
+              f"AUROC at eps {top} is {oe[top]:.2f} for K = 0 against {at[top]:.2f} for K_max = {best} "
+              f"({'a robustness gap' if robust else 'no robustness gap of 0.1'}); K = 0 "
+              + (f"collapses ({oe[mid]:.2f} at eps {mid})" if collapse
+                 else f"does not collapse as in G Tab. 2 ({oe[mid]:.2f} at eps {mid})"))
+    return Finding(claim, outcome_of([better_fd, robust, collapse]), detail, evidence)
 
 
 # ------------------------------------------------------------------------------------------ progressive vs fixed
@@ -319,6 +332,10 @@ def progressive_vs_fixed(out: str | Path, *, budget_s: float | None = None, fixe
 
 
 def _progressive_finding(results: Mapping[str, Any], progressive_k: int, largest_fixed: int | None) -> Finding:
+    """The verdict on E Fig. 5 from the validation FD traces: ``ratio`` = the geometric-mean validation FD of the
+    largest fixed K over the progressive schedule's. "holds" when ``ratio >= FD_NOISE`` (progressive lower by more
+    than one run's noise), "does not hold" when ``ratio <= 1 / FD_NOISE``, None in between or without a fixed-K arm
+    and both traces. No partial verdict: the claim has one part."""
     claim = "E Fig. 5: progressive K converges faster than training with the final K fixed from the start"
     prog = results[f"progressive 0..{progressive_k}"]
     name = f"fixed K={largest_fixed}" if largest_fixed is not None else None
@@ -332,14 +349,14 @@ def _progressive_finding(results: Mapping[str, Any], progressive_k: int, largest
     evidence = {"mean_log_val_fd_progressive": mean_log(prog["trace"]), f"mean_log_val_fd_{name}":
                 mean_log(fixed["trace"]), "final_fd_progressive": prog["fd"], f"final_fd_{name}": fixed["fd"]}
     ratio = math.exp(mean_log(fixed["trace"]) - mean_log(prog["trace"]))
-    holds: bool | None = None if 1 / FD_NOISE < ratio < FD_NOISE else ratio > 1
-    verdict = {None: f"Not decided (the curves differ by less than the {FD_NOISE:g}x FD noise)", True: "Holds",
-               False: "Does not hold"}[holds]
-    sentence = (f"{verdict}: along training the progressive schedule's validation FD averages "
-                f"{math.exp(evidence['mean_log_val_fd_progressive']):.0f} (geometric mean) against "
-                f"{math.exp(evidence[f'mean_log_val_fd_{name}']):.0f} for {name}; final test FD {prog['fd']:.0f} vs "
-                f"{fixed['fd']:.0f}")
-    return Finding(claim, holds, sentence, evidence)
+    evidence["ratio_fixed_over_progressive"] = ratio
+    outcome: Outcome | None = None if 1 / FD_NOISE < ratio < FD_NOISE else "holds" if ratio > 1 else "does not hold"
+    noise = f"the curves differ by less than the {FD_NOISE:g}x FD noise; " if outcome is None else ""
+    detail = (f"{noise}along training the progressive schedule's validation FD averages "
+              f"{math.exp(evidence['mean_log_val_fd_progressive']):.0f} (geometric mean) against "
+              f"{math.exp(evidence[f'mean_log_val_fd_{name}']):.0f} for {name}; final test FD {prog['fd']:.0f} vs "
+              f"{fixed['fd']:.0f}")
+    return Finding(claim, outcome, detail, evidence)
 
 
 # ------------------------------------------------------------------------------------------ step size
@@ -402,19 +419,23 @@ def step_size(out: str | Path, *, budget_s: float | None = None, step_sizes: Seq
 
 
 def _step_finding(results: Mapping[str, Any], step_sizes: Sequence[float]) -> Finding:
+    """The verdict on G App. I from the failure monitor: "holds" when it flags the largest step (a
+    ``step_size_too_large`` event) and calls the preset's step 1 healthy; "partly" when it flags the largest step
+    but not only it (step 1 is not healthy); "does not hold" when the largest step is not flagged (the failure mode
+    was not reproduced, whatever step 1 did). Without a step-1 arm only the largest step is judged."""
     claim = ("G App. I: with a too-large PGD step the loss drops to 0, AUC(p_T vs p_data) -> 1 and AUC(p_0 vs "
              "p_data) falls (the failure monitor's signature), while a suitable step keeps the loss up")
     large = results[f"step {max(step_sizes):g}"]
     preset = results.get("step 1")
     flagged = any(e["kind"] == "step_size_too_large" for e in large["monitor"]["events"])
-    healthy = preset is None or preset["monitor"]["status"] == "healthy"
+    healthy = None if preset is None else preset["monitor"]["status"] == "healthy"
     fin = large["final"] or {}
-    holds = flagged and healthy
-    sentence = (f"{'Holds' if holds else 'Does not hold'}: step {max(step_sizes):g} ends with loss "
-                f"{fin.get('loss', math.nan):.3f}, AUC(data vs p_T) {fin.get('auc_adv', math.nan):.3f}, AUC(data vs "
-                f"p_0) {fin.get('auc_clean', math.nan):.3f}; monitor: {large['monitor']['status']}"
-                + (f"; preset step 1: {preset['monitor']['status']}" if preset else ""))
-    return Finding(claim, holds, sentence, {"large_flagged": flagged, "preset_healthy": healthy})
+    detail = (f"step {max(step_sizes):g} ends with loss {fin.get('loss', math.nan):.3f}, AUC(data vs p_T) "
+              f"{fin.get('auc_adv', math.nan):.3f}, AUC(data vs p_0) {fin.get('auc_clean', math.nan):.3f}; monitor: "
+              f"{large['monitor']['status']} ({'flagged' if flagged else 'not flagged'} as too large)"
+              + (f"; preset step 1: {preset['monitor']['status']}" if preset else "; no preset step-1 arm"))
+    outcome: Outcome = "does not hold" if not flagged else "partly" if healthy is False else "holds"
+    return Finding(claim, outcome, detail, {"large_flagged": flagged, "preset_healthy": healthy})
 
 
 # ------------------------------------------------------------------------------------------ R1
@@ -463,18 +484,19 @@ def r1_from_scratch(out: str | Path, *, budget_s: float | None = None, r1s: Sequ
 
 
 def _r1_finding(claim: str, fds: Mapping[str, float], zero: float, best: float, evidence: dict[str, Any]) -> Finding:
-    """R1 is 'needed' when some r1 > 0 beats r1 = 0 by more than the FD noise factor, 'harmful' when a weight
-    <= 1 is worse by more than it; within the noise nothing is called (holds = None)."""
+    """The verdict on "from scratch R1 is not needed and harmless" from the FD of each arm (``"r1=W"`` -> FD):
+    R1 is *needed* when r1 = 0's FD ``zero`` exceeds :data:`FD_NOISE` times the ``best`` FD, *harmful* when a weight
+    0 < W <= 1 has an FD above ``FD_NOISE * zero``. Either refutes the claim ("does not hold"); neither is within
+    the noise of one run, so nothing is decided (None): no partial verdict."""
     small = {n: v for n, v in fds.items() if n != "r1=0" and float(n[3:]) <= 1.0}
     needed = zero > FD_NOISE * best
     harmful = [n for n, v in small.items() if v > FD_NOISE * zero]
-    holds: bool | None = None if not (needed or harmful) else False
+    evidence = {**evidence, "needed": needed, "harmful": harmful}
     listing = ", ".join(f"{n}: {v:.0f}" for n, v in fds.items())
-    if holds is None:
-        sentence = (f"Consistent, not decided: FD {listing}; no weight differs from r1 = 0 by more than the "
-                    f"{FD_NOISE:g}x oscillation of one run's FD, so at this budget R1 is neither shown to be needed "
-                    "nor to hurt from scratch")
-    else:
-        sentence = (f"Does not hold: FD {listing}; " + ("R1 helps beyond the noise" if needed else "")
-                    + (f"{'; ' if needed else ''}{', '.join(harmful)} hurt beyond the noise" if harmful else ""))
-    return Finding(claim, holds, sentence, evidence)
+    if not (needed or harmful):
+        return Finding(claim, None, f"FD {listing}; no weight differs from r1 = 0 by more than the {FD_NOISE:g}x "
+                                    "oscillation of one run's FD, so at this budget R1 is neither shown to be needed "
+                                    "nor to hurt from scratch (consistent with the claim)", evidence)
+    reasons = (["R1 helps beyond the noise"] if needed else []) + (
+        [f"{', '.join(harmful)} hurt beyond the noise"] if harmful else [])
+    return Finding(claim, "does not hold", f"FD {listing}; " + "; ".join(reasons), evidence)

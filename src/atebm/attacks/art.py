@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from ..sampling import ScoreFn, per_sample_scores
 from .specs import AttackSpec, ThreatModel
 
-__all__ = ["MarginLogits", "art_candidates", "seeded", "parameters_frozen", "ART_PREDICT_BATCH", "art_version"]
+__all__ = ["MarginLogits", "art_candidates", "art_classifier", "seeded", "parameters_frozen", "ART_PREDICT_BATCH",
+           "art_version"]
 
 #: Rows per forward pass of ART's ``PyTorchClassifier.predict`` when an attack calls it without a batch size (ART
 #: 1.20): APGD chunks hold at most this many rows, so that every call the view sees covers a whole chunk.
@@ -122,7 +123,8 @@ def parameters_frozen(*models: Any) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _classifier(view: MarginLogits, shape: tuple[int, ...], device: torch.device) -> Any:
+def art_classifier(view: MarginLogits, shape: tuple[int, ...], device: torch.device) -> Any:
+    """ART's ``PyTorchClassifier`` over the margin view (three classes, inputs clipped to [0, 1])."""
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(view, loss=nn.CrossEntropyLoss(), input_shape=shape, nb_classes=3,
@@ -137,7 +139,7 @@ def art_candidates(spec: AttackSpec, margin_for: MarginFactory, x0: Tensor, rows
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
 
     view = MarginLogits()
-    classifier = _classifier(view, tuple(x0.shape[1:]), device)
+    classifier = art_classifier(view, tuple(x0.shape[1:]), device)
     art_norm = np.inf if threat.norm == "linf" else 2
     x_np = x0.numpy().astype(np.float32)
     target = np.ones(len(x0), dtype=np.int64)

@@ -114,8 +114,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--classes", type=non_negative_int, nargs="+", default=None, metavar="K",
                        help="train only these detectors (default: all)")
     train.add_argument("--workers", type=positive_int, default=t["workers"],
-                       help="detectors trained at once, one process and one thread each (default: %(default)s; "
-                            "2 on a 2-core machine)")
+                       help="detectors trained at once, one process and one thread each (default: one per usable "
+                            "CPU core on CPU, 1 on a GPU)")
     add_device(train, default=t["device"])
     add_seed(train, default=t["seed"])
     add_threads(train)

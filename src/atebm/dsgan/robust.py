@@ -10,26 +10,37 @@ Three stages, as in S Sec. 5.2:
    the low-density area of p_d"), k = 5 discriminator steps per generator step (App. E), alpha 0.8;
 3. fine-tuning of a copy of the baseline with S Eq. 9, ``CE(C(x), y) + w E_{x_g ~ p_g}[H(softmax(head(x_g)))]``:
    the entropy of the head's prediction on generated features is pushed down, so the decision regions extend
-   confidently into the low-density band around the data.
+   confidently into the low-density band around the data. By default only the head is fine-tuned and the
+   feature body stays frozen (``RobustSettings.finetune_body=False``): the generator was trained in the
+   *baseline's* feature space, and once the body moves, its samples no longer lie in the low-density band of the
+   current features (review 2026-12-06 Sec. 1.1). S fine-tunes the whole network; ``finetune_body=True`` does.
 
 Baselines: the baseline itself; the baseline fine-tuned for the same epochs with cross-entropy only (a control for
-the extra training); and the noise-augmented baselines of S Sec. 5.2 (fine-tuned on inputs plus uniform pixel noise
-``U(-e, e)``). Robust accuracy on the test split under white-box FGSM and PGD (L-infinity) and DeepFool (L2) from
-adversarial-robustness-toolbox (ART, the project's independent attacker) over a range of eps; for DeepFool, which
-finds a minimal perturbation, an image counts as robust at eps when it is classified correctly and DeepFool needs an
-L2 perturbation larger than eps (or fails). S's DeepFool L-infinity variant (Foolbox) has no ART counterpart and is
-not run.
+the extra training, fine-tuning the same parameters as Eq. 9: the head alone unless ``finetune_body``); and the
+noise-augmented baselines of S Sec. 5.2 (the whole network fine-tuned on inputs plus uniform pixel noise
+``U(-e, e)``).
+
+Robust accuracy on the test split is the one worst case of the library,
+:func:`atebm.gat.classify.robust_accuracy`: per test image, correct when clean and not broken by any of margin PGD
+(``attack_steps`` steps of 2.5 eps / steps, ``attack_restarts`` random starts), ART APGD-CE and APGD-DLR
+(``apgd_steps``, initial step 2·eps) and ART Square (``square_queries`` queries), run as a cascade through
+:func:`atebm.attacks.search` (success judged at every iterate by ``max_{i != y} z_i - z_y > 0``), at every eps
+of the L-infinity and L2 grids. The entropy term of Eq. 9 saturates logits, which is what makes CE-gradient
+attacks (FGSM, PGD-CE) under-report; the margin and DLR losses and the gradient-free Square do not depend on the
+logits' scale (review Sec. 2.6). The former harness (ART FGSM, PGD-CE with 20 steps and no restarts, DeepFool with
+its failures counted as robust at every eps, so its column was an upper bound) is gone; DeepFool is not run:
+a minimal-perturbation search adds nothing the L2 worst case at each eps does not measure.
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -40,16 +51,27 @@ from .networks import FeatureHeadClassifier
 from .sources import NoisySource
 from .training import DSGANConfig, DSGANTrainer
 
-__all__ = ["RobustSettings", "train_classifier", "entropy", "robust_accuracy", "run_low_density_at"]
+if TYPE_CHECKING:
+    from ..gat.classify import ClassifyEvalConfig
+
+__all__ = ["RobustSettings", "train_low_density_classifier", "entropy", "worst_case_grid", "run_low_density_at"]
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass
 class RobustSettings:
     """Budgets and ranges of the S Sec. 5.2 experiment at CPU scale (S: 50 DSGAN epochs and 50 fine-tuning epochs on
-    CIFAR-10; here MNIST 5,000)."""
+    CIFAR-10; here MNIST 5,000). ``finetune_body``: fine-tune the feature body too in the Eq. 9 fine-tuning and
+    its CE control (default: the head only, module docstring). ``eps_linf`` / ``eps_l2``: the attacked radii (eps
+    0, the clean accuracy, is added). ``attack_steps`` / ``attack_restarts``: margin PGD; ``apgd_steps``: ART
+    APGD-CE and APGD-DLR iterations; ``square_queries``: ART Square queries (:meth:`protocol`)."""
 
     epochs: int = 15
     finetune_epochs: int = 5
+    finetune_body: bool = False
     batch_size: int = 64
     lr: float = 2e-3
     finetune_lr: float = 5e-4
@@ -61,16 +83,43 @@ class RobustSettings:
     pixel_noise: tuple[float, ...] = (0.1, 0.2, 0.3)
     eps_linf: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     eps_l2: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-    pgd_steps: int = 20
+    attack_steps: int = 40
+    attack_restarts: int = 2
+    apgd_steps: int = 40
+    square_queries: int = 1000
     n_test: int = 1000
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.finetune_epochs < 1 or self.dsgan_iters < 1 or self.pgd_steps < 1:
-            raise ValueError("epochs, finetune_epochs, dsgan_iters and pgd_steps must be >= 1")
+        counts = ("epochs", "finetune_epochs", "dsgan_iters", "attack_steps", "attack_restarts", "apgd_steps",
+                  "square_queries", "n_test")
+        bad = [f"{name}={getattr(self, name)!r}" for name in counts if not _positive_int(getattr(self, name))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: each must be an integer >= 1")
+        if not isinstance(self.finetune_body, bool):
+            raise ValueError(f"finetune_body must be true or false, got {self.finetune_body!r}")
         if not self.feature_noise > 0 or any(w < 0 for w in self.weights) or any(e <= 0 for e in self.pixel_noise):
             raise ValueError("feature_noise and pixel_noise must be > 0 and the weights w >= 0")
+        for name in ("eps_linf", "eps_l2"):
+            grid = getattr(self, name)
+            if not grid or not all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < math.inf
+                                   for e in grid):
+                raise ValueError(f"{name} must be a non-empty sequence of finite numbers > 0, got {grid!r}")
+
+    def protocol(self) -> ClassifyEvalConfig:
+        """The worst-case protocol of the experiment: margin PGD (``attack_steps`` x ``attack_restarts``), ART
+        APGD-CE and APGD-DLR (``apgd_steps``) and ART Square (``square_queries``), a cascade on every test image
+        (``n=None``) at eps 0 and every eps of ``eps_linf`` / ``eps_l2``."""
+        from ..attacks import AttackSpec
+        from ..gat.classify import ClassifyEvalConfig, attacker_set
+
+        everything = attacker_set(steps=self.attack_steps, restarts=self.attack_restarts,
+                                  apgd_steps=self.apgd_steps, square_queries=self.square_queries)
+        attackers: dict[str, AttackSpec] = {kind: everything[kind]
+                                            for kind in ("margin", "apgd-ce", "apgd-dlr", "square")}
+        return ClassifyEvalConfig(attackers, n=None, linf_eps=(0.0, *self.eps_linf), l2_eps=(0.0, *self.eps_l2),
+                                  seed=self.seed)
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -79,13 +128,18 @@ def entropy(logits: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(1).mean()
 
 
-def train_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tensor, *, epochs: int, lr: float, batch_size: int,
-                     seed: int, pixel_noise: float = 0.0, generated: Callable[[int], Tensor] | None = None,
-                     weight: float = 0.0) -> dict[str, float]:
-    """Adam on ``CE(net(x + U(-pixel_noise, pixel_noise)), y) + weight * entropy(net.head(generated(m)))``
-    (S Eq. 9 with ``generated``; the noise-augmented baseline with ``pixel_noise``); returns the last losses."""
+def train_low_density_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tensor, *, epochs: int, lr: float,
+                                 batch_size: int, seed: int, pixel_noise: float = 0.0,
+                                 generated: Callable[[int], Tensor] | None = None, weight: float = 0.0,
+                                 train_body: bool = True) -> dict[str, float]:
+    """Adam on S Eq. 9, ``CE(net(x + U(-pixel_noise, pixel_noise)), y) + weight * H(softmax(net.head(g)))`` with
+    ``g = generated(m)`` a batch of m generated low-density features (``weight = 0``: plain cross-entropy, the
+    baseline; ``pixel_noise > 0``: the noise-augmented baseline of S Sec. 5.2). ``train_body=False`` freezes the
+    feature body (``net.body``: its features are computed without gradients and only ``net.head`` is updated).
+    Returns the last batch's losses."""
     g = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    parameters = list(net.parameters()) if train_body else list(net.head.parameters())
+    optimiser = torch.optim.Adam(parameters, lr=lr)
     net.train()
     last: dict[str, float] = {}
     for _ in range(epochs):
@@ -95,7 +149,13 @@ def train_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tensor, *, epochs
             batch = x[index]
             if pixel_noise > 0:
                 batch = (batch + pixel_noise * (torch.rand(batch.shape, generator=g) * 2 - 1)).clamp(0, 1)
-            loss = F.cross_entropy(net(batch), y[index])
+            if train_body:
+                logits = net(batch)
+            else:
+                with torch.no_grad():
+                    features = net.features(batch)
+                logits = net.head(features)
+            loss = F.cross_entropy(logits, y[index])
             last["ce"] = float(loss.detach())
             if generated is not None and weight > 0:
                 h = entropy(net.head(generated(len(index))))
@@ -108,44 +168,35 @@ def train_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tensor, *, epochs
     return last
 
 
-def robust_accuracy(net: nn.Module, x: Tensor, y: Tensor, eps_linf: Sequence[float], eps_l2: Sequence[float],
-                    pgd_steps: int = 20) -> dict[str, Any]:
-    """Clean accuracy and accuracy under ART's FGSM and PGD (L-infinity, ``pgd_steps`` steps of eps / 4, no random
-    start) at each eps, and under DeepFool (L2 minimal perturbation; robust at eps when correct and the
-    perturbation is larger than eps)."""
-    from art.attacks.evasion import DeepFool, FastGradientMethod, ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
+def worst_case_grid(models: dict[str, nn.Module], x: Tensor, y: Tensor, settings: RobustSettings, *,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Per model the clean accuracy and the worst-case robust accuracy at every eps of the L-infinity and L2 grids
+    (:meth:`RobustSettings.protocol`, :func:`atebm.gat.classify.accuracy_grid`): ``{"clean", "linf": {eps:
+    accuracy}, "l2": {eps: accuracy}, "grid": {norm: rows}, "seconds"}``, where each row carries its protocol and
+    per attacker the inputs it attacked and broke (the per-input 0/1 lists are dropped)."""
+    from ..gat.classify import accuracy_grid
 
-    net.eval()
-    classifier = PyTorchClassifier(net, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                                   clip_values=(0.0, 1.0), device_type="cpu")
-    xs, labels = x.numpy(), y.numpy()
-
-    def accuracy(images: np.ndarray) -> float:
-        return float((classifier.predict(images, batch_size=500).argmax(1) == labels).mean())
-
-    result: dict[str, Any] = {"clean": accuracy(xs), "fgsm_linf": {}, "pgd_linf": {}, "deepfool_l2": {}}
-    for eps in eps_linf:
-        fgsm = FastGradientMethod(classifier, norm=np.inf, eps=eps, batch_size=500)
-        result["fgsm_linf"][str(eps)] = accuracy(fgsm.generate(xs))
-        pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=eps / 4, max_iter=pgd_steps,
-                                       num_random_init=0, batch_size=500, verbose=False)
-        result["pgd_linf"][str(eps)] = accuracy(pgd.generate(xs))
-    adversarial = DeepFool(classifier, max_iter=50, nb_grads=10, batch_size=250, verbose=False).generate(xs)
-    clean_ok = classifier.predict(xs, batch_size=500).argmax(1) == labels
-    still_ok = classifier.predict(adversarial, batch_size=500).argmax(1) == labels
-    distance = np.sqrt(((adversarial - xs) ** 2).reshape(len(xs), -1).sum(1))
-    for eps in eps_l2:
-        result["deepfool_l2"][str(eps)] = float((clean_ok & (still_ok | (distance > eps))).mean())
-    result["deepfool_l2_median_distance"] = float(np.median(distance[clean_ok & ~still_ok])) \
-        if (clean_ok & ~still_ok).any() else None
-    return result
+    config = settings.protocol()
+    results: dict[str, Any] = {}
+    for name, model in models.items():
+        began = time.perf_counter()
+        grid = accuracy_grid({name: model}, x, y, config=config, progress=progress)["models"][name]
+        for rows in grid.values():
+            for row in rows:
+                row.pop("robust", None)
+        results[name] = {"clean": grid["linf"][0]["clean_accuracy"],
+                         **{norm: {f"{r['eps']:g}": r["robust_accuracy"] for r in rows if r["eps"] > 0}
+                            for norm, rows in grid.items()},
+                         "grid": grid, "seconds": round(time.perf_counter() - began, 1)}
+    return results
 
 
 def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, *,
                        log: Callable[[str], None] | None = print, command: str | None = None) -> dict[str, Any]:
-    """The S Sec. 5.2 experiment on MNIST 5,000 (module doc). Writes ``out/robust.json`` and
-    ``out/robust_accuracy.png`` (accuracy against eps per attack and model); returns the JSON content."""
+    """The S Sec. 5.2 experiment on MNIST 5,000 (module doc). Writes ``out/robust.json`` (settings, protocol, per
+    model the clean and worst-case accuracies with each grid point's protocol and attacker counts, timings) and
+    ``out/robust_accuracy.png`` (worst-case accuracy against L-infinity and L2 eps per model); returns the JSON
+    content."""
     s = settings or RobustSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,17 +212,18 @@ def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
         baseline = FeatureHeadClassifier()
-    train_classifier(baseline, train.x, train.y, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, seed=s.seed)
+    train_low_density_classifier(baseline, train.x, train.y, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
+                                 seed=s.seed)
     timings["baseline_s"] = time.perf_counter() - t
     models: dict[str, nn.Module] = {"baseline": baseline}
     control = copy.deepcopy(baseline)
-    train_classifier(control, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr, batch_size=s.batch_size,
-                     seed=s.seed + 1)
+    train_low_density_classifier(control, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
+                                 batch_size=s.batch_size, seed=s.seed + 1, train_body=s.finetune_body)
     models["baseline + CE fine-tuning"] = control
     for e in s.pixel_noise:
         noisy = copy.deepcopy(baseline)
-        train_classifier(noisy, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
-                         batch_size=s.batch_size, seed=s.seed + 1, pixel_noise=e)
+        train_low_density_classifier(noisy, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
+                                     batch_size=s.batch_size, seed=s.seed + 1, pixel_noise=e)
         models[f"noise baseline U(-{e:g}, {e:g})"] = noisy
     say(f"baselines trained ({timings['baseline_s']:.0f} s for the first)")
 
@@ -205,23 +257,26 @@ def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, 
     say(f"feature-space DSGAN trained ({timings['dsgan_s']:.0f} s); noise radius {radius:.3f}")
     for w in s.weights:
         tuned = copy.deepcopy(baseline)
-        train_classifier(tuned, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
-                         batch_size=s.batch_size, seed=s.seed + 1, generated=generated, weight=w)
+        train_low_density_classifier(tuned, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
+                                     batch_size=s.batch_size, seed=s.seed + 1, generated=generated, weight=w,
+                                     train_body=s.finetune_body)
         models[f"DSGAN low-density, w = {w:g}"] = tuned
 
-    results: dict[str, Any] = {}
-    for name, model in models.items():
-        t = time.perf_counter()
-        results[name] = robust_accuracy(model, test.x, test.y, s.eps_linf, s.eps_l2, s.pgd_steps)
-        timings[f"attack {name} s"] = time.perf_counter() - t
+    results = worst_case_grid(models, test.x, test.y, s, progress=say)
+    for name, r in results.items():
+        timings[f"attack {name} s"] = r["seconds"]
         e_inf, e_2 = s.eps_linf[len(s.eps_linf) // 2], s.eps_l2[len(s.eps_l2) // 2]
-        say(f"{name}: clean {results[name]['clean']:.3f}, PGD@{e_inf} {results[name]['pgd_linf'][str(e_inf)]:.3f}, "
-            f"DeepFool L2@{e_2} {results[name]['deepfool_l2'][str(e_2)]:.3f}")
-    import art
+        say(f"{name}: clean {r['clean']:.3f}, worst case Linf {e_inf:g} {r['linf'][f'{e_inf:g}']:.3f}, "
+            f"L2 {e_2:g} {r['l2'][f'{e_2:g}']:.3f}")
+    from ..attacks.art import art_version
 
     summary = {
         "experiment": "S Sec. 5.2 adversarial training with DSGAN low-density samples, MNIST 5,000",
-        "command": command, "settings": asdict(s), "attacker": f"adversarial-robustness-toolbox {art.__version__}",
+        "command": command, "settings": asdict(s),
+        "finetuned": "the head only (feature body frozen)" if not s.finetune_body else "the whole network",
+        "protocol": {**s.protocol().to_dict(), "attacks": "per-sample worst case (atebm.gat.classify."
+                     "robust_accuracy): margin PGD, ART APGD-CE, ART APGD-DLR, ART Square as a cascade",
+                     "art": art_version()},
         "train": len(train), "test": len(test), "feature_noise_radius": radius,
         "generated_features": {"mean_distance_to_nearest_training_feature": float(to_data.mean()),
                                "training_features_mean_distance_to_nearest_other": float(data_to_data.mean()),
@@ -236,15 +291,15 @@ def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, 
 def _accuracy_figure(path: Path, results: dict[str, Any], s: RobustSettings) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 4), dpi=100)
-    axes = fig.subplots(1, 3)
-    for ax, (key, eps, title) in zip(axes, (("fgsm_linf", s.eps_linf, "FGSM, L-inf"),
-                                            ("pgd_linf", s.eps_linf, f"PGD ({s.pgd_steps} steps), L-inf"),
-                                            ("deepfool_l2", s.eps_l2, "DeepFool, L2"))):
+    fig = Figure(figsize=(10, 4), dpi=100)
+    axes = fig.subplots(1, 2)
+    for ax, (norm, eps, title) in zip(axes, (("linf", s.eps_linf, "worst case, L-inf"),
+                                             ("l2", s.eps_l2, "worst case, L2"))):
         for name, r in results.items():
             style = "-" if name.startswith("DSGAN") else ("--" if name.startswith("noise") else ":")
-            ax.plot([0, *eps], [r["clean"], *[r[key][str(e)] for e in eps]], style, marker="o", ms=3, label=name)
-        ax.set_title(title)
+            ax.plot([0, *eps], [r["clean"], *[r[norm][f"{e:g}"] for e in eps]], style, marker="o", ms=3, label=name)
+        ax.set_title(f"{title} (margin PGD {s.attack_steps}x{s.attack_restarts}, APGD-CE/DLR {s.apgd_steps}, "
+                     f"Square {s.square_queries})", fontsize=8)
         ax.set_xlabel("eps (pixels in [0, 1])")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)

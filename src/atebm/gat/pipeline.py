@@ -59,10 +59,11 @@ def _say(log: bool) -> Callable[[str], None]:
 
 def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", data: str | None = None,
                   resume: bool = False, device: str = "auto", classes: Sequence[int] | None = None, seed: int = 0,
-                  workers: int = 1, overrides: dict[str, Any] | None = None, log: bool = True,
+                  workers: int | None = None, overrides: dict[str, Any] | None = None, log: bool = True,
                   report: bool = True) -> Committee | None:
     """Trains the softmax classifier and the detector committee of ``preset`` on ``data`` (default: the preset's
-    source) into ``out_dir``, ``workers`` detectors at a time (see :func:`~atebm.gat.train_detectors`); once all
+    source) into ``out_dir``, ``workers`` detectors at a time (see :func:`~atebm.gat.train_detectors`; default: one
+    per usable CPU core on CPU, one on a GPU); once all
     detectors are done, assembles ``committee.pt`` and calibrates its offsets c_k on the validation split
     (T Eq. 3.43, :func:`~atebm.gat.calibration.calibrate_committee`; record in ``gat_train.json``, the committee's
     meta and ``calibration_histograms.png``). Returns the calibrated committee (None while some detectors are
@@ -83,6 +84,8 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
     overrides.setdefault("device", device)
     if resume:
         _refuse_another_run(out, chosen, source, overrides, seed)
+    if workers is None:
+        workers = default_workers(str(overrides["device"]))
     start = time.perf_counter()
     splits = labelled_splits(source, chosen.size, chosen.channels)
     say(f"GAT preset {chosen.name!r}: {source}, train {len(splits.train)} / val {len(splits.val)} ({splits.val_from})"
@@ -136,6 +139,16 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
         _report_training(out, info)
         report_calibration(out, info["calibration"])
     return committee
+
+
+def default_workers(device: str) -> int:
+    """Detectors trained at once by default: one per CPU core this process may use (one torch thread each, far
+    better than two threads on one small-batch run), or one on a GPU."""
+    import os
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def _refuse_another_run(out: Path, preset: GatPreset, source: str, overrides: dict[str, Any], seed: int) -> None:

@@ -22,7 +22,7 @@ __all__ = ["GatPreset", "GAT_PRESETS", "get_gat_preset", "detector_model_spec", 
 DIGIT_JITTER: dict[str, float] = {"rotate": 10.0, "scale": 0.15, "shift": 2.0, "thickness": 0.4}
 
 #: Step rules of an attack: ``"pgd"`` (atebm.pgd: sign step for Linf, unit-L2 step for L2) or ``"adam"``
-#: (atebm.sampling.adam_pgd, the Adam-step PGD of T Sec. 3.2.3).
+#: (``atebm.pgd(rule="adam")``, the Adam-step PGD of T Sec. 3.2.3).
 ATTACK_RULES = ("pgd", "adam")
 
 
@@ -108,6 +108,23 @@ _FASHION = dataclasses.replace(
     wall_clock="1,629 CPU s for the ten detectors and the classifier, so about 14 minutes on 2 idle cores "
                "(benchmarks/results/gat/fashion_tables.md)")
 
+
+
+def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
+    """The ``mnist`` CPU recipe at another threat model (T Tab. 3.1's other committees at the CPU budget): every
+    radius and step scaled with eps as in ``mnist`` at Linf 0.3: training attack 20 steps x eps/12 (the path crosses
+    the ball 1.67 times), in-distribution AT inside eps/3 by 5 steps x eps/10, validation 50 steps x eps/15."""
+    return dataclasses.replace(
+        _MNIST, name=name, norm=norm, eps=eps,
+        description=f"CPU preset: the `mnist` recipe (MNIST 5,000, half-width T Tab. 3.1 network, 500 iterations "
+                    f"of 32 + 32, best of 5 validations) at {norm.upper()} eps {eps:g}, every radius and step "
+                    f"scaled with eps: training attack 20 x {eps / 12:.4g} from a random start, class-k images "
+                    f"lowered inside {eps / 3:.4g} by 5 x {eps / 10:.4g}, validation 50 x {eps / 15:.4g}",
+        train={**_MNIST.train, "step_size": eps / 12, "indist_at_eps": eps / 3, "indist_at_step_size": eps / 10},
+        validation={**_MNIST.validation, "step_size": eps / 15},
+        wall_clock="about the `mnist` preset's (same network, iterations and attack steps)")
+
+
 GAT_PRESETS: dict[str, GatPreset] = {
     "mnist": _MNIST,
     "fashion": _FASHION,
@@ -115,6 +132,9 @@ GAT_PRESETS: dict[str, GatPreset] = {
     "mnist-linf0.5": _thesis("mnist-linf0.5", "linf", 0.5, 100, 0.01, 0.01),
     "mnist-l2-2.5": _thesis("mnist-l2-2.5", "l2", 2.5, 100, 0.1, 0.1),
     "mnist-l2-5.0": _thesis("mnist-l2-5.0", "l2", 5.0, 200, 0.1, 0.1),
+    "mnist-linf0.5-cpu": _mnist_at("mnist-linf0.5-cpu", "linf", 0.5),
+    "mnist-l2-2.5-cpu": _mnist_at("mnist-l2-2.5-cpu", "l2", 2.5),
+    "mnist-l2-5.0-cpu": _mnist_at("mnist-l2-5.0-cpu", "l2", 5.0),
 }
 
 
