@@ -36,7 +36,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attacks import AcceptanceMargin, AttackSpec, ThreatModel, min_distortion_l2, raise_score, rows_of, search
+from ..attacks import (
+    AcceptanceMargin,
+    AttackSpec,
+    ThreatModel,
+    min_distortion_l2,
+    parameters_frozen,
+    raise_score,
+    rows_of,
+    search,
+)
 from ..metrics import auroc
 from .attacks import OBJECTIVES, IntegratedView, SingleDetectorAttack
 from .classifier import batched_logits
@@ -374,10 +383,11 @@ def detection_results(committee: Committee, classifier: nn.Module | None, x: Ten
         thresholds[rule] = threshold = rule_threshold(clean.scores, config.target_tpr)
         view, view_threshold = rule_view(rule, read, classifier, threshold)
         specs, objectives = _detection_plan(rule, read, classifier, view, view_threshold, y, config, device)
-        result = search(rows_of(lambda yb, v=view, t=view_threshold: AcceptanceMargin(v, yb, t), y, device=device),
-                        x, threat=threat, attackers=specs, objective_for=objectives, stop_at=None, cascade=False,
-                        seed=config.seed, batch_size=config.batch_size, device=device, model=committee,
-                        progress=_prefixed(progress, f"{rule}: "))
+        with parameters_frozen(classifier):     # ART back-propagates through f too
+            result = search(rows_of(lambda yb, v=view, t=view_threshold: AcceptanceMargin(v, yb, t), y,
+                                    device=device), x, threat=threat, attackers=specs, objective_for=objectives,
+                            stop_at=None, cascade=False, seed=config.seed, batch_size=config.batch_size,
+                            device=device, model=committee, progress=_prefixed(progress, f"{rule}: "))
         protocols[rule] = result.protocol
         found_x = {spec.name: result.by_attacker[spec.name].x for spec in specs}
         found_x["worst"] = result.x
