@@ -48,10 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--baseline", required=True, help="a checkout of the previous commit (its src/ is used)")
+    parser.add_argument("--tree", default=str(HERE), help="the checkout to time against the baseline (default: this "
+                        "one; a clean worktree keeps edits in progress out of the timing)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more eval-ood options")
     args = parser.parse_args()
-    trees = {"this": HERE / "src", "baseline": Path(args.baseline) / "src"}
+    trees = {"this": Path(args.tree) / "src", "baseline": Path(args.baseline) / "src"}
     seconds: dict[str, list[float]] = {name: [] for name in trees}
     results: dict[str, dict] = {}
     for _ in range(args.rounds):
@@ -60,10 +62,11 @@ def main() -> None:
             seconds[name].append(round(took, 1))
             print(f"{name}: {took:.1f} s", flush=True)
     ratio = statistics.median(a / b for a, b in zip(seconds["this"], seconds["baseline"]))
-    commit = subprocess.run(["git", "-C", args.baseline, "rev-parse", "HEAD"], capture_output=True, text=True)
+    commits = {name: subprocess.run(["git", "-C", str(path.parent), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip() for name, path in trees.items()}
     write("attack_layer_speed", {
         "command": "python benchmarks/attack_layer_speed.py " + " ".join(sys.argv[1:]),
-        "environment": environment(), "baseline_commit": commit.stdout.strip(), "seconds": seconds,
+        "environment": environment(), "commits": commits, "seconds": seconds,
         "ratio_this_over_baseline": round(ratio, 3), "target": "ratio <= 1.0 (no longer than before)",
         "mean_auroc_by_eps": {name: summary(result) for name, result in results.items()}})
     print(f"median ratio this / baseline: {ratio:.3f}")

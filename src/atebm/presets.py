@@ -1,23 +1,42 @@
-"""Training presets: the embedded CPU default and the published settings (METHOD Sec. 2; E supp. Tab. 3).
+"""Every named preset of every command, in one registry (:data:`REGISTRY`), and the training presets of
+``atebm train`` (:data:`PRESETS`: the embedded CPU default and the published settings; METHOD Sec. 2, E supp. Tab. 3).
 
-A preset names its data as source strings (see :data:`atebm.data.sources.SOURCE_GRAMMAR`), the training config,
-the generation settings used by ``atebm sample``, and the hardware and wall-clock it was measured (or published)
-with. The big presets read files the user supplies: pass ``data=...`` and ``p0=...`` on the command line.
+:data:`REGISTRY` is what every command that takes a named preset reads its choices from, and what ``atebm presets``
+lists: one :class:`PresetEntry` per (command, name) with a one-line summary, the data it needs, the hardware and the
+measured (or published) time, and the object the command runs with::
+
+    atebm train --preset NAME         PRESETS (this module)                  Preset
+    atebm gat train --preset NAME     atebm.gat.presets.GAT_PRESETS          GatPreset (detection and T Sec. 3.4)
+    atebm dsgan train --case NAME     atebm.dsgan.cases.CASES                Case
+
+A new preset is defined beside its kind (the table above) and appears here, in the command's choices and in
+``atebm presets`` by itself; give a GAT recipe whose description is long a one-line summary in
+:data:`GAT_SUMMARIES`, and a DSGAN case its measured time in :data:`CASE_MEASUREMENTS`. The GAT and DSGAN tables
+are read when first asked for, so importing this module does not import :mod:`atebm.gat` or :mod:`atebm.dsgan`.
+
+A training preset names its data as source strings (see :data:`atebm.data.sources.SOURCE_GRAMMAR`), the training
+config, the generation settings used by ``atebm sample``, and the hardware and wall-clock it was measured (or
+published) with. The big presets read files the user supplies: pass ``data=...`` and ``p0=...`` on the command line.
 """
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .training import TrainConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset"]
+__all__ = ["Preset", "PRESETS", "get_preset", "PresetEntry", "PresetRegistry", "REGISTRY", "COMMANDS",
+           "GAT_SUMMARIES", "CASE_MEASUREMENTS"]
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A training preset of ``atebm train``: data and p_0 source strings, the TrainConfig fields, the generation
+    settings of ``atebm sample``, and the hardware and wall-clock it was measured (or published) with."""
+
     name: str
     description: str
     data: str
@@ -33,6 +52,7 @@ class Preset:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **overrides: Any) -> TrainConfig:
+        """The preset's :class:`~atebm.training.TrainConfig` (``overrides`` replace fields)."""
         return TrainConfig.from_dict({**copy.deepcopy(self.train), **overrides})
 
 
@@ -102,6 +122,187 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)} (see `atebm presets`)")
-    return PRESETS[name]
+    """The training preset of ``atebm train`` called ``name``."""
+    preset = REGISTRY.get("train", name).preset
+    assert isinstance(preset, Preset)
+    return preset
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+#: The commands that take a named preset, in listing order, with the option that names it.
+COMMANDS: dict[str, str] = {"train": "--preset", "gat train": "--preset", "dsgan train": "--case"}
+
+
+@dataclass(frozen=True)
+class PresetEntry:
+    """One named preset of one command: a choice of the command's option and a block of ``atebm presets``.
+
+    ``summary`` is one line; ``data`` says what the preset reads and whether the user must supply files;
+    ``hardware`` and ``wall_clock`` are the ones it was measured (or published) with, with where the number comes
+    from; ``preset`` is the object the command runs with (a :class:`Preset`, an :class:`atebm.gat.GatPreset` or an
+    :class:`atebm.dsgan.Case`), whose ``description`` is the full one."""
+
+    command: str
+    name: str
+    summary: str
+    data: str
+    hardware: str
+    wall_clock: str
+    preset: Any
+
+    def __post_init__(self) -> None:
+        if self.command not in COMMANDS:
+            raise ValueError(f"preset {self.name!r}: unknown command {self.command!r}; use one of "
+                             f"{', '.join(COMMANDS)}")
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"preset name {self.name!r} of `atebm {self.command}` must be one word")
+        if "\n" in self.summary or not self.summary.strip():
+            raise ValueError(f"{self.usage}: the summary must be one non-empty line")
+
+    @property
+    def option(self) -> str:
+        """The option of :attr:`command` that names this preset (``--preset`` or ``--case``)."""
+        return COMMANDS[self.command]
+
+    @property
+    def usage(self) -> str:
+        """The command line that runs this preset, e.g. ``atebm gat train --preset mnist``."""
+        return f"atebm {self.command} {self.option} {self.name}"
+
+    @property
+    def description(self) -> str:
+        """The full description of the preset object (the summary when it has none)."""
+        return str(getattr(self.preset, "description", "") or self.summary)
+
+
+class PresetRegistry:
+    """Every named preset of every command of :data:`COMMANDS`, read from each command's loader the first time it is
+    asked for (in the loader's order; a name appears once per command, the same name may serve several commands).
+
+    ``names(command)`` is the command's option choices, ``get(command, name)`` one entry (an unknown name is a
+    one-line ``ValueError`` listing the valid ones), ``find(name)`` the entries of every command called ``name``,
+    ``entries()`` all of them grouped by command (also ``iter(REGISTRY)``)."""
+
+    def __init__(self, loaders: dict[str, Callable[[], Iterable[PresetEntry]]]) -> None:
+        unknown = [command for command in loaders if command not in COMMANDS]
+        if unknown:
+            raise ValueError(f"unknown commands {unknown}; use those of atebm.presets.COMMANDS: {', '.join(COMMANDS)}")
+        self._loaders = dict(loaders)
+        self._tables: dict[str, dict[str, PresetEntry]] = {}
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The commands with presets, in listing order."""
+        return tuple(self._loaders)
+
+    def _table(self, command: str) -> dict[str, PresetEntry]:
+        if command not in self._loaders:
+            raise ValueError(f"no presets for command {command!r}; the commands with presets are "
+                             f"{', '.join(repr(c) for c in self._loaders)}")
+        if command not in self._tables:
+            table: dict[str, PresetEntry] = {}
+            for entry in self._loaders[command]():
+                if entry.command != command:
+                    raise ValueError(f"{entry.usage} was registered under `atebm {command}`")
+                if entry.name in table:
+                    raise ValueError(f"two presets of `atebm {command}` are called {entry.name!r}")
+                table[entry.name] = entry
+            self._tables[command] = table
+        return self._tables[command]
+
+    def names(self, command: str) -> list[str]:
+        """The preset names of ``command`` (its option's choices), in registry order."""
+        return list(self._table(command))
+
+    def entries(self, command: str | None = None) -> tuple[PresetEntry, ...]:
+        """The entries of ``command``, or of every command grouped by command."""
+        commands = self.commands if command is None else (command,)
+        return tuple(entry for c in commands for entry in self._table(c).values())
+
+    def get(self, command: str, name: str) -> PresetEntry:
+        """The entry of ``command`` called ``name``."""
+        table = self._table(command)
+        if name not in table:
+            raise ValueError(f"unknown preset {name!r} for `atebm {command} {COMMANDS[command]}`; choose from "
+                             f"{', '.join(table)} (`atebm presets` describes them)")
+        return table[name]
+
+    def find(self, name: str) -> tuple[PresetEntry, ...]:
+        """The entries called ``name``, one per command that has such a preset (empty when none has)."""
+        return tuple(table[name] for table in map(self._table, self.commands) if name in table)
+
+    def __iter__(self) -> Iterator[PresetEntry]:
+        return iter(self.entries())
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+
+#: What the labelled or image data sets named by GAT presets and DSGAN cases need.
+_NAMED_DATA: dict[str, str] = {
+    "mnist": "embedded MNIST 5,000 (nothing to supply)",
+    "fashion": "Fashion-MNIST IDX files of Debian's package dataset-fashion-mnist (apt-get install "
+               "dataset-fashion-mnist; nothing is downloaded)",
+}
+
+#: One-line summaries of the GAT recipes whose description runs over several lines (the others show their
+#: description).
+GAT_SUMMARIES: dict[str, str] = {
+    "mnist": "CPU preset: MNIST 5,000, Linf 0.3, the T Tab. 3.1 network at half width, 500 iterations per "
+             "detector, in-distribution AT inside Linf 0.1",
+    "fashion": "CPU preset: Fashion-MNIST at full size, Linf 0.1, the `mnist` recipe without its in-distribution AT",
+    "mnist-linf0.5-cpu": "CPU preset: the `mnist` recipe at Linf eps 0.5, every radius and step scaled with eps",
+    "mnist-l2-2.5-cpu": "CPU preset: the `mnist` recipe at L2 eps 2.5, every radius and step scaled with eps",
+    "mnist-l2-5.0-cpu": "CPU preset: the `mnist` recipe at L2 eps 5, every radius and step scaled with eps",
+    "mnist-inout": "robust classification (T Sec. 3.4): `mnist` + in-distribution AT inside Linf eps_1 0.2 "
+                   "(T Eq. 3.45), 400 iterations per detector",
+}
+
+#: Hardware and measured time of the DSGAN case studies (``python benchmarks/dsgan_cases.py``, the same runs as
+#: ``atebm dsgan train --case NAME --threads 1 device=cpu``: 3,000 discriminator steps and 2,000 evaluated samples).
+CASE_MEASUREMENTS: dict[str, tuple[str, str]] = {
+    "swissroll-boundary": ("1 CPU thread", "148, 169 and 164 s wall for seeds 0-2 with nice on a shared 2-core "
+                                           "machine (benchmarks/results/dsgan/cases.json)"),
+    "disc-low-centre": ("1 CPU thread", "327, 124 and 62 s wall for seeds 0-2 with nice on a shared 2-core machine "
+                                        "(benchmarks/results/dsgan/cases.json)"),
+    "mnist-difference": ("1 CPU thread", "213 s wall (seed 0) with nice on a shared 2-core machine "
+                                         "(benchmarks/results/dsgan/cases.json)"),
+}
+
+
+def _named_data(name: str) -> str:
+    return _NAMED_DATA.get(name, f"the data source {name!r}")
+
+
+def _train_entries() -> Iterator[PresetEntry]:
+    for p in PRESETS.values():
+        data = (f"your files: {p.needs_files}" if p.needs_files
+                else f"embedded (nothing to supply): data={p.data} p0={p.p0}")
+        yield PresetEntry("train", p.name, p.description, data, p.hardware, p.wall_clock, p)
+
+
+def _gat_entries() -> Iterator[PresetEntry]:
+    from .gat.presets import GAT_PRESETS
+
+    for p in GAT_PRESETS.values():
+        data = f"{_named_data(p.data)}; another labelled source with --data"
+        yield PresetEntry("gat train", p.name, GAT_SUMMARIES.get(p.name, p.description), data, p.hardware,
+                          p.wall_clock, p)
+
+
+def _case_entries() -> Iterator[PresetEntry]:
+    from .dsgan.cases import CASES
+
+    for case in CASES.values():
+        if case.kind == "points":
+            data = f"nothing to supply: {case.n_points:,} points of the 2D {case.mixture!r} mixture, drawn with --seed"
+        else:
+            data = (f"{_named_data(case.dataset)}: train split, p_d = classes {list(case.pd_classes)}, p_dbar = "
+                    f"classes {list(case.pbar_classes)}")
+        hardware, wall_clock = CASE_MEASUREMENTS.get(case.name, ("not measured", "not measured"))
+        yield PresetEntry("dsgan train", case.name, f"{case.description} ({case.paper})", data, hardware,
+                          wall_clock, case)
+
+
+#: The one preset registry: every command that takes ``--preset`` or ``--case`` reads its choices here.
+REGISTRY = PresetRegistry({"train": _train_entries, "gat train": _gat_entries, "dsgan train": _case_entries})

@@ -8,6 +8,7 @@ import dataclasses
 import shlex
 import sys
 
+from ..presets import REGISTRY
 from .options import (
     add_checkpoint,
     add_device,
@@ -67,7 +68,7 @@ def _command() -> str | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..dsgan import CASES, train_case, train_on_data
+    from ..dsgan import train_case, train_on_data
 
     if args.case:
         given = [flag for flag, value in (("--pbar", args.pbar), ("--classes", args.classes)) if value is not None]
@@ -95,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if not args.pbar:
         raise ValueError(f"--data needs --pbar (gaussian:STD, uniform:H, classes:1,7, interpolate:LO,HI or a "
-                         f"source string); or use --case {{{','.join(CASES)}}}")
+                         f"source string); or use --case {{{','.join(REGISTRY.names('dsgan train'))}}}")
     train_on_data(args.out, args.data, args.pbar, classes=args.classes, overrides=overrides, resume=args.resume,
                   n_eval=n_eval, seed=args.seed, device=args.device, log=lambda s: print(s, file=sys.stderr))
     print(f"wrote {args.out}/samples.png, model.pt, checkpoint.pt, run.json")
@@ -138,7 +139,6 @@ def _robust(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..dsgan import (
-        CASES,
         SSL_MODES,
         DSGANConfig,
         SSLConfig,
@@ -161,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            description="Any DSGANConfig field can be overridden as key=value (e.g. alpha=0.5 "
                                        "critic_steps=5 loss=wgan-gp sampling_trick=false max_iters=500).")
     where = train.add_mutually_exclusive_group(required=True)
-    where.add_argument("--case", choices=sorted(CASES), help="a named case study (S Fig. 2-6)")
+    where.add_argument("--case", choices=REGISTRY.names("dsgan train"), help="a named case study (S Fig. 2-6)")
     where.add_argument("--data", metavar="SOURCE", help="p_d: a data-source string (e.g. mnist?split=train)")
     train.add_argument("--classes", type=_classes,
                        help="with --data only: keep only these classes for p_d (e.g. 1)")

@@ -28,7 +28,7 @@ from ..gat.pipeline import (
     run_gat_robust_softmax,
     run_gat_train,
 )
-from ..gat.robust import all_preset_names
+from ..presets import REGISTRY
 from .options import (
     add_checkpoint,
     add_device,
@@ -105,7 +105,7 @@ def register(subparsers: Any) -> None:
                            description="Trains f and the detectors d_k (p_data = class k, p_0 = the other classes "
                                        "perturbed inside the preset's ball) with atebm.Trainer, keeps each "
                                        "detector's best-validation weights and writes committee.pt.")
-    train.add_argument("--preset", choices=all_preset_names(), default=t["preset"],
+    train.add_argument("--preset", choices=REGISTRY.names("gat train"), default=t["preset"],
                        help="training recipe (default: %(default)s; `mnist` is the CPU preset)")
     train.add_argument("--data", default=None,
                        help="labelled data source string (default: the preset's, mnist = MNIST 5,000)")

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..presets import PRESETS, get_preset
+from ..presets import REGISTRY, get_preset
 from ..sample import SAMPLE_DEFAULTS
 from ..training import CHECKPOINT_FILE, MODEL_FILE
 from ..training.run import resolve_training, run_training
@@ -25,6 +25,7 @@ from .options import (
     non_negative_int,
     positive_int,
 )
+from .presets import register as register_presets
 
 __all__ = ["register", "parse_overrides"]
 
@@ -87,20 +88,6 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------ presets
-def _presets(args: argparse.Namespace) -> int:
-    rows = [(p.name, p.size, f"{p.train['batch_size']}", f"0..{p.train['k_max']}", f"{p.train['step_size']}",
-             f"{p.generate['steps']} x {p.generate['step_size']}", p.hardware, p.wall_clock) for p in PRESETS.values()]
-    header = ("preset", "px", "batch", "K", "step", "generation", "hardware", "wall-clock")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header] + rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
-    for p in PRESETS.values():
-        if p.needs_files:
-            print(f"\n{p.name}: needs {p.needs_files}")
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
@@ -115,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train with a preset; any TrainConfig field, and data=/p0=/seeds= source strings, can be "
                     "overridden as key=value (e.g. `atebm train --preset mnist k_max=8 lr=5e-4`). The run folder "
                     "gets model.pt (the model) and checkpoint.pt (the state --resume continues).")
-    train.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    train.add_argument("--preset", required=True, choices=REGISTRY.names("train"))
     add_out(train, required=False, help="run folder (default: runs/PRESET)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out exactly; only budgets and logging may be overridden")
@@ -141,8 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads(sample)
     sample.set_defaults(func=_sample)
 
-    presets = subparsers.add_parser("presets", help="list the training presets")
-    presets.set_defaults(func=_presets)
+    register_presets(subparsers)  # atebm presets: every command's presets (atebm.cli.presets)
 
     demo = subparsers.add_parser(
         "demo", help="the main job: train on the embedded MNIST default and write a run folder with a report")

@@ -61,6 +61,8 @@ class Case:
     pbar_classes: tuple[int, ...] = ()
 
 
+#: Every case study ``atebm dsgan train --case`` accepts (:data:`atebm.presets.REGISTRY` lists them with their data
+#: needs and measured times beside the other commands' presets: ``atebm presets``).
 CASES: dict[str, Case] = {
     "swissroll-boundary": Case(
         "swissroll-boundary", "p_d = swiss roll (sigma 0.1), p_dbar = p_d * N(0, 0.3^2 I): boundary points",
@@ -76,8 +78,10 @@ CASES: dict[str, Case] = {
 
 
 def get_case(name: str) -> Case:
+    """The case study called ``name`` (a key of :data:`CASES`)."""
     if name not in CASES:
-        raise ValueError(f"unknown DSGAN case {name!r}; choose from {', '.join(CASES)}")
+        raise ValueError(f"unknown DSGAN case {name!r}; choose from {', '.join(CASES)} (`atebm presets` describes "
+                         f"them)")
     return CASES[name]
 
 

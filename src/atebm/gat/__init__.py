@@ -37,7 +37,7 @@ from .data import LabelledSplits, class_view, labelled_splits
 from .explain import ClassScore, explain_models, integrated_gradients
 from .networks import ConvPoolNet
 from .pipeline import run_gat_classify_eval, run_gat_eval, run_gat_explain, run_gat_robust_softmax, run_gat_train
-from .presets import GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
+from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
 from .robust import CLASSIFY_PRESETS, train_madry_classifier
 from .training import (
                       DetectorTrainer,
@@ -58,5 +58,6 @@ __all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet
            "IntegratedView", "OBJECTIVES", "run_gat_train", "run_gat_eval", "per_class_candidates", "fit_offsets",
            "calibrate_committee", "run_gat_calibrate",
            "CLASSIFY_PROTOCOLS", "ClassifyEvalConfig", "accuracy_grid", "robust_accuracy", "ClassScore",
-           "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "train_madry_classifier",
+           "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "CLASSIFY_PRESET_NAMES",
+           "train_madry_classifier",
            "run_gat_robust_softmax", "run_gat_classify_eval", "run_gat_explain"]

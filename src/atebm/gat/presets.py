@@ -4,6 +4,10 @@ Every detector d_k of a preset is trained with the same :class:`~atebm.training.
 training attack always runs ``k_max`` steps) on p_data = class k and p_0 = the other classes, the attack being
 constrained to the preset's ``norm`` ball of radius ``eps`` with a random start (T Eq. 3.23). The weights kept for
 each class are those with the best validation AUC under the preset's validation attack.
+
+:data:`GAT_PRESETS` holds every recipe ``atebm gat train --preset`` accepts: the detection committees and the
+recipes of the generative robust classifier (T Sec. 3.4; their names are :data:`CLASSIFY_PRESET_NAMES`).
+:data:`atebm.presets.REGISTRY` lists them with every other command's presets (``atebm presets``).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from typing import Any
 from ..training import TrainConfig
 from .networks import ARCH_NAME
 
-__all__ = ["GatPreset", "GAT_PRESETS", "get_gat_preset", "detector_model_spec", "ATTACK_RULES", "DIGIT_JITTER"]
+__all__ = ["GatPreset", "GAT_PRESETS", "CLASSIFY_PRESET_NAMES", "get_gat_preset", "detector_model_spec",
+           "ATTACK_RULES", "DIGIT_JITTER"]
 
 #: A shape jitter for digits (options of :func:`atebm.gat.training.jitter`, ``GatPreset.extra["jitter"]``), as tried
 #: in benchmarks/results/gat/recipes.md (recipes k20-jitter, k20-jitter-ema).
@@ -128,6 +133,20 @@ def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
         wall_clock="about the `mnist` preset's (same network, iterations and attack steps)")
 
 
+def _inout(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: float, iters: int) -> GatPreset:
+    """``base`` with combined in- and out-distribution AT (T Eq. 3.45) at the in-distribution radius ``eps_in``: a
+    recipe of the generative robust classifier (T Sec. 3.4; :mod:`atebm.gat.robust`)."""
+    train = dict(base.train, indist_at_steps=steps_in, indist_at_eps=eps_in, indist_at_step_size=step_in,
+                 max_iters=iters)
+    return dataclasses.replace(
+        base, name=name, train=train,
+        description=f"{base.name} + in-distribution AT (T Eq. 3.45): class-k inputs lowered by {steps_in} sign "
+                    f"steps x {step_in:g} inside Linf eps_1 = {eps_in:g} (from the clean image); other classes "
+                    f"raised inside eps_2 = {base.eps:g} as in {base.name}; {iters} iterations per detector")
+
+
+#: Every committee recipe of ``atebm gat train --preset``: detection (T Sec. 3.2) and robust classification
+#: (T Sec. 3.4, :data:`CLASSIFY_PRESET_NAMES`).
 GAT_PRESETS: dict[str, GatPreset] = {
     "mnist": _MNIST,
     "fashion": _FASHION,
@@ -138,10 +157,18 @@ GAT_PRESETS: dict[str, GatPreset] = {
     "mnist-linf0.5-cpu": _mnist_at("mnist-linf0.5-cpu", "linf", 0.5),
     "mnist-l2-2.5-cpu": _mnist_at("mnist-l2-2.5-cpu", "l2", 2.5),
     "mnist-l2-5.0-cpu": _mnist_at("mnist-l2-5.0-cpu", "l2", 5.0),
+    # the generative robust classifier (T Sec. 3.4): the `mnist` recipe with in-distribution AT widened to eps_1 0.2
+    "mnist-inout": _inout(_MNIST, "mnist-inout", 0.2, 5, 0.05, 400),
 }
+
+#: The recipes of :data:`GAT_PRESETS` made for robust classification (T Sec. 3.4) rather than detection.
+CLASSIFY_PRESET_NAMES: tuple[str, ...] = ("mnist-inout",)
 
 
 def get_gat_preset(name: str) -> GatPreset:
+    """The committee recipe called ``name``: any preset ``atebm gat train --preset`` accepts, the robust
+    classification recipes (:data:`CLASSIFY_PRESET_NAMES`) included."""
     if name not in GAT_PRESETS:
-        raise ValueError(f"unknown GAT preset {name!r}; choose from {', '.join(GAT_PRESETS)}")
+        raise ValueError(f"unknown GAT preset {name!r}; choose from {', '.join(GAT_PRESETS)} "
+                         f"(`atebm presets` describes them)")
     return GAT_PRESETS[name]

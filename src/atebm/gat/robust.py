@@ -1,8 +1,8 @@
 """The robust classifiers of T Sec. 3.4: the committee recipe with combined in- and out-distribution adversarial
 training (T Eq. 3.44-3.45) and the robust softmax baseline (Madry et al.'s PGD adversarial training, T Eq. 3.16).
 
-``CLASSIFY_PRESETS`` are committee recipes of :class:`~atebm.gat.GatPreset` form that ``atebm gat train --preset``
-accepts beside :data:`~atebm.gat.GAT_PRESETS`:
+``CLASSIFY_PRESETS`` is a read-only view of the recipes of :data:`~atebm.gat.GAT_PRESETS` made for robust
+classification (defined there, with every other recipe ``atebm gat train --preset`` accepts):
 
 * ``mnist-inout``: the CPU preset ``mnist`` with its in-distribution AT (class-k inputs *lowered* inside eps_1 by
   ``indist_at_steps`` sign-descent steps on d_k from the clean image, T Eq. 3.45 first term; ``mnist`` itself uses
@@ -15,10 +15,10 @@ cross-entropy on PGD examples that maximise the cross-entropy inside the eps-bal
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -30,41 +30,22 @@ from ..sampling import pgd
 from ..training import resolve_device
 from .classifier import SoftmaxClassifier, batched_logits
 from .data import LabelledSplits
-from .presets import GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
+from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
 
-__all__ = ["finetune_inout", "CLASSIFY_PRESETS", "resolve_preset", "all_preset_names",
-           "train_madry_classifier", "count_parameters", "count_macs"]
-
-
-def _inout(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: float, iters: int) -> GatPreset:
-    train = dict(base.train, indist_at_steps=steps_in, indist_at_eps=eps_in, indist_at_step_size=step_in,
-                 max_iters=iters)
-    return dataclasses.replace(
-        base, name=name, train=train,
-        description=f"{base.name} + in-distribution AT (T Eq. 3.45): class-k inputs lowered by {steps_in} sign "
-                    f"steps x {step_in:g} inside Linf eps_1 = {eps_in:g} (from the clean image); other classes "
-                    f"raised inside eps_2 = {base.eps:g} as in {base.name}; {iters} iterations per detector")
+__all__ = ["finetune_inout", "CLASSIFY_PRESETS", "resolve_preset", "train_madry_classifier", "count_parameters",
+           "count_macs"]
 
 
-#: Committee recipes of the generative robust classifier (T Sec. 3.4), beside GAT_PRESETS.
-CLASSIFY_PRESETS: dict[str, GatPreset] = {
-    "mnist-inout": _inout(GAT_PRESETS["mnist"], "mnist-inout", 0.2, 5, 0.05, 400),
-}
-
-
-def all_preset_names() -> list[str]:
-    return sorted({*GAT_PRESETS, *CLASSIFY_PRESETS})
+#: The robust-classification recipes of GAT_PRESETS (T Sec. 3.4), read-only: add a recipe to GAT_PRESETS and its
+#: name to CLASSIFY_PRESET_NAMES (atebm.gat.presets).
+CLASSIFY_PRESETS: Mapping[str, GatPreset] = MappingProxyType({name: GAT_PRESETS[name]
+                                                               for name in CLASSIFY_PRESET_NAMES})
 
 
 def resolve_preset(name: str | GatPreset) -> GatPreset:
-    """A :class:`GatPreset` from a name of GAT_PRESETS or CLASSIFY_PRESETS (or the preset itself)."""
-    if isinstance(name, GatPreset):
-        return name
-    if name in CLASSIFY_PRESETS:
-        return CLASSIFY_PRESETS[name]
-    if name in GAT_PRESETS:
-        return get_gat_preset(name)
-    raise ValueError(f"unknown GAT preset {name!r}; choose from {', '.join(all_preset_names())}")
+    """A :class:`GatPreset` given by its name (any of :data:`~atebm.gat.GAT_PRESETS`, :func:`get_gat_preset`) or
+    itself."""
+    return name if isinstance(name, GatPreset) else get_gat_preset(name)
 
 
 def count_parameters(model: nn.Module) -> int:
