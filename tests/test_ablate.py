@@ -19,7 +19,7 @@ from atebm.ablate import (
     composition,
     final_k,
     images,
-    negatives,
+    negative_results,
     p0_diversity,
     perturbation_2d,
     progressive_vs_fixed,
@@ -353,14 +353,14 @@ def test_composition_finding(composed, alone, outcome):
                   ("mixed", "sum of logits", 32): composed, ("mixed", "sum of log D", 32): composed / 2,
                   ("mixed", "A alone", 96): 0.99,  # another number of steps: not the comparison
                   ("photos", "A alone", 32): 0.99, ("photos", "sum of logits", 32): 0.0})
-    finding = negatives._composition_finding(rows, [4, 5])
+    finding = negative_results._composition_finding(rows, [4, 5])
     _check(finding, outcome)
     assert finding.evidence["best"] == "mixed | sum of logits | 32 steps"
     assert finding.evidence["best_single_model"] == alone
 
 
 def test_composition_finding_needs_a_composed_sampler():
-    _check(negatives._composition_finding(_rows({("photos", "A alone", 32): 0.9}), [4, 5]), None)
+    _check(negative_results._composition_finding(_rows({("photos", "A alone", 32): 0.9}), [4, 5]), None)
 
 
 def _stability_run(diverged_at: int | None, projected: float | None = None) -> dict:
@@ -379,7 +379,7 @@ def _stability_run(diverged_at: int | None, projected: float | None = None) -> d
 def test_stability_finding(ebm, bce, outcome, words):
     runs = {"bce lr 1e-06": bce, "ebm lr 1e-06": ebm,
             "bce lr 0.0001": _stability_run(None), "ebm lr 0.0001": _stability_run(10)}  # another lr: not judged
-    finding = negatives._stability_finding(runs, 1e-6)
+    finding = negative_results._stability_finding(runs, 1e-6)
     _check(finding, outcome)
     assert words in finding.sentence
     assert ("gap ends at" in finding.sentence) is (not ebm["diverged"])

@@ -176,9 +176,22 @@ def test_empty_data_is_refused():
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _outside_fractions(radius: float, alpha: float = 0.8, n: int = 200_000) -> tuple[float, float]:
+    """Mass outside ``radius`` of p_dbar = N(0, 1.09 I) and of the DSGAN target (p_dbar - alpha p_d)+ / Z with
+    p_d = N(0, 0.09 I) (S Eq. 1), by importance sampling from p_dbar."""
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(1)) * math.sqrt(1.09)
+    r2 = z.pow(2).sum(1)
+    log_pbar, log_pd = -r2 / (2 * 1.09) - math.log(1.09), -r2 / (2 * 0.09) - math.log(0.09)
+    weight = (1 - alpha * torch.exp(log_pd - log_pbar)).clamp_min(0)    # (p_dbar - alpha p_d)+ / p_dbar
+    outside = (r2.sqrt() > radius).float()
+    return float(outside.mean()), float((weight * outside).sum() / weight.sum())
+
+
 def test_a_2d_run_puts_its_samples_off_the_data_support(one_thread):
-    """p_d = N(0, 0.3^2 I), p_dbar = p_d * N(0, 1): the target (p_dbar - 0.8 p_d)+ lies mostly outside the
-    3-sigma disc of p_d (radius 0.9, 1 % of p_d's mass), and so must the generator's samples."""
+    """p_d = N(0, 0.3^2 I), p_dbar = p_d * N(0, 1): the target (p_dbar - 0.8 p_d)+ has far more of its mass
+    outside the 3-sigma disc of p_d (radius 0.9) than p_dbar itself, so an ordinary GAN of p_dbar (what the
+    generator learns if the alpha p_d term is ignored) cannot pass: the samples must lie closer to the target's
+    fraction than to p_dbar's."""
     p_d = _blob(2000)
     config = _points_config(model={"arch": "mlp2d", "kwargs": {"hidden": 64, "depth": 2, "activation": "relu"}},
                             generator={"arch": "mlp", "kwargs": {"latent_dim": 4, "out_dim": 2, "hidden": 64,
@@ -188,9 +201,9 @@ def test_a_2d_run_puts_its_samples_off_the_data_support(one_thread):
     trainer.fit()
     samples = trainer.generate(1000)
     outside = float((samples.norm(dim=1) > 0.9).float().mean())
-    assert outside > 0.5, outside
-    assert float((p_d.norm(dim=1) > 0.9).float().mean()) < 0.03
-    assert trainer.history[-1]["auc_clean"] > 0.6  # D separates p_dbar from p_d
+    of_pbar, of_target = _outside_fractions(0.9)
+    assert of_target > of_pbar + 0.15, (of_pbar, of_target)       # the test can tell the two apart
+    assert outside > (of_pbar + of_target) / 2, (outside, of_pbar, of_target)
 
 
 @pytest.mark.parametrize("changes", [{}, {"loss": "wgan-gp", "critic_steps": 2, "sampling_trick": False}])
@@ -355,7 +368,7 @@ def test_semi_supervised_modes_train_the_classifier_and_their_generator(mode, on
     objective = config.objective(labelled)
     before = None if objective.generator is None else [p.detach().clone() for p in objective.generator.parameters()]
     trainer, result = train_ssl(config, images, labelled, test=images)
-    assert trainer.step == 4 and 0 <= result["test"]["error_percent"] <= 100
+    assert trainer.step == 4 and set(result["test"]) >= {"error_percent"}
     record = trainer.history[-1]
     assert math.isfinite(record["loss"]) and "loss_sup" in record
     assert ("loss_unl" in record) == (mode != "supervised")
@@ -445,3 +458,149 @@ def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):
     assert_same_state(whole.objective.generator.state_dict(), resumed.objective.generator.state_dict(), "generator")
     assert_same_state(whole.objective.critic.state_dict(), resumed.objective.critic.state_dict(), "feature critic")
     assert atebm.load_model(tmp_path / "whole")(images.x[:3]).shape == (3,)  # the K+1 classifier as a score model
+
+
+# ------------------------------------------------------------------------------------------------ names and rooms
+def _penalty_as_it_was(critic: Any, real: torch.Tensor, fake: torch.Tensor, weights: torch.Tensor,
+                       rng: torch.Generator) -> torch.Tensor:
+    """The WGAN-GP penalty as dsgan/losses.py wrote it before it used the sampler's input gradient."""
+    index = torch.arange(len(fake)) % len(real)
+    e = torch.rand(len(fake), generator=rng).to(real).view(-1, *([1] * (real.dim() - 1)))
+    x_hat = (e * real[index].detach() + (1 - e) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    norms = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()
+    return (weights * (norms - 1).pow(2)).sum()
+
+
+@pytest.mark.parametrize("spec, shape", [(POINTS_D, (2,)),
+                                         ({"arch": "convnet", "kwargs": {"in_channels": 1, "width": 4}}, (1, 8, 8))])
+def test_the_gradient_penalty_takes_its_input_gradient_from_the_sampler(spec, shape, one_thread):
+    """The penalty goes through atebm.sampling.input_gradient(create_graph=True); its value and the gradients it
+    sends to the critic's parameters are bit-identical to those of the formula it had (autograd on score(x_hat))."""
+    from atebm.models import build_score_model
+    from atebm.sampling import input_gradient
+
+    torch.manual_seed(0)
+    critic = build_score_model(spec)
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.rand(5, *shape, generator=g), torch.rand(7, *shape, generator=g)
+    weights = torch.softmax(torch.randn(7, generator=g), 0)
+    results = []
+    for penalty in (_penalty_as_it_was, gradient_penalty):
+        critic.zero_grad(set_to_none=True)
+        value = penalty(critic, real, fake, weights, torch.Generator().manual_seed(3))
+        value.backward()
+        # None: a parameter the input gradient does not depend on (the last bias)
+        results.append((value.detach(), [None if p.grad is None else p.grad.clone() for p in critic.parameters()]))
+    (v0, g0), (v1, g1) = results
+    assert torch.equal(v0, v1)
+    assert all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+               for a, b in zip(g0, g1, strict=True))
+    assert sum(float(t.abs().sum()) > 0 for t in g1 if t is not None) >= 2
+    scores, grad = input_gradient(critic, real, create_graph=True)
+    assert scores.requires_grad and grad.requires_grad  # the graph is kept for a loss on the gradient
+    scores, grad = input_gradient(critic, real)
+    assert not scores.requires_grad and not grad.requires_grad
+
+
+def test_input_gradients_are_taken_only_in_the_sampler_and_the_trainer():
+    from pathlib import Path
+
+    src = Path(atebm.__file__).parent
+    users = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if "autograd.grad" in p.read_text())
+    assert set(users) <= {"sampling.py", "training/trainer.py"}, users
+
+
+def test_gan_runs_log_their_own_quantities(tmp_path, one_thread):
+    """A DSGAN run's log lines name the discriminator's quantities; binary AT's k, auc_adv, score_adv, auc_clean
+    (and r1, always 0) are not among them."""
+    p_d = _blob()
+    config = _points_config(loss="wgan-gp", critic_steps=2)
+    trainer = DSGANTrainer(config, NoisySource(p_d, "gaussian", 0.5), p_d, out_dir=tmp_path)
+    trainer.fit()
+    at_keys = {"k", "auc_adv", "score_adv", "auc_clean", "r1", "perturbation_l2"}
+    for record in trainer.history:
+        assert not at_keys & set(record), record
+        assert {"loss", "score_data", "score_fake", "score_gen", "score_pd", "auc_fake", "auc_pd", "gp"} <= set(record)
+        assert 0 <= record["auc_fake"] <= 1 and 0 <= record["auc_pd"] <= 1
+    assert "loss_g" in trainer.history[-1] and "score_g" in trainer.history[-1]
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [set(r) for r in logged] == [set(r) for r in trainer.history]
+
+
+@pytest.mark.parametrize("mode", ["dsgan", "supervised"])
+def test_semi_supervised_runs_log_their_own_quantities(mode, one_thread):
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 2, "toy")
+    labelled = labelled_subset(images, 2, seed=0)
+    config = SSLConfig(mode=mode, model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2,
+                                                                       "hidden": [8]}},
+                       generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}},
+                       feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
+                       batch_size=8, labelled_batch=4, max_iters=4, log_every=2, ckpt_every=100, progress=False,
+                       device="cpu")
+    trainer, _ = train_ssl(config, images, labelled)
+    record = trainer.history[-1]
+    assert not {"k", "auc_adv", "score_adv", "auc_clean", "r1"} & set(record), record
+    assert {"loss", "loss_sup", "acc_lab"} <= set(record)
+    generated = {"score_unl", "score_gen", "auc_gen", "loss_g", "critic_loss"}
+    assert generated <= set(record) if mode == "dsgan" else not generated & set(record)
+
+
+def test_the_monitor_advises_a_gan_on_its_own_knobs(tmp_path):
+    """A non-finite generator loss stops a DSGAN run; the suggestion names the GAN's learning rates, not PGD."""
+    from atebm.monitor import NON_FINITE, FailureMonitor
+
+    def poison_from_step_4(trainer: DSGANTrainer, record: dict[str, Any]) -> None:
+        if record["step"] >= 4:
+            record["loss_g"] = float("nan")
+
+    monitor = FailureMonitor()
+    p_d = _blob()
+    trainer = DSGANTrainer(_points_config(), NoisySource(p_d, "gaussian", 0.5), p_d,
+                           callbacks=[poison_from_step_4, monitor])
+    with pytest.warns(RuntimeWarning, match="non-finite loss_g"):
+        trainer.fit()
+    assert trainer.step == 4 and monitor.stopped is not None and monitor.stopped["kind"] == NON_FINITE
+    assert "g_lr" in monitor.stopped["suggestion"] and "PGD" not in monitor.stopped["suggestion"]
+
+
+def test_objectives_that_own_networks_are_set_up_by_the_trainer(tmp_path, monkeypatch, assert_same_state):
+    """Objective.setup(trainer) runs when the trainer is built and again after restore, so a resumed objective
+    holds its optimiser state before its first step (no optimiser built lazily on first use)."""
+    from atebm.dsgan.ssl import SemiSupervised
+
+    calls: list[str] = []
+    for cls in (DSGAN, SemiSupervised):
+        original = cls.setup
+
+        def recording(self, trainer, original=original):
+            calls.append(self.kind)
+            original(self, trainer)
+
+        monkeypatch.setattr(cls, "setup", recording)
+    p_d = _blob()
+    p_dbar = NoisySource(p_d, "gaussian", 0.5)
+    cut = DSGANTrainer(_points_config(max_iters=4), p_dbar, p_d, out_dir=tmp_path / "dsgan")
+    assert calls == ["dsgan"]
+    cut.fit()
+    saved = cut.dsgan.state_dict()["optimizer"]
+    resumed = DSGANTrainer.resume(tmp_path / "dsgan" / "checkpoint.pt", p_dbar, p_d, overrides={"max_iters": 8})
+    assert calls == ["dsgan", "dsgan", "dsgan"]  # built, then restored
+    assert_same_state(saved["state"][0], resumed.dsgan.optimizer.state_dict()["state"][0], "generator optimiser")
+
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 2, "toy")
+    labelled = labelled_subset(images, 2, seed=0)
+    config = SSLConfig(model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2, "hidden": [8]}},
+                       generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}},
+                       feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
+                       batch_size=8, labelled_batch=4, max_iters=3, log_every=3, ckpt_every=3, progress=False,
+                       device="cpu")
+    calls.clear()
+    trained, _ = train_ssl(config, images, labelled, out_dir=tmp_path / "ssl")
+    resumed_ssl = atebm.Trainer.resume(tmp_path / "ssl" / "checkpoint.pt", images, labelled)
+    assert calls == ["dsgan-ssl", "dsgan-ssl", "dsgan-ssl"]
+    for name in ("g_optimizer", "c_optimizer"):
+        assert_same_state(getattr(trained.objective, name).state_dict()["state"][0],
+                          getattr(resumed_ssl.objective, name).state_dict()["state"][0], name)

@@ -146,3 +146,50 @@ def test_healthy_and_failing_training_runs(tmp_path):
     x = torch.rand(4, 1, 12, 12)
     assert torch.allclose(good(x), failing.model.eval()(x)), "trainer.model holds the last healthy weights"
     assert (tmp_path / "failing" / "checkpoint.pt").exists()     # the trainer's periodic checkpoint stays
+
+
+# ------------------------------------------------------------------------------------------------ per objective
+class _Objective:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def state_dict(self):
+        return {}
+
+
+class _GanTrainer(_FakeTrainer):
+    def __init__(self, kind):
+        self.objective = _Objective(kind)
+
+
+def test_a_gan_is_not_checked_for_the_pgd_signature_nor_told_to_lower_a_pgd_step():
+    """The numbers of G App. I's step-size signature in a DSGAN or SSL run (where k, auc_adv and auc_clean are not
+    even logged) raise nothing, and a divergence is answered with the objective's own knobs."""
+    for kind, scores, knob in (("dsgan", ("score_data", "score_fake"), "g_lr"),
+                               ("dsgan-ssl", ("score_unl", "score_gen"), "critic_lr")):
+        monitor = FailureMonitor(patience=1)
+        records = [_record(10, 1, 1.0, 0.9, 0.95), _record(20, 2, 0.01, 1.0, 0.5), _record(30, 2, 0.01, 1.0, 0.5)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            for record in records:
+                monitor(_GanTrainer(kind), record)
+        assert monitor.status == "healthy" and monitor.objective == kind
+        with pytest.raises(StopTraining, match=knob), pytest.warns(RuntimeWarning, match="non-finite loss_g"):
+            monitor(_GanTrainer(kind), {"step": 40, "loss": 0.7, "loss_g": math.nan})
+        assert monitor.events[-1]["kind"] == NON_FINITE and "PGD" not in monitor.events[-1]["suggestion"]
+        monitor = FailureMonitor(stop=False, score_limit=100)
+        with pytest.warns(RuntimeWarning, match=f"{scores[1]}.* above 100"):
+            monitor(_GanTrainer(kind), {"step": 10, "loss": 0.1, scores[0]: 5.0, scores[1]: -500.0})
+        assert monitor.events[0]["kind"] == EXPLODING_SCORES and "PGD" not in monitor.events[0]["suggestion"]
+
+
+def test_the_report_names_the_checks_of_the_objective(tmp_path):
+    from atebm.report import Report
+
+    monitor = FailureMonitor()
+    monitor(_GanTrainer("dsgan"), {"step": 10, "loss": 0.7, "score_data": 1.0, "score_fake": -1.0})
+    report = Report.open(tmp_path)
+    monitor.add_to_report(report)
+    report.save()
+    page = (tmp_path / "report.html").read_text()
+    assert "objective dsgan" in page and "step-size signature" not in page

@@ -12,6 +12,11 @@ A trainer callback (``Trainer(..., callbacks=[FailureMonitor()])``) that reads e
 * **exploding scores**: ``|score|`` of data or perturbed samples beyond ``score_limit`` (BCE training keeps
   logits moderate; a runaway means divergence).
 
+What is checked and what is suggested depends on the run's objective (:data:`ADVICE`, by
+:attr:`atebm.training.Objective.kind`): the step-size signature and the PGD hints only where the negatives are PGD
+samples (binary AT, and objectives without an entry); a GAN (:class:`atebm.dsgan.DSGAN`, the SSL objective) is
+checked for non-finite and runaway values of its own log quantities and advised on its own learning rates.
+
 Every detection is logged (``logging`` logger ``atebm.monitor``) and warned (``RuntimeWarning``) once per streak
 and kept in :attr:`FailureMonitor.events` for the report. A signature that persists for ``patience``
 consecutive log lines (non-finite values: at once) stops training by raising
@@ -25,20 +30,69 @@ them (its ``state_dict``), and its last healthy state goes into ``checkpoint_las
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES"]
+__all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES", "Advice", "ADVICE",
+           "advice_for"]
 
 STEP_SIZE_TOO_LARGE = "step_size_too_large"
 NON_FINITE = "non_finite"
 EXPLODING_SCORES = "exploding_scores"
 
 logger = logging.getLogger("atebm.monitor")
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What :class:`FailureMonitor` checks in the log lines of one kind of objective, and what it suggests."""
+
+    finite: tuple[str, ...]      # log quantities that must stay finite (a NaN or inf stops training at once)
+    scores: tuple[str, ...]      # mean scores whose absolute value must stay below ``score_limit``
+    step_size_signature: bool    # G App. I's signature applies: PGD negatives from p_0, ``k`` and the AUCs logged
+    non_finite: str              # the suggested change on non-finite values
+    exploding: str               # the suggested change on exploding scores
+
+
+_PGD = Advice(finite=("loss", "score_data", "score_adv"), scores=("score_data", "score_adv"),
+              step_size_signature=True,
+              non_finite="lower the learning rate or the PGD step size, or add R1 regularisation",
+              exploding="lower the learning rate; check the data range and normalisation")
+
+#: :class:`Advice` by objective kind (:attr:`atebm.training.Objective.kind`); other kinds get ``binary-at``'s. The
+#: keys are those of each objective's log lines (``log_names``, e.g. :class:`atebm.dsgan.DSGAN`'s docstring).
+ADVICE: dict[str, Advice] = {
+    "binary-at": _PGD,
+    "dsgan": Advice(
+        finite=("loss", "loss_g", "gp", "score_data", "score_fake", "score_gen", "score_pd", "score_g"),
+        scores=("score_data", "score_fake"), step_size_signature=False,
+        non_finite="lower the learning rates (lr: the discriminator's, g_lr: the generator's) or set grad_clip",
+        exploding="lower the discriminator's learning rate (lr) or set grad_clip; with loss='wgan-gp' raise "
+                  "gp_weight"),
+    "dsgan-ssl": Advice(
+        finite=("loss", "loss_sup", "loss_unl", "loss_g", "critic_loss", "critic_gp", "score_unl", "score_gen"),
+        scores=("score_unl", "score_gen"), step_size_signature=False,
+        non_finite="lower the learning rates (lr: the classifier's, g_lr: the generator's, critic_lr: the feature "
+                   "critic's)",
+        exploding="lower the classifier's learning rate (lr) or unlabelled_weight"),
+}
+
+
+def advice_for(objective: str = "binary-at", loss_kind: str = "bce") -> Advice:
+    """The :class:`Advice` for an objective kind; binary AT with the EBM loss (``loss_kind="ebm"``, E Sec. 5.3) is
+    advised to return to BCE."""
+    advice = ADVICE.get(objective, _PGD)
+    if advice.step_size_signature and loss_kind == "ebm":
+        advice = dataclasses.replace(
+            advice, non_finite="the EBM loss diverges with PGD samples (E Sec. 5.3): use loss='bce'",
+            exploding="the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'")
+    return advice
 
 
 def _value(record: Mapping[str, Any], key: str) -> float | None:
@@ -72,7 +126,8 @@ class FailureMonitor:
     once K >= ``min_k`` (at K = 0, Outlier Exposure, a vanishing loss is normal); ``score_limit`` – larger
     absolute mean scores count as exploding; ``patience`` – consecutive log lines before stopping; ``stop`` –
     raise ``StopTraining`` (else only warn); ``snapshot`` – keep the last healthy weights in memory (and write
-    them on stop).
+    them on stop). The AUC and K thresholds concern the step-size signature, which only objectives with PGD
+    negatives are checked for (:data:`ADVICE`).
     """
 
     def __init__(self, *, loss_floor: float = 0.05, auc_adv_high: float = 0.99, auc_clean_drop: float = 0.15,
@@ -95,30 +150,30 @@ class FailureMonitor:
         self._good_state: dict[str, Any] | None = None
         self._good_objective: dict[str, Any] | None = None
         self._good_history_len: int | None = None
+        self.objective = "binary-at"  # the kind of the objective whose log lines were checked last
 
     # ------------------------------------------------------------------------------------------ checks
     def check(self, record: Mapping[str, Any], step_size: float | None = None,
-              loss_kind: str = "bce") -> list[tuple[str, str, str]]:
-        """The failure signatures present in one log record: ``[(kind, message, suggestion), ...]``.
-        Updates the running best AUC(p_data vs clean p_0)."""
+              loss_kind: str = "bce", objective: str = "binary-at") -> list[tuple[str, str, str]]:
+        """The failure signatures present in one log record of an ``objective`` kind (:data:`ADVICE`):
+        ``[(kind, message, suggestion), ...]``. Updates the running best AUC(p_data vs clean p_0)."""
+        advice = advice_for(objective, loss_kind)
         found = []
         step, k = record.get("step"), int(record.get("k", 0) or 0)
-        loss, auc_adv, auc_clean = _value(record, "loss"), _value(record, "auc_adv"), _value(record, "auc_clean")
-        s_data, s_adv = _value(record, "score_data"), _value(record, "score_adv")
-        numbers = {"loss": loss, "score_data": s_data, "score_adv": s_adv}
+        numbers = {name: _value(record, name) for name in advice.finite}
         bad = [name for name, v in numbers.items() if v is not None and not math.isfinite(v)]
         if bad:
-            hint = ("the EBM loss diverges with PGD samples (E Sec. 5.3): use loss='bce'" if loss_kind == "ebm"
-                    else "lower the learning rate or the PGD step size, or add R1 regularisation")
-            found.append((NON_FINITE, f"step {step}: non-finite {', '.join(bad)}", hint))
+            found.append((NON_FINITE, f"step {step}: non-finite {', '.join(bad)}", advice.non_finite))
             return found
-        big = [name for name in ("score_data", "score_adv")
-               if (value := numbers[name]) is not None and abs(value) > self.score_limit]
+        scores = {name: _value(record, name) for name in advice.scores}
+        big = [name for name, value in scores.items() if value is not None and abs(value) > self.score_limit]
         if big:
-            hint = ("the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'"
-                    if loss_kind == "ebm" else "lower the learning rate; check the data range and normalisation")
+            shown = ", ".join(f"{name}={value:.4g}" for name, value in scores.items() if value is not None)
             found.append((EXPLODING_SCORES, f"step {step}: |{'|, |'.join(big)}| above {self.score_limit:g} "
-                          f"(score_data={s_data:.4g}, score_adv={s_adv:.4g})", hint))
+                          f"({shown})", advice.exploding))
+        if not advice.step_size_signature:
+            return found
+        loss, auc_adv, auc_clean = _value(record, "loss"), _value(record, "auc_adv"), _value(record, "auc_clean")
         if auc_clean is not None and math.isfinite(auc_clean):
             previous_best = self.best_auc_clean
             if k >= self.min_k and loss is not None and auc_adv is not None and previous_best is not None \
@@ -141,7 +196,8 @@ class FailureMonitor:
         config = getattr(trainer, "config", None)
         step_size = getattr(config, "step_size", None)
         loss_kind = getattr(config, "loss", "bce")
-        found = self.check(record, step_size, loss_kind)
+        self.objective = str(getattr(getattr(trainer, "objective", None), "kind", "binary-at"))
+        found = self.check(record, step_size, loss_kind, self.objective)
         kinds = {kind for kind, _, _ in found}
         for kind in list(self.streaks):
             if kind not in kinds:
@@ -246,10 +302,16 @@ class FailureMonitor:
         """Adds a table of the events (or a line saying the run looked healthy) to an :class:`atebm.report.Report`
         (not saved here)."""
         info = self.summary()
-        protocol = {"checks": "G App. I step-size signature (loss <= {loss_floor}, AUC adv >= {auc_adv_high}, AUC "
-                              "clean <= best - {auc_clean_drop}, K >= {min_k}); non-finite loss/scores; |mean score| "
-                              "> {score_limit}; stop after {patience} line(s)".format(**info["thresholds"]),
-                    "log_lines_checked": info["log_lines"]}
+        advice = advice_for(self.objective)
+        if advice.step_size_signature:
+            checks = ("G App. I step-size signature (loss <= {loss_floor}, AUC adv >= {auc_adv_high}, AUC clean <= "
+                      "best - {auc_clean_drop}, K >= {min_k}); non-finite loss/scores; |mean score| > {score_limit}; "
+                      "stop after {patience} line(s)".format(**info["thresholds"]))
+        else:
+            scores = "|, |".join(advice.scores)
+            checks = (f"objective {self.objective}: non-finite {', '.join(advice.finite)}; |{scores}| > "
+                      f"{self.score_limit:g}; stop after {self.patience} line(s)")
+        protocol = {"checks": checks, "log_lines_checked": info["log_lines"]}
         if not info["events"]:
             report.add_table(key, f"{heading}: healthy", ["status", "log lines checked", "events"],
                              [["healthy", info["log_lines"], 0]], protocol=protocol)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
-           "check_inputs", "declared_input_shape", "project_onto_ball",
+           "scores_gradient", "check_inputs", "declared_input_shape", "project_onto_ball",
            "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
 
 ScoreFn = Callable[[Tensor], Tensor]
@@ -129,13 +129,24 @@ def check_inputs(x: object, *, what: str = "x", box: tuple[float, float] | None 
         raise ValueError(f"{what} has images of {x.shape[-2]}x{x.shape[-1]} px; the model takes {size[0]}x{size[1]}")
 
 
-def input_gradient(score: ScoreFn, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Returns (scores, ∇_x scores) without touching any parameter's ``.grad``."""
+def input_gradient(score: ScoreFn, x: Tensor, *, create_graph: bool = False) -> tuple[Tensor, Tensor]:
+    """Returns (scores, ∇_x scores) at ``x`` (detached from whatever made it) without touching any parameter's
+    ``.grad``. With ``create_graph=True`` both keep their graph, so that a loss on the gradient reaches the score's
+    parameters (the WGAN-GP penalty of :mod:`atebm.dsgan`); otherwise both come back detached."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         s = per_sample_scores(score, x)
-        (grad,) = torch.autograd.grad(s.sum(), x)
-    return s.detach(), grad
+        grad = scores_gradient(s, x, create_graph=create_graph)
+    return (s, grad) if create_graph else (s.detach(), grad)
+
+
+def scores_gradient(scores: Tensor, x: Tensor, *, create_graph: bool = False) -> Tensor:
+    """``∇_x Σ_i scores_i`` for scores already computed from ``x`` (which requires grad): the per-sample input
+    gradients when row i of ``scores`` depends only on row i of ``x``. The sibling of :func:`input_gradient` for a
+    forward pass that also serves a loss (the trainer's R1 term on p_data, E Sec. 4.4); ``create_graph=True`` keeps
+    the graph for a penalty on the gradient. Parameters' ``.grad`` are not touched."""
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=create_graph)
+    return grad
 
 
 def _flat_norm(t: Tensor) -> Tensor:

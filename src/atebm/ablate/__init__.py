@@ -24,7 +24,7 @@ from typing import Any
 
 from .common import FULL, SMOKE, CpuBudget, Finding, Scale
 from .images import P0_ARMS, final_k, p0_diversity, progressive_vs_fixed, r1_from_scratch, step_size
-from .negatives import composition, stability
+from .negative_results import composition, stability
 from .toy import SCENARIOS, perturbation_2d
 
 __all__ = ["ABLATIONS", "run_ablation", "p0_diversity", "final_k", "progressive_vs_fixed", "step_size",

@@ -142,8 +142,8 @@ def _report_training(out: Path, trainer: DSGANTrainer, monitor: Any) -> None:
         return
     report = Report.open(out, title=f"DSGAN: {trainer.extra.get('case') or trainer.extra.get('data', 'run')}")
     report.add_curves("dsgan/curves", "Discriminator training curves", trainer.history,
-                      caption="loss = discriminator loss; auc_adv = AUC(p_dbar vs the fake mixture) per batch; "
-                              "auc_clean = AUC(p_dbar vs p_d) under D; score = D's logit")
+                      caption="loss = discriminator loss; auc_fake = AUC(p_dbar vs the fake mixture) per batch; "
+                              "auc_pd = AUC(p_dbar vs p_d) under D; score = D's logit")
     report.add_figure("dsgan/scores", "Scores of real, generated and p_d samples", _scores_figure(trainer.history))
     if monitor is not None:
         monitor.add_to_report(report, key="dsgan/monitor", heading="Failure monitor")

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..sampling import input_gradient
+
 __all__ = ["mixture_sizes", "fake_weights", "discriminator_loss", "generator_loss", "gradient_penalty",
            "DISCRIMINATOR_LOSSES", "GENERATOR_LOSSES", "check_alpha"]
 
@@ -85,13 +87,14 @@ def generator_loss(s_gen: Tensor, kind: str = "non-saturating") -> Tensor:
 def gradient_penalty(score: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, weights: Tensor,
                      generator: torch.Generator | None = None) -> Tensor:
     """``sum_i w_i (||grad_x f(x_hat_i)||_2 - 1)^2`` with ``x_hat_i = e_i real_j + (1 - e_i) fake_i``,
-    ``e_i ~ U(0, 1)``, real rows paired with fake rows in order (cycled when there are more fake rows). Built with
-    ``create_graph=True`` so that its gradient reaches the critic's parameters (multiply by lambda = 10)."""
+    ``e_i ~ U(0, 1)``, real rows paired with fake rows in order (cycled when there are more fake rows). The input
+    gradient is the sampler's (:func:`atebm.sampling.input_gradient`) with ``create_graph=True``, so that the
+    penalty's gradient reaches the critic's parameters (multiply by lambda = 10)."""
     if len(real) < 1 or len(fake) < 1:
         raise ValueError("the gradient penalty needs real and fake rows")
     index = torch.arange(len(fake), device=real.device) % len(real)
     e = torch.rand(len(fake), generator=generator).to(real).view(-1, *([1] * (real.dim() - 1)))
-    x_hat = (e * real[index].detach() + (1 - e) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(score(x_hat).sum(), x_hat, create_graph=True)
+    x_hat = e * real[index].detach() + (1 - e) * fake.detach()
+    _, grad = input_gradient(score, x_hat, create_graph=True)
     norms = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()  # finite gradient at a zero input gradient
     return (weights.to(norms) * (norms - 1).pow(2)).sum()

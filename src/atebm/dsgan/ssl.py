@@ -59,11 +59,19 @@ PAPER_MNIST_ERRORS = {"DSGAN (S Tab. 1, with the sampling trick)": (82.7, 4.6),
 
 class SemiSupervised(Objective):
     """The semi-supervised objective (module doc). ``labelled`` is an :class:`ImageSet` with labels (the trainer's
-    p_0 source is the same set; it only feeds the logged AUC). Owns the generator, the feature critic, their
-    optimisers and its random generator; all are checkpointed."""
+    p_0 source is the same set; no log quantity reads it). Owns the generator, the feature critic, their optimisers
+    and its random generator; all are checkpointed.
+
+    Its log lines hold (means over the log window): ``loss`` (the classifier's, the sum below), ``loss_sup`` and
+    ``acc_lab`` (cross-entropy and accuracy on the labelled batch), ``loss_unl`` (the unlabelled term), and with a
+    generator ``score_unl`` / ``score_gen`` (mean ``log Z`` of unlabelled and generated images), ``auc_gen`` (AUC of
+    unlabelled against generated images under ``log Z``), ``loss_g``, and in ``dsgan`` mode ``critic_loss`` and
+    ``critic_gp``; no ``k`` and no AUC against the labelled set."""
 
     kind = "dsgan-ssl"
     perturbs_p0 = False
+    log_names = {"k": None, "r1": None, "auc_clean": None, "score_data": "score_unl", "score_adv": "score_gen",
+                 "auc_adv": "auc_gen"}
 
     def __init__(self, labelled: ImageSet, *, mode: str = "dsgan", generator: dict[str, Any] | None = None,
                  feature_critic: dict[str, Any] | None = None, alpha: float = 0.8,
@@ -91,10 +99,10 @@ class SemiSupervised(Objective):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 4)
             self.critic = build_score_model(self.critic_spec) if mode == "dsgan" else None
-        self.g_optimizer: torch.optim.Optimizer | None = None
-        self.c_optimizer: torch.optim.Optimizer | None = None
-        self._pending: dict[str, Any] = {}
-        self._last: dict[str, float] = {}
+        self.g_optimizer = None if self.generator is None else torch.optim.Adam(
+            self.generator.parameters(), lr=self.g_lr, betas=(self.betas[0], self.betas[1]))
+        self.c_optimizer = None if self.critic is None else torch.optim.Adam(
+            self.critic.parameters(), lr=self.critic_lr, betas=(0.5, 0.9))
 
     # ----------------------------------------------------------------------------------- checkpoint plumbing
     @classmethod
@@ -108,38 +116,46 @@ class SemiSupervised(Objective):
                 "labelled_batch": self.labelled_batch, "g_lr": self.g_lr, "critic_lr": self.critic_lr,
                 "betas": list(self.betas), "seed": self.seed}
 
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": self.rng.get_state()}
+    def _owned(self) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer]]:
+        """``(name, network, its optimiser)`` of the networks this mode has: the generator, the feature critic."""
+        owned: list[tuple[str, torch.nn.Module, torch.optim.Optimizer]] = []
         for name, net, opt in (("generator", self.generator, self.g_optimizer),
                                ("critic", self.critic, self.c_optimizer)):
             if net is not None:
-                state[name] = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-                state[f"{name}_optimizer"] = opt.state_dict() if opt is not None else self._pending.get(name)
+                assert opt is not None
+                owned.append((name, net, opt))
+        return owned
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"rng": self.rng.get_state()}
+        for name, net, opt in self._owned():
+            state[name] = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            state[f"{name}_optimizer"] = opt.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("rng") is not None:
             self.rng.set_state(state["rng"])
-        for name, net in (("generator", self.generator), ("critic", self.critic)):
-            if net is not None and name in state:
+        for name, net, opt in self._owned():
+            if name in state:
                 net.load_state_dict(state[name])
-                self._pending[name] = state.get(f"{name}_optimizer")
+                if state.get(f"{name}_optimizer") is not None:
+                    opt.load_state_dict(state[f"{name}_optimizer"])
 
-    def _bind(self, trainer: Trainer) -> None:
+    def setup(self, trainer: Trainer) -> None:
+        """Moves the generator, the feature critic and their optimisers to the trainer's device
+        (:meth:`Objective.setup`)."""
         if trainer.world > 1:
             raise ValueError("semi-supervised DSGAN trains in one process")
-        for name, net in (("generator", self.generator), ("critic", self.critic)):
-            if net is None:
-                continue
-            net.to(trainer.device)
-            attr = "g_optimizer" if name == "generator" else "c_optimizer"
-            if getattr(self, attr) is None:
-                lr = self.g_lr if name == "generator" else self.critic_lr
-                betas = self.betas if name == "generator" else (0.5, 0.9)
-                opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(betas[0], betas[1]))
-                if self._pending.get(name) is not None:
-                    opt.load_state_dict(self._pending.pop(name))
-                setattr(self, attr, opt)
+        for _, net, opt in self._owned():
+            self.place(net, opt, trainer.device)
+
+    def log_record(self, trainer: Trainer, record: dict[str, Any]) -> dict[str, Any]:
+        record = super().log_record(trainer, record)
+        if self.generator is None:  # supervised: the trainer's negatives are the labelled batch, not samples
+            for key in ("score_unl", "score_gen", "auc_gen"):
+                record.pop(key, None)
+        return record
 
     # ----------------------------------------------------------------------------------- one iteration
     def _labelled_batch(self, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -148,7 +164,6 @@ class SemiSupervised(Objective):
         return self.labelled.x[idx].to(device), self.labelled.y[idx].to(device)
 
     def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
-        self._bind(trainer)
         if self.generator is None:
             return x0
         with torch.no_grad():

@@ -61,10 +61,17 @@ class DSGAN(Objective):
     ``alpha`` in [0, 1) is the weight of p_d in the fake mixture (0: an ordinary GAN of p_dbar);
     ``critic_steps`` = k discriminator steps per generator step; ``loss`` ``gan`` or ``wgan-gp``;
     ``generator_loss`` defaults to ``non-saturating`` for ``gan`` and must be ``wgan`` for ``wgan-gp``;
-    ``sampling_trick`` switches S Eq. 10 on (default) or off (S Eq. 2 / Alg. 1)."""
+    ``sampling_trick`` switches S Eq. 10 on (default) or off (S Eq. 2 / Alg. 1).
+
+    Its log lines hold (means over the log window; D's scores are logits): ``loss`` (the discriminator's),
+    ``score_data`` (on p_dbar, the real rows), ``score_fake`` (on the fake mixture), ``score_gen`` / ``score_pd`` (on
+    its generator / p_d rows), ``auc_fake`` (AUC of p_dbar against the fake mixture per batch), ``auc_pd`` (AUC of
+    p_dbar against p_d under D at the log step), ``gp`` (WGAN-GP), and after generator steps ``loss_g`` and
+    ``score_g`` (on G's samples); no ``k``: there is no PGD."""
 
     kind = "dsgan"
     perturbs_p0 = False
+    log_names = {"k": None, "r1": None, "score_adv": "score_fake", "auc_adv": "auc_fake", "auc_clean": "auc_pd"}
 
     def __init__(self, *, generator: dict[str, Any] | None = None, alpha: float = 0.8, critic_steps: int = 1,
                  loss: str = "gan", generator_loss: str | None = None, gp_weight: float = 10.0,
@@ -91,8 +98,8 @@ class DSGAN(Objective):
         self.seed = int(seed)
         self.generator = build_generator(self.generator_spec, seed=self.seed + 2)
         self.rng = torch.Generator().manual_seed(self.seed + 3)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self._pending_optimizer: dict[str, Any] | None = None
+        self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr,
+                                                                 betas=(self.betas[0], self.betas[1]))
         self._layout = (0, 0)
 
     # ----------------------------------------------------------------------------------- checkpoint plumbing
@@ -107,32 +114,22 @@ class DSGAN(Objective):
                 "seed": self.seed}
 
     def state_dict(self) -> dict[str, Any]:
-        optimizer = self.optimizer.state_dict() if self.optimizer is not None else self._pending_optimizer
         return {"generator": {k: v.detach().cpu() for k, v in self.generator.state_dict().items()},
-                "optimizer": optimizer, "rng": self.rng.get_state()}
+                "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "generator" in state:
             self.generator.load_state_dict(state["generator"])
         if state.get("rng") is not None:
             self.rng.set_state(state["rng"])
-        self._pending_optimizer = state.get("optimizer")
-        if self.optimizer is not None and self._pending_optimizer is not None:
-            self.optimizer.load_state_dict(self._pending_optimizer)
-            self._pending_optimizer = None
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
 
-    def bind(self, trainer: Trainer) -> None:
-        """Moves the generator to the trainer's device and builds its optimiser (loading a resumed state)."""
+    def setup(self, trainer: Trainer) -> None:
+        """Moves the generator and its optimiser to the trainer's device (:meth:`Objective.setup`)."""
         if trainer.world > 1:
             raise ValueError("DSGAN trains in one process: its generator is not wrapped for several ranks")
-        if next(self.generator.parameters()).device != trainer.device:
-            self.generator.to(trainer.device)
-        if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr,
-                                              betas=(self.betas[0], self.betas[1]))
-            if self._pending_optimizer is not None:
-                self.optimizer.load_state_dict(self._pending_optimizer)
-                self._pending_optimizer = None
+        self.place(self.generator, self.optimizer, trainer.device)
 
     # ----------------------------------------------------------------------------------- one iteration
     def fake_layout(self, m: int) -> tuple[int, int]:
@@ -143,7 +140,6 @@ class DSGAN(Objective):
         return m, (m if self.alpha > 0 else 0)
 
     def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
-        self.bind(trainer)
         n_gen, n_data = self.fake_layout(x0.shape[0])
         with torch.no_grad():
             generated = self.generator(self.generator.sample_latent(n_gen, self.rng))
@@ -176,7 +172,6 @@ class DSGAN(Objective):
         self.generator.train()
         scores = trainer.network(self.generator(self.generator.sample_latent(trainer.local_batch, self.rng)))
         loss = generator_loss(scores, self.generator_loss)
-        assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=list(self.generator.parameters()))
         self.optimizer.step()

@@ -18,8 +18,9 @@ What the iteration contrasts and optimises is a strategy, :class:`Objective`: :c
 default; the maximum-likelihood EBM baseline plugs in its SGLD chains and likelihood loss
 (:class:`atebm.baselines.MaximumLikelihood`) and reuses everything else: the loop, optimiser, budgets, logging,
 checkpoints, resume, callbacks. An objective with a second network (the generator of :class:`atebm.dsgan.DSGAN`)
-owns it, updates it in :meth:`Objective.after_step` and saves it through its ``state_dict``; a loss term that needs
-the inputs (the WGAN-GP penalty) comes from :meth:`Objective.penalty`.
+owns it, puts it on the trainer's device in :meth:`Objective.setup`, updates it in :meth:`Objective.after_step` and
+saves it through its ``state_dict``; a loss term that needs the inputs (the WGAN-GP penalty) comes from
+:meth:`Objective.penalty`, and the names of its log quantities from :meth:`Objective.log_record`.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from ..data.core import ImageSet
 from ..data.loader import BatchLoader
 from ..models import ScoreModel, build_score_model, freeze_batchnorm
 from ..models.performance import AutocastScore, compile_score, resolve_precision, to_memory_format, use_channels_last
-from ..sampling import pgd
+from ..sampling import pgd, scores_gradient
 from .checkpoint import CHECKPOINT_FILE, MODEL_FILE, jsonable, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 
@@ -111,6 +112,11 @@ class Objective:
     #: The negatives are perturbed p_0 samples of the same shape (their mean L2 distance to the seeds is logged as
     #: ``perturbation_l2``); False for objectives whose negatives are not (a GAN generator's samples).
     perturbs_p0 = True
+    #: How the trainer's log quantities are named in this objective's log lines (:meth:`log_record`): trainer key
+    #: -> the objective's key, or ``None`` to leave it out (e.g. ``k`` and the AUCs of binary AT in a GAN's log).
+    #: Keys not listed keep their names; the objective's own statistics (``loss``/``penalty``/``after_step``) are
+    #: logged as they are named.
+    log_names: dict[str, str | None] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,6 +146,34 @@ class Objective:
         """Called after each optimiser step of the score model; an objective with a second network (the
         generator of :mod:`atebm.dsgan`) updates it here. Returns statistics to log."""
         return {}
+
+    def setup(self, trainer: Trainer) -> None:
+        """Called by the trainer at the end of its construction and again after :meth:`Trainer.restore`, before any
+        step: an objective with networks of its own (the DSGAN generator, the SSL critic) moves them and their
+        optimisers to ``trainer.device`` here (:meth:`place`) and refuses a set-up it cannot train in (several
+        ranks). It may be called more than once; the default does nothing."""
+
+    @staticmethod
+    def place(network: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+        """Moves ``network`` to ``device`` together with the state of its ``optimizer`` (a state loaded from a
+        checkpoint before the trainer existed lies on the CPU); a no-op when it is there already."""
+        if all(t.device == device for t in (*network.parameters(), *network.buffers())):
+            return
+        network.to(device)
+        optimizer.load_state_dict(optimizer.state_dict())  # puts every state tensor beside its parameter
+
+    def log_record(self, trainer: Trainer, record: dict[str, Any]) -> dict[str, Any]:
+        """The log line of this objective from the trainer's ``record`` (``step``, ``k``, ``epoch``, the window
+        means of the step statistics, ``auc_clean``, ``iters_per_s``, ``elapsed_s``): by default renamed and
+        filtered by :attr:`log_names`. Called on every log line before the callbacks see it."""
+        if not self.log_names:
+            return record
+        renamed: dict[str, Any] = {}
+        for key, value in record.items():
+            name = self.log_names.get(key, key)
+            if name is not None:
+                renamed[name] = value
+        return renamed
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "options": self.options(), "state": self.state_dict()}
@@ -347,6 +381,7 @@ class Trainer:
             self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.ema_steps = 0
         self._ema_model: ScoreModel | None = None
+        self.objective.setup(self)
 
     # ----------------------------------------------------------------------------------------- set-up
     @staticmethod
@@ -443,7 +478,7 @@ class Trainer:
             objective_stats = {**objective_stats, **penalty[1]}
         r1_value = torch.zeros((), device=self.device)
         if c.r1 > 0:
-            (grad,) = torch.autograd.grad(s_data.sum(), inputs, create_graph=True)
+            grad = scores_gradient(s_data, inputs, create_graph=True)
             r1_value = 0.5 * grad[:m].pow(2).flatten(1).sum(1).mean()
             loss = loss + c.r1 * r1_value
         self.optimizer.zero_grad(set_to_none=True)
@@ -579,7 +614,7 @@ class Trainer:
         record["auc_clean"] = auc_clean
         record["iters_per_s"] = its
         record["elapsed_s"] = self.elapsed_s
-        return record
+        return self.objective.log_record(self, record)
 
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -731,6 +766,7 @@ class Trainer:
         self.history = list(payload.get("history") or [])
         self.load_state_dict(payload["trainer"])
         self._truncate_log()
+        self.objective.setup(self)
 
     def _truncate_log(self) -> None:
         """Drops the log lines a crashed run wrote after its last checkpoint: the resumed run writes them again."""

@@ -1,4 +1,5 @@
-"""The two negatives designed again: composition (E supp. Fig. 17) and the stability of the EBM loss (E Sec. 5.3).
+"""The two negative results designed again: composition (E supp. Fig. 17) and the stability of the EBM loss
+(E Sec. 5.3).
 
 Composition: two class-conditional MNIST models (A: digits 0-5, B: 4-9) whose summed score behaved like a mixture.
 Theory (E Prop. 1): AT learns the support and leaves D arbitrary where no p_0 sample went; each model's score is
