@@ -110,12 +110,12 @@ class _Best:
 class _Search:
     def __init__(self, margin_for: MarginFactory, objective_for: Mapping[str, MarginFactory | None], x0: Tensor,
                  threat: ThreatModel, stop_at: Tensor | None, cascade: bool, batch_size: int,
-                 device: torch.device, seed: int) -> None:
+                 device: torch.device, seed: int, clean: Tensor | None = None) -> None:
         self.margin_for, self.objective_for = margin_for, objective_for
         self.x0, self.threat, self.stop_at, self.cascade = x0, threat, stop_at, cascade
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.all_rows = torch.arange(len(x0))
-        self.clean = margins_of(margin_for, x0, self.all_rows, batch_size, device)
+        self.clean = margins_of(margin_for, x0, self.all_rows, batch_size, device) if clean is None else clean
         if not bool(torch.isfinite(self.clean).all()):
             raise ValueError("the attack objective returns non-finite margins on the clean inputs; the model is "
                              "unusable")
@@ -212,7 +212,7 @@ def search(margin_for: MarginFactory, x: Tensor, *, threat: ThreatModel, attacke
            start: Tensor | Mapping[str, Tensor] | None = None,
            stop_at: float | Tensor | None = 0.0, cascade: bool = True, seed: int = 0, batch_size: int = 256,
            device: str | torch.device | None = None, model: Any = None, keep_inputs: bool = True,
-           progress: Callable[[str], None] | None = None) -> AttackResult:
+           clean_margin: Tensor | None = None, progress: Callable[[str], None] | None = None) -> AttackResult:
     """Attacks ``x`` (clean inputs in [0, 1], CPU or any device) inside ``threat`` with every attacker of
     ``attackers`` in turn and returns per sample the input with the highest margin (module docstring).
 
@@ -225,7 +225,8 @@ def search(margin_for: MarginFactory, x: Tensor, *, threat: ThreatModel, attacke
     sample); ``cascade``: judge that on the best of all attackers so far (else on each attacker's own best, so that
     every attacker's own margins stay comparable). ``model``: the network inside the margin (its parameters are
     frozen during the search, its device is used, and ``x`` is checked against its declared input shape).
-    ``keep_inputs=False`` keeps no per-attacker copy of the inputs.
+    ``keep_inputs=False`` keeps no per-attacker copy of the inputs. ``clean_margin``: the clean inputs' margins
+    when the caller has them already (saves one pass over ``x``).
     """
     x0 = _check(x, threat, attackers, model)
     run_device = torch.device(device) if device is not None else _device_of(model, torch.device("cpu"))
@@ -243,7 +244,10 @@ def search(margin_for: MarginFactory, x: Tensor, *, threat: ThreatModel, attacke
     with parameters_frozen(model), torch.random.fork_rng(devices=[run_device] if run_device.type == "cuda" else []):
         objectives = dict(objective_for) if isinstance(objective_for, Mapping) else \
             {spec.name: objective_for for spec in attackers}
-        state = _Search(margin_for, objectives, x0, threat, stop, cascade, batch_size, run_device, seed)
+        if clean_margin is not None and clean_margin.shape != (len(x0),):
+            raise ValueError(f"clean_margin needs one value per input ({len(x0)}), got {tuple(clean_margin.shape)}")
+        state = _Search(margin_for, objectives, x0, threat, stop, cascade, batch_size, run_device, seed,
+                        None if clean_margin is None else clean_margin.detach().float().cpu())
         for index, spec in enumerate(attackers):
             records[spec.name] = record = state.run(spec, index, starts[spec.name], keep_inputs)
             if progress is not None:
@@ -289,5 +293,6 @@ def raise_score(score: Any, x: Tensor, *, threat: ThreatModel, attackers: Sequen
     stop = None if stop_above is None else torch.as_tensor(stop_above, dtype=torch.float32) - reference
     result = search(rows_of(lambda r: ScoreAbove(score, r), reference, device=run_device), x0, threat=threat,
                     attackers=attackers, start=start, stop_at=stop, cascade=cascade, seed=seed,
-                    batch_size=batch_size, device=run_device, model=score, progress=progress)
+                    batch_size=batch_size, device=run_device, model=score, clean_margin=clean - reference,
+                    progress=progress)
     return result, reference

@@ -276,7 +276,8 @@ def worst_case(score: ScoreFn, x_ood: Tensor, *, norm: str = "l2", eps: float,
     result = search(rows_of(lambda r: ScoreAbove(score, r), reference, device=run_device), x0, threat=threat,
                     attackers=[spec for _, spec in named], start=starts or None,
                     stop_at=None if stop_above is None else float(stop_above) - reference, cascade=False,
-                    seed=seed, batch_size=config.batch_size, device=run_device, model=score)
+                    seed=seed, batch_size=config.batch_size, device=run_device, model=score,
+                    clean_margin=clean - reference)
 
     by_attacker: dict[str, Tensor] = {}
     x_by_attacker: dict[str, Tensor] = {}
