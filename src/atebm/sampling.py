@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
+__all__ = ["pgd", "pgd_best", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
            "scores_gradient", "check_inputs", "declared_input_shape", "project_onto_ball",
            "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
 
@@ -290,6 +291,14 @@ def pgd(
     return final
 
 
+def pgd_best(score: ScoreFn, x: Tensor, **pgd_options: Any) -> tuple[Tensor, Tensor]:
+    """:func:`pgd` with ``keep="best"`` that also returns the kept iterates' values: ``select`` at them when given,
+    else the score (so a caller that judges by the same criterion needs no further pass)."""
+    values: list[Tensor] = []
+    best, _ = _pgd(score, x, record=None, keep="best", values_out=values, **pgd_options)
+    return best, values[0]
+
+
 def pgd_trajectory(score: ScoreFn, x: Tensor, *, record: Sequence[int], **pgd_options) -> tuple[Tensor, Tensor]:
     """:func:`pgd` that also keeps iterates: returns ``(x_final, path)`` where ``path[r]`` is the iterate after
     ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``. ``pgd_options`` are :func:`pgd`'s
@@ -319,6 +328,9 @@ class _BestIterate:
             self.x, self.value = x, value
             return
         better = value > self.value
+        if bool(better.all()):      # the usual ascent step: keep a reference, copy nothing (iterates are fresh)
+            self.x, self.value = x, value
+            return
         self.x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, self.x)
         self.value = torch.where(better, value, self.value)
 
@@ -344,6 +356,7 @@ def _pgd(
     rule: str = "normalised",
     keep: str = "last",
     select: ScoreFn | None = None,
+    values_out: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
@@ -413,6 +426,9 @@ def _pgd(
             best_final = torch.where(better, final, best_final)
 
     assert best.x is not None       # restarts >= 1
+    if keep == "best" and values_out is not None:
+        assert best.value is not None
+        values_out.append(best.value if select is not None or not descent else -best.value)
     if wanted is None:
         return best.x, None
     by_step = dict(zip(sorted(set(wanted)), best_traj))

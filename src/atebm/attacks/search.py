@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sampling import check_inputs, eval_mode, per_sample_scores, pgd, project_onto_ball
+from ..sampling import check_inputs, eval_mode, per_sample_scores, pgd_best, project_onto_ball
 from .art import ART_PREDICT_BATCH, MarginFactory, art_candidates, art_version, parameters_frozen
 from .specs import AttackSpec, ThreatModel
 
@@ -121,15 +121,22 @@ class _Search:
                              "unusable")
         self.overall = _Best(x0, self.clean, keep_inputs=True)
 
-    def offer(self, record: AttackerRecord, own: _Best, rows: Tensor, candidates: Tensor) -> None:
+    def offer(self, record: AttackerRecord, own: _Best, rows: Tensor, candidates: Tensor,
+              margin: Tensor | None = None) -> None:
+        """Keeps each candidate whose margin beats the sample's best; rows with NaN/inf are failed attacks.
+        ``margin``: the candidates' margins when the attacker computed them (atebm's own PGD, whose iterates lie
+        in the ball); otherwise the candidates are projected onto the ball and box (a no-op for a correct
+        attacker) and scored here."""
         candidates = candidates.detach().float().cpu()
-        finite = torch.isfinite(candidates.flatten(1)).all(dim=1)
-        record.failed_rows += int((~finite).sum())
-        if not bool(finite.any()):
-            return
-        rows, candidates = rows[finite], candidates[finite]
-        candidates = project_onto_ball(candidates, self.x0[rows], norm=self.threat.norm, eps=self.threat.eps)
-        margin = margins_of(self.margin_for, candidates, rows, self.batch_size, self.device)
+        if margin is None:
+            finite = torch.isfinite(candidates.flatten(1)).all(dim=1)
+            record.failed_rows += int((~finite).sum())
+            if not bool(finite.any()):
+                return
+            rows, candidates = rows[finite], candidates[finite]
+            candidates = project_onto_ball(candidates, self.x0[rows], norm=self.threat.norm, eps=self.threat.eps)
+            margin = margins_of(self.margin_for, candidates, rows, self.batch_size, self.device)
+        margin = margin.detach().float().cpu()
         before = self.overall.margin[rows] > 0
         own.offer(rows, candidates, margin)
         self.overall.offer(rows, candidates, margin)
@@ -158,9 +165,9 @@ class _Search:
                     seed = self.seed + 1009 * index + 7919 * restart + i
                     if spec.method in ("pgd", "adam"):
                         from_start = start is not None and restart == 0 and not spec.random_start
-                        out = self._gradient_run(spec, part, start[part] if from_start and start is not None
-                                                 else None, restart > 0 or spec.random_start, seed)
-                        self.offer(record, own, part, out)
+                        out, margin = self._gradient_run(spec, part, start[part] if from_start and start is not None
+                                                         else None, restart > 0 or spec.random_start, seed)
+                        self.offer(record, own, part, out, margin)
                     else:
                         candidates, refused = art_candidates(spec, self.margin_for, self.x0[part], part, self.threat,
                                                              seed=seed, device=self.device)
@@ -174,17 +181,18 @@ class _Search:
         return record
 
     def _gradient_run(self, spec: AttackSpec, rows: Tensor, begin: Tensor | None, random_start: bool,
-                      seed: int) -> Tensor:
+                      seed: int) -> tuple[Tensor, Tensor]:
         origin = self.x0[rows].to(self.device)
         margin = self.margin_for(rows)
         make_objective = self.objective_for.get(spec.name)
         objective = make_objective(rows) if make_objective is not None else margin
         generator = torch.Generator().manual_seed(seed)
-        out = pgd(objective, origin if begin is None else begin.to(self.device), origin=origin,
-                  steps=spec.steps, step_size=spec.step_at(self.threat), norm=self.threat.norm, eps=self.threat.eps,
-                  random_start=random_start, generator=generator, rule="adam" if spec.method == "adam" else
-                  "normalised", keep="best", select=None if make_objective is None else margin)
-        return out.cpu()
+        out, value = pgd_best(objective, origin if begin is None else begin.to(self.device), origin=origin,
+                              steps=spec.steps, step_size=spec.step_at(self.threat), norm=self.threat.norm,
+                              eps=self.threat.eps, random_start=random_start, generator=generator,
+                              rule="adam" if spec.method == "adam" else "normalised",
+                              select=None if make_objective is None else margin)
+        return out.cpu(), value.cpu()
 
 
 def _check(x: Any, threat: ThreatModel, attackers: Sequence[AttackSpec], model: Any) -> Tensor:
