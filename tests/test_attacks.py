@@ -23,18 +23,7 @@ from atebm.attacks import (
     search,
 )
 from atebm.sampling import pgd
-
-
-class Linear(nn.Module):
-    """z(x) = W x + b on flattened 1x8x8 inputs."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight.clone())
-        self.bias = nn.Parameter(bias.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.weight.t() + self.bias
+from linear_model import Linear
 
 
 def _rejected_misclassified() -> tuple[Linear, torch.Tensor, torch.Tensor, float]:

@@ -13,7 +13,7 @@ import atebm.gat as gat
 from atebm.attacks import AcceptanceMargin, AttackSpec, ThreatModel
 from atebm.gat.classifier import SoftmaxClassifier, load_classifier, save_classifier
 from atebm.gat.detection import detect, detection_curve, operating_point
-from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, rule_committee, stratified_subset
+from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, rule_committee, sign_test, stratified_subset
 from atebm.models import build_score_model
 from atebm.sampling import pgd
 from atebm.training import CheckpointError, TrainConfig
@@ -325,7 +325,11 @@ def test_evaluation_blocks_on_a_tiny_committee():
                    det["protocol"]["search"][rule]["attackers"]}
         assert budgets == {**{a: 4 for a in attacks[:5]}, "apgd-ce": 2, "square": 5}
     assert det["protocol"]["rule_offsets"] == "thesis"
-    assert 0 <= det["sign_test"]["p_value"] <= 1 and det["sign_test"]["a"] == "generative"
+    fooled = {rule: [bool(v) for v in runs[f"{rule}/worst"]["fooled_at_tpr"]] for rule in ("generative", "integrated")}
+    assert det["sign_test"] == {"a": "generative", "b": "integrated",
+                                **sign_test(fooled["generative"], fooled["integrated"])}
+    assert sign_test([True, True, True, False], [False] * 4) == {"a_only": 3, "b_only": 0, "p_value": 0.25}
+    assert sign_test([True, False], [False, True])["p_value"] == 1.0
     assert len(result["distortion"]["distances"]) == 3
 
 
