@@ -11,9 +11,9 @@ Stages run one process at a time (one torch thread). ``calibrate`` copies the co
 ``atebm gat train --preset mnist`` (out-distribution AT only) into ``W/mnist`` and calibrates it there (``atebm gat
 calibrate``), and reads the calibration of the ``mnist-inout`` committee (``atebm gat train --preset mnist-inout``
 calibrates at the end); ``softmax`` trains the Madry baseline (``atebm gat robust-softmax``); ``eval`` (and
-``eval-inout``) runs the accuracy-vs-eps grids of the classifiers (:func:`atebm.gat.classify.accuracy_grid`, the
+``eval-inout``) runs the accuracy-vs-eps grids of the classifiers (:func:`atebm.gat.classifier_robustness.accuracy_grid`, the
 per-sample worst case over the attack cascade through :mod:`atebm.attacks`), every model with the same protocol:
-``--protocol`` names a :data:`~atebm.gat.classify.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and
+``--protocol`` names a :data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and
 Square with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
 ``explain`` the samples / counterfactuals / attributions / FD; ``write`` assembles
 ``benchmarks/results/gat/classify.json``, the plots and ``classify_tables.md``, each table with its protocol. Each
@@ -61,7 +61,7 @@ def _save(work: Path, stage: str, payload: dict[str, Any], cpu_start: float, com
 
 def _models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     import atebm.gat as gat
-    from atebm.gat.classifier import load_classifier
+    from atebm.gat.softmax_classifier import load_classifier
 
     models: dict[str, torch.nn.Module] = {"generative_out": gat.load(args.work / "mnist")}
     if (args.inout / "committee.pt").exists():
@@ -72,7 +72,7 @@ def _models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
 
 def _protocol(args: argparse.Namespace) -> Any:
     """The ClassifyEvalConfig of ``--protocol`` on ``--n`` test digits, the same for every evaluated model."""
-    from atebm.gat.classify import CLASSIFY_PROTOCOLS
+    from atebm.gat.classifier_robustness import CLASSIFY_PROTOCOLS
 
     return CLASSIFY_PROTOCOLS[args.protocol].replace(n=args.n)
 
@@ -110,14 +110,14 @@ def main() -> None:
         from atebm.gat.pipeline import run_gat_robust_softmax
 
         run_gat_robust_softmax(work / "softmax", **MADRY)  # type: ignore[arg-type]
-        from atebm.gat.classifier import load_classifier
+        from atebm.gat.softmax_classifier import load_classifier
 
         _save(work, "softmax", {"meta": load_classifier(work / "softmax" / "robust_softmax.pt").meta}, cpu_start,
               command)
     elif args.stage == "eval":
-        from atebm.gat.classify import accuracy_grid
+        from atebm.gat.classifier_robustness import accuracy_grid
         from atebm.gat.data import labelled_splits
-        from atebm.gat.robust import count_macs, count_parameters
+        from atebm.gat.robust_training import count_macs, count_parameters
 
         splits = labelled_splits("mnist")
         config = _protocol(args)
@@ -134,7 +134,7 @@ def main() -> None:
         import atebm.gat as gat
         from atebm.gat.calibration import run_gat_calibrate
         from atebm.gat.data import labelled_splits
-        from atebm.gat.robust import finetune_inout
+        from atebm.gat.robust_training import finetune_inout
 
         splits = labelled_splits("mnist")
         tuned = finetune_inout(gat.load(work / "mnist"), splits, iterations=INOUT_ITERATIONS,
@@ -148,7 +148,7 @@ def main() -> None:
                               "calibration": record}, cpu_start, command)
     elif args.stage == "eval-inout":
         import atebm.gat as gat
-        from atebm.gat.classify import accuracy_grid
+        from atebm.gat.classifier_robustness import accuracy_grid
         from atebm.gat.data import labelled_splits
 
         splits = labelled_splits("mnist")
@@ -159,7 +159,7 @@ def main() -> None:
         grid["config"] = config.to_dict()
         _save(work, "eval_inout", grid, cpu_start, command)
     elif args.stage == "explain":
-        from atebm.gat.classifier import load_classifier
+        from atebm.gat.softmax_classifier import load_classifier
         from atebm.gat.data import labelled_splits
         from atebm.gat.explain import explain_models
 
@@ -177,7 +177,7 @@ def main() -> None:
 
 def _inout_attempt(run: Path) -> dict[str, Any]:
     """What the ``mnist-inout`` run got to: per detector its summary and training-log trajectory."""
-    from atebm.gat.robust import resolve_preset
+    from atebm.gat.robust_training import resolve_preset
 
     preset = resolve_preset("mnist-inout")
     detectors = []

@@ -19,7 +19,7 @@ import argparse
 from typing import Any
 
 from ..gat.calibration import CALIBRATION_SPLITS, run_gat_calibrate
-from ..gat.classify import CLASSIFY_PROTOCOLS
+from ..gat.classifier_robustness import CLASSIFY_PROTOCOLS
 from ..gat.evaluate import EVAL_PROTOCOLS, EVAL_SECTIONS, RULE_OFFSETS
 from ..gat.pipeline import (
     run_gat_classify_eval,

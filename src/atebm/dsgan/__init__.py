@@ -13,7 +13,7 @@
   (``--data``), and ``atebm dsgan sample``.
 * :mod:`~atebm.dsgan.ssl` - semi-supervised learning with DSGAN complement samples (S Sec. 4.1, Tab. 1), the
   feature-matching GAN and the labels-only baselines (``atebm dsgan ssl``).
-* :mod:`~atebm.dsgan.robust` - adversarial training with DSGAN low-density samples in feature space (S Sec. 5.2,
+* :mod:`~atebm.dsgan.low_density_at` - adversarial training with DSGAN low-density samples in feature space (S Sec. 5.2,
   Eq. 9), evaluated with ART's FGSM, PGD and DeepFool (``atebm dsgan robust``).
 """
 from .cases import (
@@ -38,7 +38,7 @@ from .losses import (
                      mixture_sizes,
 )
 from .networks import GENERATORS, ImageGenerator, MLPGenerator, SSLClassifier, build_generator
-from .robust import RobustSettings, run_low_density_at
+from .low_density_at import RobustSettings, run_low_density_at
 from .sources import NOISE_KINDS, InterpolationSource, NoisySource, add_noise, class_subset, feature_space, interpolate
 from .ssl import SSL_MODES, SemiSupervised, SSLConfig, labelled_subset, run_ssl_benchmark, test_error, train_ssl
 from .toy import TOY_MIXTURES, BlurredMixture, evaluate_2d

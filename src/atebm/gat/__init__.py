@@ -31,14 +31,14 @@ from .attacks import (
                       per_class_candidates,
 )
 from .calibration import calibrate_committee, fit_offsets, run_gat_calibrate
-from .classify import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid, robust_accuracy
+from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid, robust_accuracy
 from .committee import Committee, load_committee, save_committee
 from .data import LabelledSplits, class_view, labelled_splits
 from .explain import ClassScore, explain_models, integrated_gradients
 from .networks import ConvPoolNet
 from .pipeline import run_gat_classify_eval, run_gat_eval, run_gat_explain, run_gat_robust_softmax, run_gat_train
 from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
-from .robust import CLASSIFY_PRESETS, train_madry_classifier
+from .robust_training import CLASSIFY_PRESETS, train_madry_classifier
 from .training import (
                       DetectorTrainer,
                       ValidationSelector,

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..training import write_json
-from .classifier import batched_logits
+from .softmax_classifier import batched_logits
 from .committee import Committee, load_committee, save_committee
 from .data import labelled_splits
 

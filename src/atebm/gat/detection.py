@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics.detection import as_scores
-from .classifier import batched_logits
+from .softmax_classifier import batched_logits
 
 __all__ = ["Detection", "detect", "detection_curve", "operating_point", "DETECTION_RULES"]
 

@@ -48,7 +48,7 @@ from ..attacks import (
 )
 from ..metrics import auroc
 from .attacks import OBJECTIVES, IntegratedView, SingleDetectorAttack
-from .classifier import batched_logits
+from .softmax_classifier import batched_logits
 from .committee import Committee
 from .detection import detect, detection_curve, operating_point
 

@@ -31,13 +31,13 @@ import torch
 from ..report import Report
 from ..training import resolve_device, write_json
 from .calibration import HISTOGRAM_FILE, calibrate_committee, report_calibration, score_histograms
-from .classifier import batched_logits, load_classifier, save_classifier, train_softmax_classifier
-from .classify import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
+from .softmax_classifier import batched_logits, load_classifier, save_classifier, train_softmax_classifier
+from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
 from .committee import COMMITTEE_FILE, Committee, load_committee, save_committee
 from .data import labelled_splits
 from .evaluate import EVAL_PROTOCOLS, EVAL_SECTIONS, RULE_OFFSETS, THESIS, GatEvalConfig, evaluate_committee
 from .presets import GatPreset, detector_model_spec
-from .robust import count_macs, count_parameters, resolve_preset, train_madry_classifier
+from .robust_training import count_macs, count_parameters, resolve_preset, train_madry_classifier
 from .training import assemble_committee, check_detector_resume, detector_dir, refuse_other_run, train_detectors
 
 __all__ = ["run_gat_train", "run_gat_eval", "CLASSIFIER_FILE", "EVAL_JSON", "TRAIN_JSON", "EVAL_SECTIONS",
@@ -404,7 +404,7 @@ def run_gat_robust_softmax(out_dir: str | Path, *, data: str = "mnist", norm: st
                            validate_every: int = 100, warmup: int = 300, device: str = "auto",
                            log: bool = True) -> Path:
     """``atebm gat robust-softmax``: trains the robust softmax baseline (Madry et al.'s PGD adversarial training,
-    T Eq. 3.16; :func:`~atebm.gat.robust.train_madry_classifier`) on ``data`` and writes
+    T Eq. 3.16; :func:`~atebm.gat.robust_training.train_madry_classifier`) on ``data`` and writes
     ``out_dir/robust_softmax.pt`` (meta: recipe, parameters, MACs per forward pass, CPU seconds, validation
     history). Returns the file."""
     say = _say(log)
@@ -434,7 +434,7 @@ def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softma
                           report: bool = True) -> dict[str, Any]:
     """``atebm gat classify-eval``: clean and worst-case robust accuracy vs test eps (T Tab. 3.14, Fig. 3.7) of
     the (calibrated) generative classifier in ``checkpoint`` and of each ``softmax`` checkpoint (named by file
-    stem), on the test split, with ``protocol`` (:data:`~atebm.gat.classify.CLASSIFY_PROTOCOLS` name or a
+    stem), on the test split, with ``protocol`` (:data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` name or a
     config). Writes ``out_dir/classify.json``, ``accuracy_vs_eps.png`` and the report sections."""
     config = CLASSIFY_PROTOCOLS.get(protocol, None) if isinstance(protocol, str) else protocol
     if not isinstance(config, ClassifyEvalConfig):

@@ -135,7 +135,7 @@ def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
 
 def _inout(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: float, iters: int) -> GatPreset:
     """``base`` with combined in- and out-distribution AT (T Eq. 3.45) at the in-distribution radius ``eps_in``: a
-    recipe of the generative robust classifier (T Sec. 3.4; :mod:`atebm.gat.robust`)."""
+    recipe of the generative robust classifier (T Sec. 3.4; :mod:`atebm.gat.robust_training`)."""
     train = dict(base.train, indist_at_steps=steps_in, indist_at_eps=eps_in, indist_at_step_size=step_in,
                  max_iters=iters)
     return dataclasses.replace(

@@ -21,7 +21,7 @@ noise-augmented baselines of S Sec. 5.2 (the whole network fine-tuned on inputs 
 ``U(-e, e)``).
 
 Robust accuracy on the test split is the one worst case of the library,
-:func:`atebm.gat.classify.robust_accuracy`: per test image, correct when clean and not broken by any of margin PGD
+:func:`atebm.gat.classifier_robustness.robust_accuracy`: per test image, correct when clean and not broken by any of margin PGD
 (``attack_steps`` steps of 2.5 eps / steps, ``attack_restarts`` random starts), ART APGD-CE and APGD-DLR
 (``apgd_steps``, initial step 2·eps) and ART Square (``square_queries`` queries), run as a cascade through
 :func:`atebm.attacks.search` (success judged at every iterate by ``max_{i != y} z_i - z_y > 0``), at every eps
@@ -52,7 +52,7 @@ from .sources import NoisySource
 from .training import DSGANConfig, DSGANTrainer
 
 if TYPE_CHECKING:
-    from ..gat.classify import ClassifyEvalConfig
+    from ..gat.classifier_robustness import ClassifyEvalConfig
 
 __all__ = ["RobustSettings", "train_low_density_classifier", "entropy", "worst_case_grid", "run_low_density_at"]
 
@@ -112,7 +112,7 @@ class RobustSettings:
         APGD-CE and APGD-DLR (``apgd_steps``) and ART Square (``square_queries``), a cascade on every test image
         (``n=None``) at eps 0 and every eps of ``eps_linf`` / ``eps_l2``."""
         from ..attacks import AttackSpec
-        from ..gat.classify import ClassifyEvalConfig, attacker_set
+        from ..gat.classifier_robustness import ClassifyEvalConfig, attacker_set
 
         everything = attacker_set(steps=self.attack_steps, restarts=self.attack_restarts,
                                   apgd_steps=self.apgd_steps, square_queries=self.square_queries)
@@ -171,10 +171,10 @@ def train_low_density_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tenso
 def worst_case_grid(models: dict[str, nn.Module], x: Tensor, y: Tensor, settings: RobustSettings, *,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Per model the clean accuracy and the worst-case robust accuracy at every eps of the L-infinity and L2 grids
-    (:meth:`RobustSettings.protocol`, :func:`atebm.gat.classify.accuracy_grid`): ``{"clean", "linf": {eps:
+    (:meth:`RobustSettings.protocol`, :func:`atebm.gat.classifier_robustness.accuracy_grid`): ``{"clean", "linf": {eps:
     accuracy}, "l2": {eps: accuracy}, "grid": {norm: rows}, "seconds"}``, where each row carries its protocol and
     per attacker the inputs it attacked and broke (the per-input 0/1 lists are dropped)."""
-    from ..gat.classify import accuracy_grid
+    from ..gat.classifier_robustness import accuracy_grid
 
     config = settings.protocol()
     results: dict[str, Any] = {}
@@ -274,7 +274,7 @@ def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, 
         "experiment": "S Sec. 5.2 adversarial training with DSGAN low-density samples, MNIST 5,000",
         "command": command, "settings": asdict(s),
         "finetuned": "the head only (feature body frozen)" if not s.finetune_body else "the whole network",
-        "protocol": {**s.protocol().to_dict(), "attacks": "per-sample worst case (atebm.gat.classify."
+        "protocol": {**s.protocol().to_dict(), "attacks": "per-sample worst case (atebm.gat.classifier_robustness."
                      "robust_accuracy): margin PGD, ART APGD-CE, ART APGD-DLR, ART Square as a cascade",
                      "art": art_version()},
         "train": len(train), "test": len(test), "feature_noise_radius": radius,

@@ -9,7 +9,7 @@ classification (defined there, with every other recipe ``atebm gat train --prese
   eps_1 = 0.1 for detection) widened to eps_1 = 0.2 for robust classification, while the other classes are raised
   inside eps_2 = the preset's eps as before.
 
-:func:`train_madry_classifier` is the baseline: the softmax network of :mod:`atebm.gat.classifier` trained with
+:func:`train_madry_classifier` is the baseline: the softmax network of :mod:`atebm.gat.softmax_classifier` trained with
 cross-entropy on PGD examples that maximise the cross-entropy inside the eps-ball from a random start
 (min_theta E max_{||delta|| <= eps} L(f(x + delta), y), T Eq. 3.16), the attack run by :func:`atebm.pgd`.
 """
@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, ThreatModel, rows_of, search
 from ..sampling import pgd
 from ..training import resolve_device
-from .classifier import SoftmaxClassifier, batched_logits
+from .softmax_classifier import SoftmaxClassifier, batched_logits
 from .data import LabelledSplits
 from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
 

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, TargetedMargin, ThreatModel, rows_of, search
 from ..sampling import eval_mode
 from .attacks import per_class_candidates
-from .classifier import batched_logits
+from .softmax_classifier import batched_logits
 from .committee import Committee
 
 __all__ = ["ClassifyEvalConfig", "CLASSIFY_PROTOCOLS", "ATTACKERS", "attacker_set", "robust_accuracy",
