@@ -11,10 +11,10 @@ Stages run one process at a time (one torch thread). ``calibrate`` copies the co
 ``atebm gat train --preset mnist`` (out-distribution AT only) into ``W/mnist`` and calibrates it there (``atebm gat
 calibrate``), and reads the calibration of the ``mnist-inout`` committee (``atebm gat train --preset mnist-inout``
 calibrates at the end); ``softmax`` trains the Madry baseline (``atebm gat robust-softmax``); ``eval`` (and
-``eval-inout``) runs the accuracy-vs-eps grids of the classifiers (:func:`atebm.gat.classifier_robustness.accuracy_grid`, the
-per-sample worst case over the attack cascade through :mod:`atebm.attacks`), every model with the same protocol:
-``--protocol`` names a :data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and
-Square with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
+``eval-inout``) runs the accuracy-vs-eps grids of the classifiers
+(:func:`atebm.gat.classifier_robustness.accuracy_grid`, the per-sample worst case over the attack cascade through
+:mod:`atebm.attacks`), every model with the same protocol: ``--protocol`` names a
+:data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and Square with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
 ``explain`` the samples / counterfactuals / attributions / FD; ``write`` assembles
 ``benchmarks/results/gat/classify.json``, the plots and ``classify_tables.md``, each table with its protocol. Each
 stage records its CPU seconds.
@@ -159,9 +159,9 @@ def main() -> None:
         grid["config"] = config.to_dict()
         _save(work, "eval_inout", grid, cpu_start, command)
     elif args.stage == "explain":
-        from atebm.gat.softmax_classifier import load_classifier
         from atebm.gat.data import labelled_splits
         from atebm.gat.explain import explain_models
+        from atebm.gat.softmax_classifier import load_classifier
 
         splits = labelled_splits("mnist")
         models = _models(args)

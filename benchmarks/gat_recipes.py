@@ -27,10 +27,10 @@ import torch
 
 from atebm.attacks import AttackSpec, ThreatModel, raise_score
 from atebm.gat.attacks import SingleDetectorAttack
-from atebm.gat.softmax_classifier import batched_logits
 from atebm.gat.data import class_view, labelled_splits
 from atebm.gat.evaluate import EVAL_PROTOCOLS, THESIS, auc_tables, class_view_tensors, stratified_subset
 from atebm.gat.presets import DIGIT_JITTER, GatPreset, detector_model_spec, get_gat_preset
+from atebm.gat.softmax_classifier import batched_logits
 from atebm.gat.training import detector_dir, train_detector
 from atebm.metrics import auroc
 from atebm.training import load_model

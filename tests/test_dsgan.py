@@ -32,8 +32,8 @@ from atebm.dsgan import (
     sample_generator,
     train_ssl,
 )
-from atebm.dsgan.networks import FeatureHeadClassifier
 from atebm.dsgan.low_density_at import RobustSettings, entropy, train_low_density_classifier, worst_case_grid
+from atebm.dsgan.networks import FeatureHeadClassifier
 from atebm.dsgan.toy import low_centre_disc, swissroll_mixture
 from atebm.training import save_checkpoint
 

@@ -11,9 +11,9 @@ from torch import nn
 
 import atebm.gat as gat
 from atebm.attacks import AcceptanceMargin, AttackSpec, ThreatModel
-from atebm.gat.softmax_classifier import SoftmaxClassifier, load_classifier, save_classifier
 from atebm.gat.detection import detect, detection_curve, operating_point
 from atebm.gat.evaluate import GatEvalConfig, evaluate_committee, rule_committee, sign_test, stratified_subset
+from atebm.gat.softmax_classifier import SoftmaxClassifier, load_classifier, save_classifier
 from atebm.models import build_score_model
 from atebm.sampling import pgd
 from atebm.training import CheckpointError, TrainConfig

@@ -14,10 +14,16 @@ import atebm.gat.robust_training as robust
 from atebm.attacks import AttackSpec, ThreatModel
 from atebm.data import ImageSet
 from atebm.gat.calibration import calibrate_committee, fit_offsets, run_gat_calibrate
-from atebm.gat.softmax_classifier import SoftmaxClassifier, save_classifier
-from atebm.gat.classifier_robustness import ATTACKERS, CLASSIFY_PROTOCOLS, ClassifyEvalConfig, attacker_set, robust_accuracy
+from atebm.gat.classifier_robustness import (
+    ATTACKERS,
+    CLASSIFY_PROTOCOLS,
+    ClassifyEvalConfig,
+    attacker_set,
+    robust_accuracy,
+)
 from atebm.gat.data import LabelledSplits
 from atebm.gat.explain import ClassScore, captum_available, class_gaussian_seeds, integrated_gradients
+from atebm.gat.softmax_classifier import SoftmaxClassifier, save_classifier
 from atebm.models import build_score_model
 from linear_model import Linear
 

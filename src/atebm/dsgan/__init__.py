@@ -37,8 +37,8 @@ from .losses import (
                      gradient_penalty,
                      mixture_sizes,
 )
-from .networks import GENERATORS, ImageGenerator, MLPGenerator, SSLClassifier, build_generator
 from .low_density_at import RobustSettings, run_low_density_at
+from .networks import GENERATORS, ImageGenerator, MLPGenerator, SSLClassifier, build_generator
 from .sources import NOISE_KINDS, InterpolationSource, NoisySource, add_noise, class_subset, feature_space, interpolate
 from .ssl import SSL_MODES, SemiSupervised, SSLConfig, labelled_subset, run_ssl_benchmark, test_error, train_ssl
 from .toy import TOY_MIXTURES, BlurredMixture, evaluate_2d

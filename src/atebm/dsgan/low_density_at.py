@@ -21,7 +21,8 @@ noise-augmented baselines of S Sec. 5.2 (the whole network fine-tuned on inputs 
 ``U(-e, e)``).
 
 Robust accuracy on the test split is the one worst case of the library,
-:func:`atebm.gat.classifier_robustness.robust_accuracy`: per test image, correct when clean and not broken by any of margin PGD
+:func:`atebm.gat.classifier_robustness.robust_accuracy`: per test image, correct when clean and not broken by any of
+margin PGD
 (``attack_steps`` steps of 2.5 eps / steps, ``attack_restarts`` random starts), ART APGD-CE and APGD-DLR
 (``apgd_steps``, initial step 2·eps) and ART Square (``square_queries`` queries), run as a cascade through
 :func:`atebm.attacks.search` (success judged at every iterate by ``max_{i != y} z_i - z_y > 0``), at every eps

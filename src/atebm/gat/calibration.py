@@ -22,9 +22,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..training import write_json
-from .softmax_classifier import batched_logits
 from .committee import Committee, load_committee, save_committee
 from .data import labelled_splits
+from .softmax_classifier import batched_logits
 
 __all__ = ["fit_offsets", "calibrate_committee", "run_gat_calibrate", "CALIBRATION_SPLITS", "score_histograms",
            "CALIBRATION_JSON", "HISTOGRAM_FILE"]

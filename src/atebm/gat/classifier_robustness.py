@@ -51,8 +51,8 @@ from torch import Tensor, nn
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, TargetedMargin, ThreatModel, rows_of, search
 from ..sampling import eval_mode
 from .attacks import per_class_candidates
-from .softmax_classifier import batched_logits
 from .committee import Committee
+from .softmax_classifier import batched_logits
 
 __all__ = ["ClassifyEvalConfig", "CLASSIFY_PROTOCOLS", "ATTACKERS", "attacker_set", "robust_accuracy",
            "accuracy_grid"]

@@ -48,9 +48,9 @@ from ..attacks import (
 )
 from ..metrics import auroc
 from .attacks import OBJECTIVES, IntegratedView, SingleDetectorAttack
-from .softmax_classifier import batched_logits
 from .committee import Committee
 from .detection import detect, detection_curve, operating_point
+from .softmax_classifier import batched_logits
 
 __all__ = ["GatEvalConfig", "EVAL_PROTOCOLS", "THESIS", "EVAL_SECTIONS", "RULE_OFFSETS", "DETECTION_ATTACKS",
            "evaluate_committee", "stratified_subset", "clean_metrics", "auc_tables", "detection_results",

@@ -31,13 +31,13 @@ import torch
 from ..report import Report
 from ..training import resolve_device, write_json
 from .calibration import HISTOGRAM_FILE, calibrate_committee, report_calibration, score_histograms
-from .softmax_classifier import batched_logits, load_classifier, save_classifier, train_softmax_classifier
 from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
 from .committee import COMMITTEE_FILE, Committee, load_committee, save_committee
 from .data import labelled_splits
 from .evaluate import EVAL_PROTOCOLS, EVAL_SECTIONS, RULE_OFFSETS, THESIS, GatEvalConfig, evaluate_committee
 from .presets import GatPreset, detector_model_spec
 from .robust_training import count_macs, count_parameters, resolve_preset, train_madry_classifier
+from .softmax_classifier import batched_logits, load_classifier, save_classifier, train_softmax_classifier
 from .training import assemble_committee, check_detector_resume, detector_dir, refuse_other_run, train_detectors
 
 __all__ = ["run_gat_train", "run_gat_eval", "CLASSIFIER_FILE", "EVAL_JSON", "TRAIN_JSON", "EVAL_SECTIONS",

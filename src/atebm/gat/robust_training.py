@@ -28,9 +28,9 @@ from torch.nn import functional as F
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, ThreatModel, rows_of, search
 from ..sampling import pgd
 from ..training import resolve_device
-from .softmax_classifier import SoftmaxClassifier, batched_logits
 from .data import LabelledSplits
 from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
+from .softmax_classifier import SoftmaxClassifier, batched_logits
 
 __all__ = ["finetune_inout", "CLASSIFY_PRESETS", "resolve_preset", "train_madry_classifier", "count_parameters",
            "count_macs"]
