@@ -14,7 +14,8 @@ calibrates at the end); ``softmax`` trains the Madry baseline (``atebm gat robus
 ``eval-inout``) runs the accuracy-vs-eps grids of the classifiers
 (:func:`atebm.gat.classifier_robustness.accuracy_grid`, the per-sample worst case over the attack cascade through
 :mod:`atebm.attacks`), every model with the same protocol: ``--protocol`` names a
-:data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and Square with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
+:data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` entry (default ``full``: ART APGD-CE/DLR and Square
+with 5,000 queries at every grid point, Linf 0-0.4 and L2 0-3) on ``--n`` stratified test digits;
 ``explain`` the samples / counterfactuals / attributions / FD; ``write`` assembles
 ``benchmarks/results/gat/classify.json``, the plots and ``classify_tables.md``, each table with its protocol. Each
 stage records its CPU seconds.
