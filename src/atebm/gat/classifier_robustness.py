@@ -232,11 +232,12 @@ class ClassifyEvalConfig:
 
 
 #: ``mnist``: the reduced CPU protocol (200 stratified test inputs, 40-step PGD family with 2 margin restarts and
-#: 3 targets, APGD-CE/DLR 40 iterations and Square 1,000 queries at EVERY grid point); ``full``: the headline
+#: 3 targets, APGD-CE/DLR 40 iterations and Square 5,000 queries (AutoAttack's budget; the gradient-free check
+#: against masking) at EVERY grid point); ``full``: the headline
 #: protocol (every test input, 100 steps, 5 restarts, all 9 targets, APGD 100 x 5, Square 5,000 queries as in
 #: AutoAttack).
 CLASSIFY_PROTOCOLS: dict[str, ClassifyEvalConfig] = {
-    "mnist": ClassifyEvalConfig(),
+    "mnist": ClassifyEvalConfig(attacker_set(square_queries=5000)),
     "full": ClassifyEvalConfig(attacker_set(steps=100, restarts=5, apgd_steps=100, apgd_restarts=5,
                                             square_queries=5000), n=None, targets=9),
 }
