@@ -372,6 +372,23 @@ def test_splits_without_val_get_a_carved_stratified_one():
         gat.labelled_splits("uniform?n=10")
 
 
+def test_cross_norm_rows_cover_every_other_threat_and_skip_the_committees_own():
+    """T Tab. 3.4 has a column per committee: each is attacked in all four balls; its own ball is already the
+    Tab. 3.2-3.3 rows, so the cross-norm group skips exactly that one (a Linf 0.5 committee still gets Linf 0.3)."""
+    from atebm.gat.evaluate import EVAL_PROTOCOLS, auc_tables
+
+    threats = [threat for threat, _ in EVAL_PROTOCOLS["mnist"].auc_cross_norm]
+    assert {(t.norm, t.eps) for t in threats} == {("linf", 0.3), ("linf", 0.5), ("l2", 2.5), ("l2", 5.0)}
+    config = EVAL_PROTOCOLS["mnist"].replace(auc_detectors=(0,), auc_negatives=4, auc_attacks=(), auc_restarts=(),
+                                             auc_cross_norm=tuple((t, AttackSpec("pgd", steps=1, step_factor=1.0))
+                                                                  for t in threats))
+    x, y = images(12), torch.arange(12) % 3
+    for norm, eps in (("linf", 0.5), ("l2", 2.5)):
+        rows = auc_tables(tiny_committee(), x, y, config, norm, eps)
+        attacked = [(r["protocol"]["norm"], r["protocol"]["eps"]) for r in rows]
+        assert sorted(attacked) == sorted((t.norm, t.eps) for t in threats if (t.norm, t.eps) != (norm, eps))
+
+
 # ------------------------------------------------------------------------------------------ command line
 def test_cli_reports_a_missing_committee_in_one_line(tmp_path, capsys):
     from atebm.cli import main
