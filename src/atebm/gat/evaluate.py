@@ -213,6 +213,33 @@ THESIS: dict[str, Any] = {
         ("l2", 2.5): (0.99974, 0.99965), ("l2", 5.0): (0.96421, 0.98268)},
     "restarts": "T Tab. 3.5 reports restarts only for its Linf 0.5 and L2 5.0 models: d_1 0.99830 -> 0.99776 "
                 "(Linf 0.5, 50 restarts) and 0.99578 -> 0.99501 (L2 5.0)",
+    # T Tab. 3.2-3.5 for each committee of T Tab. 3.1, keyed by its training ball (norm, eps); pairs are the
+    # thesis's (d_1, d_2), our (d_0, d_1). "steps": {(method, steps): pair} at the committee's own ball (Linf models
+    # 200 x 0.01 and 2000 x 0.005, L2 models 200 x 0.1 and 2000 x 0.05; "adam" Tab. 3.2, "pgd" sign/unit steps
+    # Tab. 3.3); "cross": {attack ball: pair}, Tab. 3.4's column for this committee; "restarts": d_1 with a fixed
+    # start and with 50 random restarts (Tab. 3.5, two committees only).
+    "committees": {
+        ("linf", 0.3): {"steps": {("adam", 200): (0.99959, 0.99971), ("adam", 2000): (0.99958, 0.99971),
+                                  ("pgd", 200): (0.99962, 0.99973), ("pgd", 2000): (0.99959, 0.99971)},
+                        "cross": {("linf", 0.3): (0.99959, 0.99971), ("linf", 0.5): (0.99436, 0.99778),
+                                  ("l2", 2.5): (0.99974, 0.99965), ("l2", 5.0): (0.96421, 0.98268)},
+                        "restarts": None},
+        ("linf", 0.5): {"steps": {("adam", 200): (0.99830, 0.99869), ("adam", 2000): (0.99796, 0.99861),
+                                  ("pgd", 200): (0.99820, 0.99901), ("pgd", 2000): (0.99795, 0.99872)},
+                        "cross": {("linf", 0.3): (0.99966, 0.99967), ("linf", 0.5): (0.99830, 0.99869),
+                                  ("l2", 2.5): (0.99969, 0.99955), ("l2", 5.0): (0.98816, 0.98687)},
+                        "restarts": (0.99830, 0.99776)},
+        ("l2", 2.5): {"steps": {("adam", 200): (0.99962, 0.99968), ("adam", 2000): (0.99927, 0.99900),
+                                ("pgd", 200): (0.99906, 0.99916), ("pgd", 2000): (0.99855, 0.99883)},
+                      "cross": {("linf", 0.3): (0.99927, 0.99949), ("linf", 0.5): (0.99339, 0.99397),
+                                ("l2", 2.5): (0.99962, 0.99968), ("l2", 5.0): (0.97747, 0.98117)},
+                      "restarts": None},
+        ("l2", 5.0): {"steps": {("adam", 200): (0.99578, 0.99987), ("adam", 2000): (0.99529, 0.99918),
+                                ("pgd", 200): (0.99960, 0.99997), ("pgd", 2000): (0.99237, 0.99994)},
+                      "cross": {("linf", 0.3): (0.99925, 0.99984), ("linf", 0.5): (0.99767, 0.99961),
+                                ("l2", 2.5): (0.99944, 0.99987), ("l2", 5.0): (0.99577, 0.99986)},
+                      "restarts": (0.99578, 0.99501)},
+    },
     "distortion": {"Carlini & Wagner's survey (state of the art, T ref. [22])": 3.68,
                    "thesis, Linf 0.3 training": 4.40, "thesis, Linf 0.5 training": 5.65},
 }
