@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from atebm.data import load_dataset
-from atebm.demo import DEMO_SETTINGS, BestByFrechet
+from atebm.demo import DEMO_SETTINGS, ValidationFD, fd_selection
 from atebm.metrics import digit_features, frechet_distance
 from atebm.presets import PRESETS
 from atebm.training import MODEL_FILE, Trainer, save_checkpoint, write_json
@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     train = load_dataset("mnist", split="train").x
     train_features = net.features(train).numpy()
     gen = preset.generate
-    selector = BestByFrechet(load_dataset("photos", split="train", n=DEMO_SETTINGS["select_seeds"], seed=7).x,
-                             train_features, net, gen["steps"], gen["step_size"], args.every, args.min_k)
+    validation = ValidationFD(load_dataset("photos", split="train", n=DEMO_SETTINGS["select_seeds"], seed=7).x,
+                              train_features, net, gen["steps"], gen["step_size"])
+    selector = fd_selection(validation, args.every, args.min_k)
     test_seeds = load_dataset("photos", split="test", n=DEMO_SETTINGS["n_eval"], seed=1).x
     best_extra: dict[float, tuple[float, int, dict[str, torch.Tensor]]] = {}
     extra_trace: list[dict[str, Any]] = []
@@ -77,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         entry: dict[str, Any] = {"step": trainer.step}
         for decay, average in trainer.extra_averages.items():
             model = _with_weights(trainer.model, average)
-            fd = selector.measure(model, trainer.device)
+            fd = validation(model)
             entry[f"val_fd_ema_{decay:g}"] = fd
             if decay not in best_extra or fd < best_extra[decay][0]:
                 best_extra[decay] = (fd, trainer.step, {k: v.clone() for k, v in average.items()})
         extra_trace.append(entry)
         print(f"step {trainer.step} K={trainer.k}: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in {**selector.trace[-1], **entry}.items() if k.startswith("val_fd")),
+            f"{k} {v:.1f}" for k, v in {**selector.history[-1], **entry}.items() if k.startswith("val_fd")),
             file=sys.stderr, flush=True)
 
     ExtraAverages.extra_decays = tuple(args.decays[1:])
@@ -99,18 +100,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # the demo's reported metric for each arm's last and best-by-validation weights
     def test_fd(weights: dict[str, torch.Tensor]) -> float:
-        return _fd(_with_weights(trainer.model, weights), test_seeds, selector, train_features)
+        return _fd(_with_weights(trainer.model, weights), test_seeds, validation, train_features)
 
     arms: dict[str, dict[str, Any]] = {}
-    raw_trace = [r["val_fd_raw"] for r in selector.trace]
-    raw_best_step = selector.trace[int(np.argmin(raw_trace))]["step"]
+    raw_trace = [r["val_fd_raw"] for r in selector.history]
+    raw_best_step = selector.history[int(np.argmin(raw_trace))]["step"]
     arms["raw"] = {"last_test_fd": test_fd(trainer.model.state_dict()), "val_best": min(raw_trace),
                    "val_best_step": raw_best_step, "val_last": raw_trace[-1]}
-    ema_trace = [r["val_fd_ema"] for r in selector.trace]
+    ema_trace = [r["val_fd_ema"] for r in selector.history]
     assert trainer.ema is not None
     selected, _ = trainer.model_weights()
     arms[f"ema_{args.decays[0]:g}"] = {"last_test_fd": test_fd(trainer.ema), "best_test_fd": test_fd(selected),
-                                       "val_best": min(ema_trace), "val_best_step": selector.best_step,
+                                       "val_best": min(ema_trace), "val_best_step": selector.best.step,
                                        "val_last": ema_trace[-1]}
     for decay, average in trainer.extra_averages.items():
         values = [r[f"val_fd_ema_{decay:g}"] for r in extra_trace]
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     own = f"val_fd_ema_{args.decays[0]:g}"  # the trainer's own average, named by its decay like the others
     trace = [{**{(own if k == "val_fd_ema" else k): v for k, v in a.items()}, **b}
-             for a, b in zip(selector.trace, extra_trace)]
+             for a, b in zip(selector.history, extra_trace)]
     result = {
         "command": f"nice -n 10 {command}",
         "protocol": {"preset": "mnist (the demo's AT model)", "iterations": trainer.step, "final_k": trainer.k,
@@ -156,11 +157,11 @@ def _with_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> t
     return copy_.eval()
 
 
-def _fd(model: torch.nn.Module, seeds: torch.Tensor, selector: BestByFrechet, reference: np.ndarray) -> float:
+def _fd(model: torch.nn.Module, seeds: torch.Tensor, validation: ValidationFD, reference: np.ndarray) -> float:
     from atebm.apps.generate import generate
 
-    samples = generate(model, seeds, selector.steps, selector.step_size).cpu()
-    return frechet_distance(selector.feature_net.features(samples).numpy(), reference)
+    samples = generate(model, seeds, validation.steps, validation.step_size).cpu()
+    return frechet_distance(validation.feature_net.features(samples).numpy(), reference)
 
 
 def _plot(trace: list[dict[str, Any]], path: Path) -> None:

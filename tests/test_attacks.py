@@ -39,7 +39,7 @@ def _rejected_misclassified() -> tuple[Linear, torch.Tensor, torch.Tensor, float
 
 # ------------------------------------------------------------------------------------------------ specs
 def test_specs_refuse_unknown_keys_and_bad_values_in_one_line():
-    with pytest.raises(ValueError, match=r"unknown attack spec key\(s\) \['restart'\]"):
+    with pytest.raises(ValueError, match=r"unknown AttackSpec key\(s\) \['restart'\]"):
         AttackSpec.from_dict({"method": "pgd", "restart": 50})
     for bad in ({"method": "fgsm"}, {"method": "pgd", "steps": 0}, {"method": "apgd", "loss": "hinge"},
                 {"method": "square", "p_init": 1.5}, {"method": "pgd", "restarts": True}):

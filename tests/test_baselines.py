@@ -104,7 +104,7 @@ def test_ebm_config_validation():
         EBMConfig(buffer_size=8, batch_size=16)
     with pytest.raises(ValueError, match="budget"):
         EBMConfig(max_iters=None)
-    with pytest.raises(ValueError, match="unknown EBM config keys"):
+    with pytest.raises(ValueError, match="unknown EBMConfig key"):
         EBMConfig.from_dict({"sgld_step": 1})
 
 

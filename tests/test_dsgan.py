@@ -417,7 +417,7 @@ def test_the_worst_case_grid_matches_the_known_minimal_distances_of_a_linear_cla
     row = result["grid"]["l2"][1]
     assert [a["kind"] for a in row["protocol"]["attackers"]] == ["margin", "apgd-ce", "apgd-dlr", "square"]
     assert row["attackers"]["margin"]["attacked"] == 5 and "robust" not in row
-    with pytest.raises(ValueError, match="attack_steps=0"):
+    with pytest.raises(ValueError, match="attack_steps must be >= 1, got 0"):
         RobustSettings(attack_steps=0)
     with pytest.raises(ValueError, match="eps_l2 must be"):
         RobustSettings(eps_l2=(0.0, 1.0))
@@ -458,6 +458,21 @@ def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):
     assert_same_state(whole.objective.generator.state_dict(), resumed.objective.generator.state_dict(), "generator")
     assert_same_state(whole.objective.critic.state_dict(), resumed.objective.critic.state_dict(), "feature critic")
     assert atebm.load_model(tmp_path / "whole")(images.x[:3]).shape == (3,)  # the K+1 classifier as a score model
+
+
+def test_ssl_config_reaches_every_trainer_option(one_thread):
+    """SSLConfig holds the trainer's options (TrainerOptions): a weight average set there is kept by the trainer."""
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 2, "toy")
+    labelled = labelled_subset(images, 2, seed=0)
+    config = SSLConfig(mode="supervised", model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2,
+                                                                               "hidden": [8]}},
+                       batch_size=4, labelled_batch=4, max_iters=3, ema_decay=0.5, grad_clip=1.0, progress=False,
+                       device="cpu")
+    trainer, _ = train_ssl(config, images, labelled)
+    assert trainer.config.ema_decay == 0.5 and trainer.config.grad_clip == 1.0
+    assert trainer.ema is not None and trainer.ema_steps == 3
+    assert SSLConfig.from_dict(trainer.extra["ssl"]) == config   # the run's record holds the option too
 
 
 # ------------------------------------------------------------------------------------------------ names and rooms

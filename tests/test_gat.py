@@ -355,9 +355,9 @@ def test_eval_protocols_scale_to_any_committee_and_refuse_unknown_keys():
         for threat in (ThreatModel("linf", 0.5), ThreatModel("l2", 5.0)):
             for spec in (*config.auc_attacks, *config.auc_restarts, config.detection_attack):
                 assert spec.steps * spec.step_at(threat) >= threat.eps  # every row reaches the ball's boundary
-    with pytest.raises(ValueError, match="unknown attack spec key"):
+    with pytest.raises(ValueError, match="unknown AttackSpec key"):
         GatEvalConfig.from_dict({"detection_attack": {"method": "pgd", "restart": 50}})
-    with pytest.raises(ValueError, match="unknown GAT evaluation config keys"):
+    with pytest.raises(ValueError, match="unknown GatEvalConfig key"):
         GatEvalConfig.from_dict({"art_n": 3})
 
 

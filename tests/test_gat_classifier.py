@@ -301,16 +301,16 @@ def test_classify_protocols_are_validated_and_run_art_at_every_eps():
     for bad, message in (({"attackers": {"nope": spec}}, "unknown attackers"),
                          ({"attackers": {"apgd-ce": spec}}, "runs method apgd"),
                          ({"attackers": {"apgd-dlr": AttackSpec("apgd", loss="ce")}}, "loss='dlr'"),
-                         ({"attackers": {"margin": {"method": "pgd", "restart": 5}}}, r"unknown attack spec key"),
+                         ({"attackers": {"margin": {"method": "pgd", "restart": 5}}}, r"unknown AttackSpec key"),
                          ({"attackers": {"targeted": spec}, "targets": 0}, "targets must be an integer >= 1"),
                          ({"attackers": {"margin": AttackSpec("pgd", steps=10, step_size=0.01)}},
                           "reach at most 0.1 in linf, less than eps 0.2"),
-                         ({"linf_eps": (0.1, math.nan)}, "finite number >= 0"),
-                         ({"n": 0}, "n must be an integer >= 1")):
+                         ({"linf_eps": (0.1, math.nan)}, "items are each a finite number >= 0"),
+                         ({"n": 0}, "n must be >= 1")):
         with pytest.raises(ValueError, match=message) as info:
             ClassifyEvalConfig(**bad)
         assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match=r"unknown classify protocol key\(s\) \['art_only_at'\]"):
+    with pytest.raises(ValueError, match=r"unknown ClassifyEvalConfig key\(s\) \['art_only_at'\]"):
         ClassifyEvalConfig.from_dict({"art_only_at": None})
     with pytest.raises(TypeError, match="frozen"):
         CLASSIFY_PROTOCOLS["mnist"].attackers["margin"] = spec  # type: ignore[index]

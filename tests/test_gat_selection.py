@@ -11,7 +11,7 @@ import torch
 
 import atebm.gat as gat
 from atebm.gat.pipeline import run_gat_train
-from atebm.gat.training import ValidationSelector
+from atebm.gat.training import DetectorValidation, detector_selection
 from atebm.training import load_model
 
 SIZE = 8
@@ -44,10 +44,13 @@ def splits() -> gat.LabelledSplits:
 
 def rising_auc(monkeypatch) -> None:
     """Makes each validation score better than the one before (AUC 0.5, 0.51, ...): the last candidate wins."""
-    def evaluate(self: ValidationSelector, model: torch.nn.Module) -> dict[str, float]:
-        return {"auc": 0.5 + 0.01 * len(self.history), "loss": 1.0}
+    calls: list[int] = []
 
-    monkeypatch.setattr(ValidationSelector, "evaluate", evaluate)
+    def evaluate(self: DetectorValidation, model: torch.nn.Module) -> dict[str, float]:
+        calls.append(1)
+        return {"val_auc_adv": 0.49 + 0.01 * len(calls), "val_loss": 1.0}
+
+    monkeypatch.setattr(DetectorValidation, "__call__", evaluate)
 
 
 # ------------------------------------------------------------------------------------------ final candidate
@@ -88,11 +91,12 @@ def test_a_run_shorter_than_the_validation_period_still_selects_scored_weights(t
 def test_diverged_weights_are_no_candidate(splits):
     positives, negatives, _ = gat.class_view(splits.train, 0)
     trainer = gat.DetectorTrainer(tiny_preset(max_iters=1, every=1).detector_config(), positives, negatives)
-    selector = ValidationSelector(positives[:8], negatives[:8], norm="linf", eps=0.1, rule="pgd", steps=1,
-                                  step_size=0.1, every=1)
+    selector = detector_selection(DetectorValidation(positives[:8], negatives[:8], norm="linf", eps=0.1, rule="pgd",
+                                                     steps=1, step_size=0.1), every=1)
     with torch.no_grad():
         next(trainer.model.parameters()).fill_(float("nan"))
-    assert selector.evaluate_now(trainer) is None
+    assert selector.judge(trainer) is None
+    selector.on_fit_end(trainer)
     assert selector.history == [] and trainer.selection is None
 
 

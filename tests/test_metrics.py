@@ -31,7 +31,7 @@ from atebm.metrics import (
     roc_points,
     sampling_efficiency,
     ssim,
-    train_classifier,
+    train_feature_classifier,
 )
 from atebm.metrics.features import cache_dir
 
@@ -170,9 +170,9 @@ def test_train_classifier_learns_and_is_deterministic():
     x, y = _stripes(200, 0)
     xv, yv = _stripes(100, 1)
     state = torch.random.get_rng_state()
-    a = train_classifier(x, y, epochs=12, width=4, feature_dim=8, x_val=xv, y_val=yv, seed=3)
+    a = train_feature_classifier(x, y, epochs=12, width=4, feature_dim=8, x_val=xv, y_val=yv, seed=3)
     assert torch.equal(state, torch.random.get_rng_state()), "training must not move the global RNG"
-    b = train_classifier(x, y, epochs=12, width=4, feature_dim=8, seed=3)
+    b = train_feature_classifier(x, y, epochs=12, width=4, feature_dim=8, seed=3)
     assert a.info["val_accuracy"] > 0.95
     assert torch.equal(a.features(xv), b.features(xv))
     assert a.features(xv).shape == (100, 8) and a.predict_proba(xv).shape == (100, 2)
@@ -208,9 +208,9 @@ def test_digit_features_second_call_is_a_cache_hit(monkeypatch, tmp_path):
 
     def counting_train_classifier(*args, **kwargs):
         trainings.append(kwargs.get("epochs"))
-        return train_classifier(*args, **kwargs)
+        return train_feature_classifier(*args, **kwargs)
 
-    monkeypatch.setattr(feature_module, "train_classifier", counting_train_classifier)
+    monkeypatch.setattr(feature_module, "train_feature_classifier", counting_train_classifier)
 
     first = digit_features()
     files = list((tmp_path / "cache").iterdir())
@@ -308,3 +308,17 @@ def test_generation_metrics_and_sampling_efficiency_depend_on_the_product():
     assert table["protocol"]["seeds"] == 200 and "FeatureClassifier" in table["protocol"]["feature_network"]
     with pytest.warns(UserWarning, match="different products"):
         sampling_efficiency(score, seeds[:20], reference, net, pairs=[(2, 0.5), (2, 1.0)])
+
+
+def test_precomputed_reference_features_give_the_same_metrics_and_must_match_the_reference():
+    torch.manual_seed(1)
+    reference, samples = torch.rand(120, 1, 8, 8), torch.rand(80, 1, 8, 8) * 0.5
+    net = FeatureClassifier(1, 4, width=4, feature_dim=6)
+    once = net.features(reference).numpy()
+    plain = generation_metrics(samples, reference, net, seed=0)
+    cached = generation_metrics(samples, reference, net, seed=0, reference_features=once)
+    assert cached["fd"] == pytest.approx(plain["fd"]) and cached["kid"] == pytest.approx(plain["kid"])
+    other = generation_metrics(samples, reference, net, seed=0, reference_features=once[::-1] + 1.0)
+    assert other["fd"] != pytest.approx(plain["fd"]), "the given features, not the reference images, are used"
+    with pytest.raises(ValueError, match="rows"):
+        generation_metrics(samples, reference, net, reference_features=once[:10])

@@ -4,6 +4,7 @@ are reached; evaluate() numbers, files and report; one config for every default;
 the suites; the CLI."""
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import subprocess
@@ -263,19 +264,28 @@ def test_one_config_holds_every_default():
     assert changed.n == 7 and changed.eps == (0.0, 1.0, 2.0)
     assert changed.attack.pgd_steps == (4,) and changed.attack.attackers == ("square",)
     assert config.n == 128 and config.attack.pgd_steps == (10,), "replace() copies"
-    with pytest.raises(TypeError, match="unknown OOD evaluation setting"):
+    with pytest.raises(ValueError, match="unknown OODEvalConfig key"):
         config.replace(size=32)
     with pytest.raises(ValueError, match="threshold"):
         OODEvalConfig(threshold=1.0)
     # the command's option defaults are read from the config, not repeated
     from atebm.cli import build_parser
 
-    args = build_parser().parse_args(["eval-ood", "--checkpoint", "x", "--out", "y"])
-    assert tuple(args.eps) == config.eps and args.n == config.n and args.n_in == config.n_in
-    assert args.norm == config.norm and args.threshold == config.threshold and args.seed == config.seed
-    assert tuple(args.attackers) == config.attack.attackers and args.batch_size == config.attack.batch_size
-    assert tuple(args.pgd_steps) == config.attack.pgd_steps and args.apgd_steps == config.attack.apgd_steps
-    assert args.device == "auto" and not hasattr(args, "size")
+    # (an option not given stays out of the namespace, so the pipeline applies the config's default; the help
+    # prints that default)
+    parser = build_parser()
+    args = parser.parse_args(["eval-ood", "--checkpoint", "x", "--out", "y"])
+    unset = ("eps", "n", "n_in", "norm", "threshold", "seed", "attackers", "batch_size", "pgd_steps", "apgd_steps")
+    assert not any(hasattr(args, name) for name in unset) and not hasattr(args, "size")
+    assert args.device == "auto"
+    given = parser.parse_args(["eval-ood", "--checkpoint", "x", "--out", "y", "--n", "9", "--eps", "0", "2"])
+    assert given.n == 9 and tuple(given.eps) == (0.0, 2.0)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = " ".join(subparsers.choices["eval-ood"].format_help().split()).split("options:", 1)[1]
+    for flag, value in (("--n N", config.n), ("--n-in N_IN", config.n_in), ("--apgd-steps APGD_STEPS",
+                                                                             config.attack.apgd_steps)):
+        assert f"(default: {value})" in text.split(flag, 1)[1].split(" --", 1)[0], flag
+    assert "(default: " + " ".join(f"{e:g}" for e in config.eps) + ")" in text
 
 
 def test_importing_the_ood_package_pulls_no_command_line_code():

@@ -87,7 +87,7 @@ def test_config_requires_a_budget_and_rejects_bad_values():
         TrainConfig(max_iters=None, final_iters=None)
     with pytest.raises(ValueError, match="k_start"):
         TrainConfig(k_start=5, k_max=2, max_iters=1)
-    with pytest.raises(ValueError, match="unknown training config keys"):
+    with pytest.raises(ValueError, match=r"unknown TrainConfig key\(s\) \['lr_typo'\]"):
         TrainConfig.from_dict({"max_iters": 1, "lr_typo": 0.1})
 
 

@@ -1,8 +1,9 @@
 """``atebm demo``: the main job on the embedded default, on 2 CPU cores in about ten minutes.
 
 1. Train the ``mnist`` preset (binary AT, progressive K, an exponential moving average of the weights) with the
-   failure-mode monitor, selecting by validation FD among the averaged weights (the raw weights' validation FD is
-   traced beside it), and the same trainer at K = 0 (Outlier Exposure, the baseline) for comparison.
+   failure-mode monitor, selecting by validation FD among the averaged weights, periodic and final
+   (:func:`fd_selection`; the raw weights' validation FD is traced beside it), and the same trainer at K = 0
+   (Outlier Exposure, the baseline) for comparison.
 2. Generate digits from held-out natural-photo seeds and from blurred seeds (E Sec. 5.1), with a trajectory
    strip (seed -> sample at several steps).
 3. Measure the samples in the feature space of a digit classifier trained on MNIST 5,000: Fréchet distance to
@@ -25,13 +26,14 @@ import torch
 
 from .presets import PRESETS
 from .sampling import pgd_trajectory
-from .training import MODEL_FILE, write_json
+from .training import MODEL_FILE, SelectBest, write_json
 from .training.run import run_training
 
-__all__ = ["run_demo", "DEMO_SETTINGS", "BestByFrechet", "out_of_family_seeds", "OUT_OF_FAMILY"]
+__all__ = ["run_demo", "DEMO_SETTINGS", "ValidationFD", "fd_selection", "selection_summary", "out_of_family_seeds",
+           "OUT_OF_FAMILY"]
 
 DEMO_SETTINGS: dict[str, Any] = {
-    "select_every": 100,       # validation FD every N iterations once K >= select_min_k; the best weights are used
+    "select_every": 100,       # validation FD every N iterations once K >= select_min_k and at the end; best used
     "select_min_k": 8,
     "select_seeds": 200,       # validation seeds: patches of the *training* photos (test photos stay unseen)
     "time_budget_s": 420,      # safety cap on AT training so that the demo stays near ten minutes on slow machines
@@ -75,62 +77,54 @@ def out_of_family_seeds(n: int, seed: int = 0) -> torch.Tensor:
     both = torch.cat([faces, photos]).clamp_(0.0, 1.0)
     return both[torch.randperm(n, generator=generator)]
 
-class BestByFrechet:
-    """Trainer callback: model selection by validation Fréchet distance, as the published code does with FID
-    (E supp. Sec. 3: "the best-performing model is used").
-
-    Every ``every`` iterations (once K >= ``min_k``) it generates from ``seeds`` with the preset's generation
-    settings and measures the Fréchet distance to ``reference`` in ``feature_net``'s feature space, for the raw
-    weights and, when the run keeps one (``ema_decay``), for the weight average (:meth:`atebm.Trainer.ema_model`).
-    The candidates are the weights the run exports (the average when there is one, else the raw weights); the
-    candidate with the lowest distance becomes the run's model (:meth:`atebm.Trainer.select_weights`, written to
-    ``model.pt``) and its value is added to the log record (``val_fd``; also ``val_fd_raw``, ``val_fd_ema``)."""
+class ValidationFD:
+    """The demo's validation metric: samples generated from ``seeds`` with the preset's generation settings
+    (``steps`` x ``step_size`` PGD ascent), their Fréchet distance to ``reference_features`` in ``feature_net``'s
+    feature space; lower is better."""
 
     def __init__(self, seeds: torch.Tensor, reference_features: np.ndarray, feature_net: Any, steps: int,
-                 step_size: float, every: int, min_k: int) -> None:
+                 step_size: float) -> None:
         self.seeds, self.reference_features, self.feature_net = seeds, reference_features, feature_net
-        self.steps, self.step_size, self.every, self.min_k = steps, step_size, every, min_k
-        self.best_fd, self.best_step = float("inf"), None
-        self.trace: list[dict[str, Any]] = []
+        self.steps, self.step_size = steps, step_size
 
-    def measure(self, model: Any, device: torch.device) -> float:
-        """The validation FD of one model: samples from the validation seeds vs the reference features."""
+    def __call__(self, model: torch.nn.Module) -> float:
         from .apps.generate import generate
         from .metrics import frechet_distance
 
+        device = next(model.parameters()).device
         samples = generate(model, self.seeds.to(device), self.steps, self.step_size).cpu()
         return frechet_distance(self.feature_net.features(samples).numpy(), self.reference_features)
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
-        if trainer.step % self.every or trainer.k < self.min_k:
-            return
-        fd_raw = self.measure(trainer.model, trainer.device)
-        entry: dict[str, Any] = {"step": trainer.step, "k": trainer.k, "val_fd_raw": fd_raw}
-        use_ema = trainer.ema is not None
-        if use_ema:
-            entry["val_fd_ema"] = self.measure(trainer.ema_model(), trainer.device)
-        fd = entry["val_fd_ema"] if use_ema else fd_raw
-        entry["val_fd"], entry["weights"] = fd, "ema" if use_ema else "raw"
-        record.update({k: v for k, v in entry.items() if k.startswith("val_fd")})
-        self.trace.append(entry)
-        if fd < self.best_fd:
-            self.best_fd, self.best_step = fd, trainer.step
-            trainer.select_weights(by="val_fd", value=fd, ema=use_ema)
 
-    def summary(self) -> dict[str, Any]:
-        """The trace and how the weights at the end of training compare with the best of the run (the goal of
-        issue 14: the last weights within 1.25x of the best validation FD)."""
-        out: dict[str, Any] = {"best_step": self.best_step, "best_val_fd": self.best_fd, "trace": self.trace}
-        if self.trace:
-            last = self.trace[-1]
-            out["last_step"], out["last_val_fd"] = last["step"], last["val_fd"]
-            out["last_over_best"] = last["val_fd"] / self.best_fd
-            for kind in ("raw", "ema"):
-                values = [r[f"val_fd_{kind}"] for r in self.trace if f"val_fd_{kind}" in r]
-                if values:
-                    out[kind] = {"best": min(values), "last": values[-1], "last_over_best": values[-1] / min(values),
-                                 "median": float(np.median(values))}
-        return out
+def fd_selection(validation: ValidationFD, every: int, min_k: int) -> SelectBest:
+    """Model selection by validation Fréchet distance, as the published code does with FID (E supp. Sec. 3: "the
+    best-performing model is used"): every ``every`` iterations once K >= ``min_k``, and on the final weights, the
+    weights the run exports (the weight average when the run keeps one, :meth:`atebm.Trainer.ema_model`) are judged
+    by ``validation``; the lowest distance (ties to the earlier weights) becomes the run's model
+    (:meth:`atebm.Trainer.select_weights`, written to ``model.pt``). The raw weights are measured beside the average:
+    each log record and history entry holds ``val_fd`` (the candidate's), ``val_fd_raw`` and, with an average,
+    ``val_fd_ema``."""
+    return SelectBest(validation, by="val_fd", goal="min", every=every, min_k=min_k, ties="earlier",
+                      trace_both=True)
+
+
+def selection_summary(selector: SelectBest) -> dict[str, Any]:
+    """The validation trace of :func:`fd_selection` and how the weights at the end of training compare with the
+    best of the run (the goal of issue 14: the last weights within 1.25x of the best validation FD)."""
+    best = selector.best
+    trace = selector.history
+    out: dict[str, Any] = {"best_step": best.step if best else None,
+                           "best_val_fd": best.values["val_fd"] if best else float("inf"), "trace": trace}
+    if trace:
+        last = trace[-1]
+        out["last_step"], out["last_val_fd"] = last["step"], last["val_fd"]
+        out["last_over_best"] = last["val_fd"] / out["best_val_fd"]
+        for kind in ("raw", "ema"):
+            values = [r[f"val_fd_{kind}"] for r in trace if f"val_fd_{kind}" in r]
+            if values:
+                out[kind] = {"best": min(values), "last": values[-1], "last_over_best": values[-1] / min(values),
+                             "median": float(np.median(values))}
+    return out
 
 
 SMOKE_OVERRIDES = {"max_iters": 6, "k_max": 2, "epochs_per_k": 0.02, "auc_window": 2, "log_every": 2,
@@ -176,13 +170,14 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
     gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
     net = digit_features(device="cpu")
     train = load_dataset("mnist", split="train").x
+    train_features = net.features(train).numpy()  # the FD reference of every row below, computed once
 
     # 1. training ------------------------------------------------------------------------------------------
     _say(f"[1/5] training the AT model (preset mnist) -> {out}")
     monitor = FailureMonitor()
-    selector = BestByFrechet(load_dataset("photos", split="train", n=settings["select_seeds"], seed=7).x,
-                             net.features(train).numpy(), net, gen["steps"], gen["step_size"],
-                             settings["select_every"], settings["select_min_k"])
+    validation = ValidationFD(load_dataset("photos", split="train", n=settings["select_seeds"], seed=7).x,
+                              train_features, net, gen["steps"], gen["step_size"])
+    selector = fd_selection(validation, settings["select_every"], settings["select_min_k"])
     t = time.perf_counter()
     at = run_training(preset, out, {"device": device, "time_budget_s": settings["time_budget_s"],
                                     **smoke_overrides}, callbacks=[monitor, selector])
@@ -191,7 +186,7 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
     weights, selection = at.model_weights()
     at.model.load_state_dict(weights)
     if selection["by"] == "val_fd":
-        _say(f"      using the weights of step {selector.best_step} (validation FD {selector.best_fd:.1f}): "
+        _say(f"      using the weights of step {selection['step']} (validation FD {selection['value']:.1f}): "
              f"{out / MODEL_FILE}")
     _say("[2/5] training the Outlier Exposure baseline (same trainer, K = 0)")
     t = time.perf_counter()
@@ -235,7 +230,8 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
         "unmodified out-of-family seeds": oof_seeds,
         "samples (out-of-family seeds)": oof_samples,
     }
-    rows = {name: generation_metrics(x, train, net, train=train, seed=0) for name, x in references.items()}
+    rows = {name: generation_metrics(x, train, net, train=train, seed=0, reference_features=train_features)
+            for name, x in references.items()}
     blurred_key = next(k for k in rows if k.startswith("blurred held-out"))
     verdicts = {}
     for key in ("samples (photo seeds)", next(k for k in rows if k.startswith("samples (seeds blurred")),
@@ -269,7 +265,8 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
         "model_selection": {"rule": "lowest validation FD (samples from training-photo seeds vs training digits)"
                                     + (f" among the weight averages (ema_decay {at.config.ema_decay:g})"
                                        if at.ema is not None else ""),
-                            "weights": selection.get("weights", "raw"), **selector.summary(), "model": MODEL_FILE},
+                            "weights": selection.get("weights", "raw"), **selection_summary(selector),
+                            "model": MODEL_FILE},
     }
     fd_in, fd_oof = rows["samples (photo seeds)"]["fd"], rows["samples (out-of-family seeds)"]["fd"]
     metrics["generation"]["out_of_family"] = {

@@ -74,6 +74,17 @@ def _published(name: str, *, arch: dict[str, Any], data: str, p0: str, seeds: st
 
 _IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
+
+def _published_256(name: str, *, data: str, batch: int, iters: int, k_max: int, epochs_per_k: float, r1: float,
+                   gen_steps: int, needs: str, wall: str) -> Preset:
+    """The 256-px settings of E supp. Tab. 3: the ResNet discriminator, ImageNet p_0 and seeds, lr 5e-5, PGD step
+    2.0, generation steps of 8.0 from seeds blurred with sigma 10; the rest per data set."""
+    return _published(name, arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
+                      data=data, p0="imagenet:data/imagenet/train?size=256",
+                      seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=batch, iters=iters, lr=5e-5,
+                      k_max=k_max, epochs_per_k=epochs_per_k, step=2.0, r1=r1, gen_steps=gen_steps, gen_step=8.0,
+                      blur=10.0, needs=needs, wall=wall)
+
 PRESETS: dict[str, Preset] = {
     "mnist": Preset(
         name="mnist",
@@ -97,25 +108,19 @@ PRESETS: dict[str, Preset] = {
         k_max=25, epochs_per_k=5, step=0.1, r1=0.01, gen_steps=32, gen_step=0.2, blur=0.0,
         needs="CIFAR-10 python batches (data=cifar10:PATH) and the 80M Tiny Images binary (p0=tinyimages:PATH)",
         wall="GPU not measured; one CPU thread: 43 s/iteration at K=25, ~86 days (benchmarks/results/scale)"),
-    "celebahq256": _published(
-        "celebahq256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
-        data="folder:data/celeba_hq?size=256", p0="imagenet:data/imagenet/train?size=256",
-        seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=40, iters=218_000, lr=5e-5,
-        k_max=40, epochs_per_k=5, step=2.0, r1=30.0, gen_steps=20, gen_step=8.0, blur=10.0,
+    "celebahq256": _published_256(
+        "celebahq256", data="folder:data/celeba_hq?size=256", batch=40, iters=218_000, k_max=40, epochs_per_k=5,
+        r1=30.0, gen_steps=20,
         needs="CelebA-HQ 256 images (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
         wall="GPU not measured; one CPU thread: ~900 s/iteration at K=40 (benchmarks/results/scale)"),
-    "afhqcat256": _published(
-        "afhqcat256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
-        data="folder:data/afhq/train/cat?size=256", p0="imagenet:data/imagenet/train?size=256",
-        seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=40, iters=225_000, lr=5e-5,
-        k_max=25, epochs_per_k=50, step=2.0, r1=100.0, gen_steps=14, gen_step=8.0, blur=10.0,
+    "afhqcat256": _published_256(
+        "afhqcat256", data="folder:data/afhq/train/cat?size=256", batch=40, iters=225_000, k_max=25,
+        epochs_per_k=50, r1=100.0, gen_steps=14,
         needs="AFHQ cat images (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
         wall="GPU not measured; one CPU thread: ~650 s/iteration at K=25 (benchmarks/results/scale)"),
-    "church256": _published(
-        "church256", arch={"arch": "discriminator", "kwargs": {"resolution": 256}, **_IMAGENET_NORM},
-        data="folder:data/lsun_church?size=256", p0="imagenet:data/imagenet/train?size=256",
-        seeds="imagenet:data/imagenet/val?size=256&n=64", size=256, batch=32, iters=215_000, lr=5e-5,
-        k_max=35, epochs_per_k=1, step=2.0, r1=100.0, gen_steps=17, gen_step=8.0, blur=10.0,
+    "church256": _published_256(
+        "church256", data="folder:data/lsun_church?size=256", batch=32, iters=215_000, k_max=35, epochs_per_k=1,
+        r1=100.0, gen_steps=17,
         needs="LSUN church images exported to a folder (data=folder:PATH) and an ImageNet folder (p0=imagenet:PATH)",
         wall="GPU not measured; one CPU thread: ~650 s/iteration at K=35 (benchmarks/results/scale)"),
 }

@@ -7,9 +7,10 @@ evaluation callbacks), so that "equal wall-clock" arms stay equal on a shared ma
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import Config, above, at_least, each, in_range, non_empty, setting
 from ..presets import PRESETS
-from ..training import StopTraining, Trainer, write_json
+from ..training import SelectBest, StopTraining, Trainer, write_json
 
-__all__ = ["Scale", "FULL", "SMOKE", "resolve_scale", "CpuBudget", "train_arm", "mnist_data", "photo_p0",
+__all__ = ["Scale", "FULL", "SMOKE", "resolve_scale", "CpuBudget", "CpuSchedule", "train_arm", "mnist_data", "photo_p0",
            "FrechetProbe", "ood_auroc", "Finding", "Outcome", "OUTCOME_LABELS", "HOLDS", "outcome_of", "finish",
            "command_line", "figure", "say", "IMAGE_META"]
 
@@ -29,7 +31,7 @@ IMAGE_META: dict[str, Any] = {"size": 28, "channels": 1, "clamp": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(Config):
     """How big one ablation run is. ``budget_s``: training CPU seconds per arm (one thread); ``max_iters``: an
     iteration cap per arm (None: the budget alone); ``n_fd``: generated samples for the Fréchet distance (photo
     seeds of the test split, the demo's protocol); ``gen_steps``: sampler steps (None: the preset's 32);
@@ -38,22 +40,20 @@ class Scale:
     all embedded ones; attackers: None = eval-ood's default); ``log_every``: trainer log cadence (the budget is
     checked on every log line); ``p0_n``: p_0 images drawn from generated sources; ``smoke``: a test-sized run."""
 
-    budget_s: float = 75.0
-    max_iters: int | None = None
-    n_fd: int = 300
-    gen_steps: int | None = None
-    val_seeds: int = 100
-    ood_n: int = 48
-    ood_n_in: int = 150
-    ood_eps: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+    budget_s: float = setting(75.0, above(0))
+    max_iters: int | None = setting(None, at_least(1))
+    n_fd: int = setting(300, at_least(2))
+    gen_steps: int | None = setting(None, at_least(1))
+    val_seeds: int = setting(100, at_least(1))
+    ood_n: int = setting(48, at_least(1))
+    ood_n_in: int = setting(150, at_least(1))
+    ood_eps: tuple[float, ...] = setting((0.0, 1.0, 2.0, 3.0, 5.0, 8.0), non_empty(),
+                                         each(in_range(0, math.inf, hi_open=True)))
     ood_suites: tuple[str, ...] | None = None
     ood_attackers: tuple[str, ...] | None = None
-    log_every: int = 10
-    p0_n: int = 20000
+    log_every: int = setting(10, at_least(1))
+    p0_n: int = setting(20000, at_least(1))
     smoke: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 FULL = Scale()
@@ -64,12 +64,10 @@ SMOKE = Scale(budget_s=3.0, max_iters=4, n_fd=24, gen_steps=3, val_seeds=12, ood
 
 def resolve_scale(smoke: bool, budget_s: float | None, default_budget: float, **changes: Any) -> Scale:
     """The scale of a run: SMOKE or FULL with this ablation's default budget, ``budget_s`` when given."""
-    base = SMOKE if smoke else replace(FULL, budget_s=default_budget)
+    base = SMOKE if smoke else FULL.replace(budget_s=default_budget)
     if budget_s is not None:
-        if budget_s <= 0:
-            raise ValueError(f"budget must be > 0 CPU seconds, got {budget_s}")
-        base = replace(base, budget_s=float(budget_s))
-    return replace(base, **changes) if changes else base
+        base = base.replace(budget_s=budget_s)
+    return base.replace(**changes) if changes else base
 
 
 class CpuBudget:
@@ -97,24 +95,53 @@ class CpuBudget:
             raise StopTraining(f"CPU budget of {self.budget_s:g} s spent")
 
 
+class CpuSchedule:
+    """When an arm's validation is due (the ``every`` of :class:`~atebm.training.SelectBest`): on the first log
+    line, then once ``every_s`` more training CPU seconds of ``budget`` have passed."""
+
+    def __init__(self, budget: CpuBudget, every_s: float) -> None:
+        self.budget, self.every_s = budget, float(every_s)
+        self._next = 0.0
+
+    def __call__(self, trainer: Trainer) -> bool:
+        used = self.budget.used()
+        if used < self._next:
+            return False
+        self._next = used + self.every_s
+        return True
+
+
 def train_arm(overrides: Mapping[str, Any], data: Tensor, p0: Tensor, scale: Scale, *,
               callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (), seed: int = 0,
-              preset: str = "mnist", extra: Mapping[str, Any] | None = None) -> tuple[Trainer, dict[str, Any]]:
+              preset: str = "mnist", extra: Mapping[str, Any] | None = None, probe: FrechetProbe | None = None,
+              trace_every_s: float | None = None) -> tuple[Trainer, dict[str, Any]]:
     """Trains one arm: the preset's config with ``overrides`` (:class:`atebm.Trainer`, in memory), stopped by the
-    CPU budget (or ``scale.max_iters``). Returns the trainer and a summary (iterations, final K, CPU seconds)."""
+    CPU budget (or ``scale.max_iters``). Returns the trainer and a summary (iterations, final K, CPU seconds).
+
+    With ``probe`` and ``trace_every_s``, the summary's ``trace`` holds the validation FD of the raw weights
+    (:meth:`FrechetProbe.validation_fd`) every ``trace_every_s`` training CPU seconds and at the end of training:
+    ``{"step", "k", "train_cpu_s", "val_fd"}`` per point, judged by :class:`~atebm.training.SelectBest` (the arm's
+    ``trainer.model`` stays the final weights)."""
+    if (probe is None) != (trace_every_s is None):
+        raise ValueError("a validation trace needs both probe and trace_every_s")
     budget = CpuBudget(scale.budget_s)
     config = PRESETS[preset].config(**{"device": "cpu", "progress": False, "log_every": scale.log_every,
                                        "ckpt_every": 10 ** 9, "seed": seed, "max_iters": scale.max_iters or 10 ** 9,
                                        **overrides})
-    for callback in callbacks:
-        if hasattr(callback, "clock"):
-            callback.clock = budget
+    selector = None
+    if probe is not None and trace_every_s is not None:
+        selector = SelectBest(probe.validation_fd(budget), by="val_fd", goal="min",
+                              every=CpuSchedule(budget, trace_every_s), weights="raw")
+        callbacks = [*callbacks, selector]
     trainer = Trainer(config, data, p0, callbacks=[*callbacks, budget], extra=dict(extra or IMAGE_META))
     trainer.fit()
     trainer.model.eval()
-    summary = {"iterations": trainer.step, "final_k": trainer.k, "stop": trainer.stop_reason,
-               "train_cpu_s": round(budget.used(), 2), "config": {k: v for k, v in config.to_dict().items()
-                                                                  if k in overrides}}
+    summary: dict[str, Any] = {"iterations": trainer.step, "final_k": trainer.k, "stop": trainer.stop_reason,
+                               "train_cpu_s": round(budget.used(), 2),
+                               "config": {k: v for k, v in config.to_dict().items() if k in overrides}}
+    if selector is not None:
+        summary["trace"] = [{key: entry[key] for key in ("step", "k", "train_cpu_s", "val_fd")}
+                            for entry in selector.history]
     return trainer, summary
 
 
@@ -134,13 +161,11 @@ def photo_p0(scale: Scale) -> Tensor:
 
 class FrechetProbe:
     """The demo's generation metric: PGD ascent from photo seeds with the preset's generation settings, then the
-    Fréchet distance to the training digits in the digit classifier's feature space (``atebm.metrics``).
+    Fréchet distance to the training digits in the digit classifier's feature space (``atebm.metrics``): on the
+    held-out ``test_seeds`` (:meth:`fd`), and on ``val_seeds`` training-photo seeds for the validation traces of
+    :func:`train_arm` (:meth:`validation_fd`, the demo's model-selection protocol)."""
 
-    Called as a trainer callback it records a validation trace (``every_s`` CPU seconds of training, from
-    ``val_seeds`` training-photo seeds, the demo's model-selection protocol) and excludes its own time from the
-    arm's :class:`CpuBudget` (set on ``clock`` by :func:`train_arm`)."""
-
-    def __init__(self, scale: Scale, *, every_s: float | None = None) -> None:
+    def __init__(self, scale: Scale) -> None:
         from ..data import load_dataset
         from ..metrics import digit_features
 
@@ -151,10 +176,6 @@ class FrechetProbe:
         self.reference = self.net.features(mnist_data()).numpy()
         self.test_seeds = load_dataset("photos", split="test", n=scale.n_fd, seed=1).x
         self.val_seeds = load_dataset("photos", split="train", n=scale.val_seeds, seed=7).x
-        self.every_s = every_s
-        self.clock: CpuBudget | None = None
-        self.trace: list[dict[str, float]] = []
-        self._next = 0.0
 
     def protocol(self) -> dict[str, Any]:
         return {"sampler": f"PGD L2 ascent, {self.steps} steps x {self.step_size:g} (the mnist preset's generation)",
@@ -165,31 +186,28 @@ class FrechetProbe:
                               "model-selection protocol"}
 
     def fd(self, model: Any, seeds: Tensor | None = None, steps: int | None = None) -> float:
-        from ..apps.generate import generate
-        from ..metrics import frechet_distance
+        """The FD of samples from ``seeds`` (default: the test seeds) after ``steps`` (default: the preset's)."""
+        from ..demo import ValidationFD
 
-        seeds = self.test_seeds if seeds is None else seeds
-        samples = generate(model, seeds, self.steps if steps is None else steps, self.step_size)
-        return float(frechet_distance(self.net.features(samples).numpy(), self.reference))
+        return float(ValidationFD(self.test_seeds if seeds is None else seeds, self.reference, self.net,
+                                  self.steps if steps is None else steps, self.step_size)(model))
 
     def samples(self, model: Any, n: int = 64) -> Tensor:
         from ..apps.generate import generate
 
         return generate(model, self.test_seeds[:n], self.steps, self.step_size)
 
-    def __call__(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        if self.every_s is None or self.clock is None:
-            return
-        used = self.clock.used()
-        if used < self._next:
-            return
-        started = time.process_time()
-        value = self.fd(trainer.model, self.val_seeds)
-        trainer.model.train()
-        self.clock.exclude(time.process_time() - started)
-        self._next = used + self.every_s
-        record["val_fd"] = value
-        self.trace.append({"step": trainer.step, "k": trainer.k, "train_cpu_s": round(used, 2), "val_fd": value})
+    def validation_fd(self, budget: CpuBudget) -> Callable[[Any], dict[str, float]]:
+        """The metric of an arm's validation trace: ``val_fd``, the FD of samples from :attr:`val_seeds`, with
+        ``train_cpu_s``, the training CPU seconds of ``budget`` when it was measured; its own CPU time is excluded
+        from ``budget``."""
+        def measure(model: Any) -> dict[str, float]:
+            used, started = budget.used(), time.process_time()
+            value = self.fd(model, self.val_seeds)
+            budget.exclude(time.process_time() - started)
+            return {"val_fd": value, "train_cpu_s": round(used, 2)}
+
+        return measure
 
 
 def ood_auroc(models: Mapping[str, Any], out: Path, scale: Scale, seed: int = 0) -> dict[str, Any]:

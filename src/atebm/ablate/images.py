@@ -43,6 +43,18 @@ FD_NOISE = 2.0
 NOISE_SUITES = ("uniform", "gaussian")
 
 
+def _validation_fd_figure(results: Mapping[str, Any]) -> Any:
+    """Validation FD (log scale) against training CPU seconds (one thread), one line per arm's trace."""
+    fig, ax = figure(6.5, 3.8)
+    for name, arm in results.items():
+        ax.plot([t["train_cpu_s"] for t in arm["trace"]], [t["val_fd"] for t in arm["trace"]], marker="o", label=name)
+    ax.set_xlabel("training CPU seconds (one thread)")
+    ax.set_ylabel("validation FD")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return fig
+
+
 def load_p0(spec: str, n: int, seed: int = 0) -> Tensor:
     """p_0 images (28x28 grey) from a data-source string (:data:`atebm.data.SOURCE_GRAMMAR`); ``"mixture"`` is an
     equal-weight mixture of the other default arms (``n`` draws in all, with replacement from small sets)."""
@@ -302,23 +314,16 @@ def progressive_vs_fixed(out: str | Path, *, budget_s: float | None = None, fixe
     arms = {f"fixed K={k}": {"k_start": k, "k_max": k} for k in fixed}
     arms[f"progressive 0..{progressive_k}"] = {"k_start": 0, "k_max": progressive_k}
     results: dict[str, Any] = {}
-    probe = None
+    probe = FrechetProbe(scale)
     for name, overrides in arms.items():
-        probe = FrechetProbe(scale, every_s=scale.budget_s / checkpoints)
-        trainer, summary = train_arm(overrides, data, p0, scale, callbacks=[probe], seed=seed)
-        summary.update(trace=probe.trace, fd=probe.fd(trainer.model))
+        trainer, summary = train_arm(overrides, data, p0, scale, seed=seed, probe=probe,
+                                     trace_every_s=scale.budget_s / checkpoints)
+        summary.update(fd=probe.fd(trainer.model))
         results[name] = summary
         say(f"progressive-vs-fixed {name}: FD {summary['fd']:.1f}, trace "
-                  f"{[round(t['val_fd']) for t in probe.trace]}")
-    assert probe is not None
+            f"{[round(t['val_fd']) for t in summary['trace']]}")
     finding = _progressive_finding(results, progressive_k, max(fixed) if fixed else None)
-    fig, ax = figure(6.5, 3.8)
-    for name, a in results.items():
-        ax.plot([t["train_cpu_s"] for t in a["trace"]], [t["val_fd"] for t in a["trace"]], marker="o", label=name)
-    ax.set_xlabel("training CPU seconds (one thread)")
-    ax.set_ylabel("validation FD")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    fig = _validation_fd_figure(results)
     command = command_line("progressive-vs-fixed", out, budget=None if smoke else scale.budget_s, smoke=smoke,
                            seed=seed or None)
     return finish(out, "progressive-vs-fixed", "Ablation: progressive vs fixed K (E Fig. 5)", command=command,
@@ -449,15 +454,14 @@ def r1_from_scratch(out: str | Path, *, budget_s: float | None = None, r1s: Sequ
     scale = resolve_scale(smoke, budget_s, 30.0)
     data, p0 = mnist_data(), photo_p0(scale)
     results: dict[str, Any] = {}
-    probe = None
+    probe = FrechetProbe(scale)
     for r1 in r1s:
-        probe = FrechetProbe(scale, every_s=scale.budget_s / 3)
-        trainer, summary = train_arm({"r1": float(r1)}, data, p0, scale, callbacks=[probe], seed=seed)
-        summary.update(r1=float(r1), fd=probe.fd(trainer.model), trace=probe.trace,
+        trainer, summary = train_arm({"r1": float(r1)}, data, p0, scale, seed=seed, probe=probe,
+                                     trace_every_s=scale.budget_s / 3)
+        summary.update(r1=float(r1), fd=probe.fd(trainer.model),
                        final=trainer.history[-1] if trainer.history else None)
         results[f"r1={r1:g}"] = summary
         say(f"r1 {r1:g}: FD {summary['fd']:.1f}")
-    assert probe is not None
     fds = {n: a["fd"] for n, a in results.items()}
     claim = "E Sec. 4.4: R1 is needed with a pretrained backbone; from scratch it is not needed and harmless"
     zero = fds.get("r1=0")
@@ -467,13 +471,7 @@ def r1_from_scratch(out: str | Path, *, budget_s: float | None = None, r1s: Sequ
         finding = Finding(claim, None, "needs an r1 = 0 arm", evidence)
     else:
         finding = _r1_finding(claim, fds, zero, best, evidence)
-    fig, ax = figure(6.5, 3.8)
-    for name, a in results.items():
-        ax.plot([t["train_cpu_s"] for t in a["trace"]], [t["val_fd"] for t in a["trace"]], marker="o", label=name)
-    ax.set_xlabel("training CPU seconds")
-    ax.set_ylabel("validation FD")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    fig = _validation_fd_figure(results)
     command = command_line("r1", out, budget=None if smoke else scale.budget_s, smoke=smoke, seed=seed or None)
     return finish(out, "r1", "Ablation: R1 from scratch (E Sec. 4.4)", command=command, scale=scale,
                   paper_protocol="E Sec. 4.4 / Fig. 2: R1 on p_data, StarGAN-v2 form; published weights 0.01 "

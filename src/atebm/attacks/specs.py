@@ -1,4 +1,4 @@
-"""Threat models and attack specifications: small frozen dataclasses, validated on construction.
+"""Threat models and attack specifications: small frozen configs (:mod:`atebm.config`), validated on construction.
 
 A :class:`ThreatModel` is the set the adversary searches: the ``norm`` ball of radius ``eps`` around the input,
 intersected with the [0, 1] box. An :class:`AttackSpec` is one attacker and its budget. Step sizes are relative to
@@ -8,10 +8,11 @@ cannot reach the boundary of the ball (``steps · step_size < eps``) is refused 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from ..config import REQUIRED, Config, above, at_least, in_range, one_of, setting
 
 __all__ = ["ThreatModel", "AttackSpec", "METHODS", "NORMS", "APGD_LOSSES"]
 
@@ -23,44 +24,19 @@ METHODS = ("pgd", "adam", "apgd", "square")
 APGD_LOSSES = ("ce", "dlr")
 
 
-def _from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
-    if not isinstance(values, dict):
-        raise TypeError(f"{what} must be a mapping of settings, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} key(s) {unknown}; valid keys: {sorted(known)}")
-    return cls(**values)
-
-
 @dataclass(frozen=True)
-class ThreatModel:
+class ThreatModel(Config):
     """The ``norm`` (``"linf"`` or ``"l2"``) ball of radius ``eps`` around each input, inside the [0, 1] box."""
 
-    norm: str
-    eps: float
-
-    def __post_init__(self) -> None:
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) \
-                or self.eps < 0:
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
-        object.__setattr__(self, "eps", float(self.eps))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ThreatModel:
-        return _from_dict(cls, values, "threat model")
+    norm: str = setting(REQUIRED, one_of(*NORMS))
+    eps: float = setting(REQUIRED, in_range(0, math.inf, hi_open=True))
 
     def __str__(self) -> str:
         return f"{self.norm.upper()} eps {self.eps:g}"
 
 
 @dataclass(frozen=True)
-class AttackSpec:
+class AttackSpec(Config):
     """One attacker and its budget.
 
     ``method``: one of :data:`METHODS`. ``steps``: iterations per run (PGD, Adam, APGD) or queries per run
@@ -71,37 +47,16 @@ class AttackSpec:
     tiles of ``p_init`` of the image. ``label``: the name printed in tables (default: derived from the method).
     """
 
-    method: str
-    steps: int = 100
-    restarts: int = 1
+    method: str = setting(REQUIRED, one_of(*METHODS))
+    steps: int = setting(100, at_least(1))
+    restarts: int = setting(1, at_least(1))
     random_start: bool = True
-    step_factor: float = 2.5
-    step_size: float | None = None
-    loss: str = "ce"
-    p_init: float = 0.3
+    step_factor: float = setting(2.5, at_least(1, why="steps x step = step_factor x eps must reach the ball's "
+                                                      "boundary"))
+    step_size: float | None = setting(None, above(0))
+    loss: str = setting("ce", one_of(*APGD_LOSSES))
+    p_init: float = setting(0.3, in_range(0, 1, lo_open=True, hi_open=True))
     label: str | None = None
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.method not in METHODS:
-            problems.append(f"method must be one of {METHODS}, got {self.method!r}")
-        for name in ("steps", "restarts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.random_start, bool):
-            problems.append(f"random_start must be true or false, got {self.random_start!r}")
-        if not (isinstance(self.step_factor, (int, float)) and self.step_factor >= 1):
-            problems.append(f"step_factor must be >= 1 (steps x step = step_factor x eps must reach the ball's "
-                            f"boundary), got {self.step_factor!r}")
-        if self.step_size is not None and not (isinstance(self.step_size, (int, float)) and self.step_size > 0):
-            problems.append(f"step_size must be > 0 or None, got {self.step_size!r}")
-        if self.loss not in APGD_LOSSES:
-            problems.append(f"loss must be one of {APGD_LOSSES}, got {self.loss!r}")
-        if not (isinstance(self.p_init, (int, float)) and 0 < self.p_init < 1):
-            problems.append(f"p_init must lie in (0, 1), got {self.p_init!r}")
-        if problems:
-            raise ValueError("invalid attack spec: " + "; ".join(problems))
 
     @property
     def name(self) -> str:
@@ -142,9 +97,3 @@ class AttackSpec:
             out.update(p_init=self.p_init, implementation="ART SquareAttack", gradient_free=True)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AttackSpec:
-        return _from_dict(cls, values, "attack spec")

@@ -24,29 +24,27 @@ noise the chains are (re)initialised from, and the p_0 batch of every iteration 
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..config import at_least, in_range, setting
 from ..sampling import sgld
-from ..training import Objective, TrainConfig, Trainer, check_resume_overrides, load_checkpoint
-from ..training.config import check_known_keys
+from ..training import Objective, Trainer
+from ..training.config import TrainerOptions
+from ..training.modes import ModeTrainer
 from ..training.trainer import fetch_batch
 
 __all__ = ["EBMConfig", "EBMTrainer", "MaximumLikelihood", "ReplayBuffer"]
 
-#: EBMConfig fields that configure the objective (the rest configure the trainer).
-_OBJECTIVE_FIELDS = ("sgld_steps", "sgld_step_size", "sgld_noise_std", "buffer_size", "reinit_prob", "l2_reg")
-
-
-@dataclass
-class EBMConfig:
-    """Knobs of maximum-likelihood EBM training with short-run SGLD and a replay buffer.
+@dataclass(frozen=True)
+class EBMConfig(TrainerOptions):
+    """Knobs of maximum-likelihood EBM training with short-run SGLD and a replay buffer: the trainer's options
+    (:class:`~atebm.training.config.TrainerOptions`) and the objective's fields below.
 
     Defaults follow JEM / IGEBM: 20 SGLD steps, buffer of 10,000, 5 % re-initialisation, L2 score regulariser 0.1,
     Adam(0, 0.999) at 1e-4, noise 0.005 (IGEBM). The gradient step ``sgld_step_size / 2 = 5`` is IGEBM-like; JEM's
@@ -55,63 +53,22 @@ class EBMConfig:
     gave digit-like replay-buffer samples.
     """
 
-    model: dict[str, Any] = field(default_factory=lambda: {
-        "arch": "convnet", "kwargs": {"in_channels": 1, "width": 32}, "mean": 0.5, "std": 0.5})
-    batch_size: int = 64
     lr: float = 1e-4
-    optimizer: str = "adam"
     betas: tuple[float, float] = (0.0, 0.999)
-    momentum: float = 0.9
-    weight_decay: float = 0.0
     max_iters: int | None = 1000
-    time_budget_s: float | None = None
-    sgld_steps: int = 20
-    sgld_step_size: float = 10.0
-    sgld_noise_std: float | None = 0.005
-    buffer_size: int = 10000
-    reinit_prob: float = 0.05
-    l2_reg: float = 0.1
-    grad_clip: float | None = None
-    log_every: int = 50
-    ckpt_every: int = 500
-    seed: int = 0
-    device: str = "auto"
     progress: bool = False
+    sgld_steps: int = setting(20, at_least(0))
+    sgld_step_size: float = setting(10.0, at_least(0))
+    sgld_noise_std: float | None = setting(0.005, at_least(0))
+    buffer_size: int = setting(10000, at_least(1))
+    reinit_prob: float = setting(0.05, in_range(0, 1))
+    l2_reg: float = setting(0.1, at_least(0))
+    SHARED_WITH_OBJECTIVE = ("seed",)
 
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        problems = []
-        if self.max_iters is None and self.time_budget_s is None:
-            problems.append("set a budget: max_iters or time_budget_s")
-        if self.sgld_steps < 0 or self.sgld_step_size < 0:
-            problems.append("sgld_steps and sgld_step_size must be >= 0")
-        if self.sgld_noise_std is not None and self.sgld_noise_std < 0:
-            problems.append(f"sgld_noise_std must be >= 0, got {self.sgld_noise_std}")
+    def check(self) -> Iterator[str]:
+        yield from super().check()
         if self.buffer_size < self.batch_size:
-            problems.append(f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})")
-        if not 0 <= self.reinit_prob <= 1:
-            problems.append(f"reinit_prob must lie in [0, 1], got {self.reinit_prob}")
-        if self.l2_reg < 0:
-            problems.append(f"l2_reg must be >= 0, got {self.l2_reg}")
-        if problems:
-            raise ValueError("invalid EBM config: " + "; ".join(problems))
-        self.train_config()  # the trainer's fields are checked where they are defined
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EBMConfig:
-        check_known_keys(cls, values, "EBM")
-        return cls(**values)
-
-    def train_config(self) -> TrainConfig:
-        """The trainer's part: K = 0 (no PGD), no R1, the budgets, optimiser and bookkeeping of this config."""
-        shared = {k: v for k, v in self.to_dict().items() if k not in _OBJECTIVE_FIELDS}
-        return TrainConfig(k_start=0, k_max=0, r1=0.0, **shared)
-
-    def objective_options(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _OBJECTIVE_FIELDS}
+            yield f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})"
 
 
 class ReplayBuffer:
@@ -213,11 +170,13 @@ class MaximumLikelihood(Objective):
                                           "sgld_steps": float(self.sgld_steps)}
 
 
-class EBMTrainer(Trainer):
+class EBMTrainer(ModeTrainer):
     """:class:`atebm.Trainer` with the :class:`MaximumLikelihood` objective, configured by one
     :class:`EBMConfig`: ``EBMTrainer(config, data, p0, out_dir=None, callbacks=(), extra={"clamp": (lo, hi) or
     None})``. ``fit()``, ``save()``, :meth:`resume` and the run folder (``model.pt``, ``checkpoint.pt`` with the
     replay buffer) are the trainer's; ``sample(n)`` runs fresh short-run chains from p_0."""
+
+    config_type, config_key, kind, objective_type = EBMConfig, "ebm", "sgld-ebm", MaximumLikelihood
 
     def __init__(self, config: EBMConfig, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
                  callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
@@ -225,10 +184,8 @@ class EBMTrainer(Trainer):
         if len(data) < 1:
             raise ValueError("the data source is empty")
         self.ebm_config = config
-        extra = {"kind": "sgld-ebm", **(extra or {}), "ebm": config.to_dict()}
-        objective = objective or MaximumLikelihood(p0, seed=config.seed, **config.objective_options())
-        super().__init__(config.train_config(), data, p0, out_dir=out_dir, callbacks=callbacks, extra=extra,
-                         objective=objective)
+        super().__init__(config, data, p0, out_dir=out_dir, callbacks=callbacks, extra=extra,
+                         objective=objective or MaximumLikelihood(p0, **config.objective_options()))
 
     @property
     def buffer(self) -> ReplayBuffer:
@@ -252,21 +209,3 @@ class EBMTrainer(Trainer):
         else:
             starts = self.buffer.fresh(n)
         return self.run_chains(starts, steps)
-
-    @classmethod
-    def resume(cls, path: str | os.PathLike, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
-               callbacks: Sequence[Callable] = (), overrides: dict[str, Any] | None = None,
-               extra: dict[str, Any] | None = None) -> EBMTrainer:
-        """Continues an EBM run exactly (replay buffer included); ``overrides`` as :meth:`atebm.Trainer.resume`."""
-        payload = load_checkpoint(path)
-        saved_extra = dict(payload.get("extra") or {})
-        if payload.get("trainer") is None or "ebm" not in saved_extra:
-            raise ValueError(f"{path} is not a resumable EBM checkpoint")
-        saved = saved_extra.pop("ebm")
-        config = EBMConfig.from_dict({**saved, **check_resume_overrides(saved, overrides, EBMConfig.from_dict)})
-        objective = Objective.from_dict(payload.get("objective"), p0)
-        assert isinstance(objective, MaximumLikelihood)
-        trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else os.path.dirname(path),
-                      callbacks=callbacks, extra={**saved_extra, **(extra or {})}, objective=objective)
-        trainer.restore(payload)
-        return trainer

@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from .options import add_out, add_seed, add_threads, apply_threads, positive_float
+from . import options
 
 __all__ = ["register"]
 
@@ -28,7 +28,7 @@ def _arm(text: str) -> tuple[str, str]:
 
 def register(subparsers: Any) -> None:
     """Adds the ``ablate`` sub-command."""
-    from ..ablate import ABLATIONS
+    from ..ablate import ABLATIONS, run_ablation
 
     p = subparsers.add_parser(
         "ablate", help="the papers' ablations at CPU scale (JSON result, plots, report, verdict)",
@@ -36,21 +36,21 @@ def register(subparsers: Any) -> None:
                     "CPU budget; writes OUT/result.json (with this command and a verdict on the paper's claim), "
                     "plots and OUT/report.html. Ablations: " + ", ".join(ABLATIONS) + ".")
     p.add_argument("name", choices=list(ABLATIONS), metavar="NAME", help="one of: " + ", ".join(ABLATIONS))
-    add_out(p, help="output folder (result.json, report.html, plots)")
-    p.add_argument("--budget", type=positive_float, default=None, metavar="S",
+    options.add_out(p, help="output folder (result.json, report.html, plots)")
+    p.add_argument("--budget", type=options.positive_float, default=None, metavar="S",
                    help="training CPU seconds per arm (default: the ablation's own, see result.json)")
     p.add_argument("--arm", type=_arm, action="append", default=None, metavar="NAME=SOURCE",
                    help="p0-diversity only: an extra p_0 arm from a data-source string (repeatable)")
     p.add_argument("--smoke", action="store_true", help="a seconds-long run for tests; its numbers mean nothing")
-    add_seed(p)
-    add_threads(p, default=1)
+    options.add_seed(p, options.pipeline_defaults(run_ablation)["seed"])
+    options.add_threads(p, default=1, why="; the budgets are CPU seconds of one thread")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..ablate import run_ablation
 
-    apply_threads(args)
+    options.apply_threads(args)
     result = run_ablation(args.name, args.out, budget_s=args.budget, smoke=args.smoke, seed=args.seed,
                           extra_arms=dict(args.arm) if args.arm else None)
     print(json.dumps({"ablation": result["ablation"], "holds": result["holds"], "verdict": result["verdict"],

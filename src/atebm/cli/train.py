@@ -1,70 +1,37 @@
-"""Core sub-commands: ``atebm train``, ``atebm sample``, ``atebm presets`` and ``atebm demo``."""
+"""Core sub-commands: ``atebm train``, ``atebm sample``, ``atebm presets`` and ``atebm demo``. Parsers only: the
+pipelines are :func:`atebm.training.run.run_training`, :func:`atebm.sample.run_sample` and
+:func:`atebm.demo.run_demo`, whose signatures (and :class:`atebm.TrainConfig`) hold the defaults shown here."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ..presets import REGISTRY, get_preset
-from ..sample import SAMPLE_DEFAULTS
-from ..training import CHECKPOINT_FILE, MODEL_FILE
-from ..training.run import resolve_training, run_training
-from .options import (
-    add_checkpoint,
-    add_device,
-    add_out,
-    add_seed,
-    add_threads,
-    apply_threads,
-    non_negative_float,
-    non_negative_int,
-    positive_int,
-)
+from ..presets import get_preset
+from ..training import CHECKPOINT_FILE, MODEL_FILE, TrainConfig
+from ..training.run import SOURCE_KEYS, resolve_training, run_training
+from . import options
+from .options import parse_overrides
 from .presets import register as register_presets
 
 __all__ = ["register", "parse_overrides"]
 
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["lr=1e-4", "k_max=8", "data=mnist?split=test"]`` -> typed dict (values parsed as YAML scalars)."""
-    values: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value")
-        key, text = item.split("=", 1)
-        key = key.strip()
-        if key in ("data", "p0", "seeds"):
-            values[key] = text
-            continue
-        try:
-            value = yaml.safe_load(text) if text else None
-        except yaml.YAMLError as err:
-            raise ValueError(f"cannot parse the value of {key}: {err}") from err
-        if isinstance(value, str):  # YAML 1.1 reads "5e-4" and "inf" as text
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        values[key] = value
-    return values
+#: The ``key=value`` keys of ``atebm train`` that name data sources rather than TrainConfig fields.
+SOURCE_HELP = {"data": "p_data source string", "p0": "p_0 source string", "seeds": "generation seeds source string"}
 
 
 # ------------------------------------------------------------------------------------------------ train
 def _train(args: argparse.Namespace) -> int:
+    if args.resume and args.dry_run:
+        raise ValueError("--dry-run prints a new run's settings and --resume continues a saved run: drop one of them")
     preset = get_preset(args.preset)
-    overrides = parse_overrides(args.overrides)
-    if args.device:
-        overrides["device"] = args.device
+    overrides = options.read_overrides(args)
     out_dir = Path(args.out or f"runs/{preset.name}")
     if args.dry_run:
         print(json.dumps(resolve_training(preset, out_dir, overrides), indent=2, default=str))
         return 0
-    apply_threads(args)
+    options.apply_threads(args)
     start = time.perf_counter()
     trainer = run_training(preset, out_dir, overrides, resume=args.resume)
     if trainer.is_main:
@@ -79,9 +46,9 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from ..sample import run_sample
 
-    apply_threads(args)
-    protocol = run_sample(args.checkpoint, args.out, steps=args.steps, step_size=args.step_size, n=args.n,
-                          seeds=args.seeds, seed=args.seed, blur=args.blur, device=args.device)
+    options.apply_threads(args)
+    protocol = run_sample(args.checkpoint, args.out, n=args.n, seed=args.seed, device=args.device,
+                          **options.given(args, "steps", "step_size", "seeds", "blur"))
     out = Path(args.out)
     print(f"wrote {out / 'samples.npz'}, {out / 'samples.png'} and {out / 'trajectory.png'} ({protocol['n']} "
           f"samples, {protocol['steps']} steps x {protocol['step_size']}, blur {protocol['blur']})")
@@ -91,50 +58,56 @@ def _sample(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    apply_threads(args)
+    options.apply_threads(args)
     run_demo(args.out, device=args.device, smoke=args.smoke, overwrite=args.overwrite)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..demo import run_demo
+    from ..sample import run_sample
+
     train = subparsers.add_parser(
         "train", help="train a score model by binary adversarial training",
         description="Train with a preset; any TrainConfig field, and data=/p0=/seeds= source strings, can be "
                     "overridden as key=value (e.g. `atebm train --preset mnist k_max=8 lr=5e-4`). The run folder "
                     "gets model.pt (the model) and checkpoint.pt (the state --resume continues).")
-    train.add_argument("--preset", required=True, choices=REGISTRY.names("train"))
-    add_out(train, required=False, help="run folder (default: runs/PRESET)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out exactly; only budgets and logging may be overridden")
-    add_device(train, default=None)
-    add_threads(train)
+    options.add_preset(train, "train")
+    options.add_out(train, required=False, help="run folder (default: runs/PRESET)")
+    options.add_resume(train, help="continue the run in --out exactly; only budgets and logging may be overridden")
+    options.add_device(train, options.config_defaults(TrainConfig)["device"] + " unless the preset sets one",
+                       key="device")
+    options.add_threads(train)
     train.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    train.add_argument("overrides", nargs="*", metavar="key=value")
+    options.add_overrides(train, TrainConfig, example="k_max=8 lr=5e-4", mirrored={"device": "--device"},
+                          extra={key: SOURCE_HELP[key] for key in SOURCE_KEYS})
     train.set_defaults(func=_train)
 
+    s = options.pipeline_defaults(run_sample)
     sample = subparsers.add_parser("sample", help="generate images by PGD ascent from p_0 seeds")
-    add_checkpoint(sample)
-    add_out(sample, help="output folder (samples.npz, samples.png, trajectory.png, sample.json)")
-    sample.add_argument("--steps", type=non_negative_int, help="PGD steps (default: the run's generation setting)")
-    sample.add_argument("--step-size", type=non_negative_float,
-                        help="PGD step size (default: the run's generation setting)")
-    sample.add_argument("--n", type=positive_int, default=SAMPLE_DEFAULTS["n"],
-                        help=f"number of samples (default: {SAMPLE_DEFAULTS['n']})")
-    sample.add_argument("--seeds", help="seed source string (default: the run's held-out seeds)")
-    add_seed(sample, default=SAMPLE_DEFAULTS["seed"], help="which seeds to draw")
-    sample.add_argument("--blur", type=non_negative_float,
-                        help="Gaussian blur sigma of the seeds in pixels (default: the run's generation setting)")
-    add_device(sample)
-    add_threads(sample)
+    options.add_checkpoint(sample)
+    options.add_out(sample, help="output folder (samples.npz, samples.png, trajectory.png, sample.json)")
+    generation = "the run's generation setting"
+    options.add_library_option(sample, "--steps", type=options.non_negative_int, default=s["steps"],
+                               default_text=generation, help="PGD steps")
+    options.add_library_option(sample, "--step-size", type=options.non_negative_float, default=s["step_size"],
+                               default_text=generation, help="PGD step size")
+    sample.add_argument("--n", type=options.positive_int, default=s["n"], help=f"number of samples (default: {s['n']})")
+    options.add_library_option(sample, "--seeds", default=s["seeds"], default_text="the run's held-out seeds",
+                               help="seed source string")
+    options.add_seed(sample, s["seed"], help="which seeds to draw")
+    options.add_library_option(sample, "--blur", type=options.non_negative_float, default=s["blur"],
+                               default_text=generation, help="Gaussian blur sigma of the seeds in pixels")
+    options.add_run_options(sample, run_sample)
     sample.set_defaults(func=_sample)
 
     register_presets(subparsers)  # atebm presets: every command's presets (atebm.cli.presets)
 
+    d = options.pipeline_defaults(run_demo)
     demo = subparsers.add_parser(
         "demo", help="the main job: train on the embedded MNIST default and write a run folder with a report")
-    add_out(demo, required=False, default="runs/demo", help="run folder")
-    add_device(demo)
-    add_threads(demo)
+    options.add_out(demo, required=False, default=str(d["out"]), help="run folder")
+    options.add_run_options(demo, run_demo)
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     demo.add_argument("--smoke", action="store_true",
                       help="a seconds-long run with tiny budgets, for tests only: its numbers mean nothing")

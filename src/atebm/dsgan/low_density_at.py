@@ -38,7 +38,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..config import Config, above, at_least, checked_by, each, in_range, non_empty, setting
 from ..data import load_dataset
-from ..training import write_json
+from ..training import train_classifier, write_json
+from .losses import check_alpha
 from .networks import FeatureHeadClassifier
 from .sources import NoisySource
 from .training import DSGANConfig, DSGANTrainer
@@ -58,55 +60,39 @@ if TYPE_CHECKING:
 __all__ = ["RobustSettings", "train_low_density_classifier", "entropy", "worst_case_grid", "run_low_density_at"]
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+#: An attacked radius: finite and > 0 (eps 0, the clean accuracy, is added by :meth:`RobustSettings.protocol`).
+_RADIUS = in_range(0, math.inf, lo_open=True, hi_open=True)
 
 
-@dataclass
-class RobustSettings:
+@dataclass(frozen=True)
+class RobustSettings(Config):
     """Budgets and ranges of the S Sec. 5.2 experiment at CPU scale (S: 50 DSGAN epochs and 50 fine-tuning epochs on
     CIFAR-10; here MNIST 5,000). ``finetune_body``: fine-tune the feature body too in the Eq. 9 fine-tuning and
     its CE control (default: the head only, module docstring). ``eps_linf`` / ``eps_l2``: the attacked radii (eps
     0, the clean accuracy, is added). ``attack_steps`` / ``attack_restarts``: margin PGD; ``apgd_steps``: ART
     APGD-CE and APGD-DLR iterations; ``square_queries``: ART Square queries (:meth:`protocol`)."""
 
-    epochs: int = 15
-    finetune_epochs: int = 5
+    epochs: int = setting(15, at_least(1))
+    finetune_epochs: int = setting(5, at_least(1))
     finetune_body: bool = False
-    batch_size: int = 64
-    lr: float = 2e-3
-    finetune_lr: float = 5e-4
-    feature_noise: float = 0.5
-    dsgan_iters: int = 3000
-    critic_steps: int = 5
-    alpha: float = 0.8
-    weights: tuple[float, ...] = (1.0, 3.0, 10.0)
-    pixel_noise: tuple[float, ...] = (0.1, 0.2, 0.3)
-    eps_linf: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-    eps_l2: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-    attack_steps: int = 40
-    attack_restarts: int = 2
-    apgd_steps: int = 40
-    square_queries: int = 1000
-    n_test: int = 1000
+    batch_size: int = setting(64, at_least(1))
+    lr: float = setting(2e-3, above(0))
+    finetune_lr: float = setting(5e-4, above(0))
+    feature_noise: float = setting(0.5, above(0))
+    dsgan_iters: int = setting(3000, at_least(1))
+    critic_steps: int = setting(5, at_least(1))
+    alpha: float = setting(0.8, checked_by(check_alpha))
+    weights: tuple[float, ...] = setting((1.0, 3.0, 10.0), each(at_least(0)))
+    pixel_noise: tuple[float, ...] = setting((0.1, 0.2, 0.3), each(above(0)))
+    eps_linf: tuple[float, ...] = setting((0.05, 0.1, 0.15, 0.2, 0.25, 0.3), non_empty(), each(_RADIUS))
+    eps_l2: tuple[float, ...] = setting((0.5, 1.0, 1.5, 2.0, 2.5, 3.0), non_empty(), each(_RADIUS))
+    attack_steps: int = setting(40, at_least(1))
+    attack_restarts: int = setting(2, at_least(1))
+    apgd_steps: int = setting(40, at_least(1))
+    square_queries: int = setting(1000, at_least(1))
+    n_test: int = setting(1000, at_least(1))
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        counts = ("epochs", "finetune_epochs", "dsgan_iters", "attack_steps", "attack_restarts", "apgd_steps",
-                  "square_queries", "n_test")
-        bad = [f"{name}={getattr(self, name)!r}" for name in counts if not _positive_int(getattr(self, name))]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: each must be an integer >= 1")
-        if not isinstance(self.finetune_body, bool):
-            raise ValueError(f"finetune_body must be true or false, got {self.finetune_body!r}")
-        if not self.feature_noise > 0 or any(w < 0 for w in self.weights) or any(e <= 0 for e in self.pixel_noise):
-            raise ValueError("feature_noise and pixel_noise must be > 0 and the weights w >= 0")
-        for name in ("eps_linf", "eps_l2"):
-            grid = getattr(self, name)
-            if not grid or not all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < math.inf
-                                   for e in grid):
-                raise ValueError(f"{name} must be a non-empty sequence of finite numbers > 0, got {grid!r}")
+    extra: dict[str, Any] = setting(factory=dict)
 
     def protocol(self) -> ClassifyEvalConfig:
         """The worst-case protocol of the experiment: margin PGD (``attack_steps`` x ``attack_restarts``), ART
@@ -135,38 +121,25 @@ def train_low_density_classifier(net: FeatureHeadClassifier, x: Tensor, y: Tenso
                                  train_body: bool = True) -> dict[str, float]:
     """Adam on S Eq. 9, ``CE(net(x + U(-pixel_noise, pixel_noise)), y) + weight * H(softmax(net.head(g)))`` with
     ``g = generated(m)`` a batch of m generated low-density features (``weight = 0``: plain cross-entropy, the
-    baseline; ``pixel_noise > 0``: the noise-augmented baseline of S Sec. 5.2). ``train_body=False`` freezes the
-    feature body (``net.body``: its features are computed without gradients and only ``net.head`` is updated).
-    Returns the last batch's losses."""
+    baseline; ``pixel_noise > 0``: the noise-augmented baseline of S Sec. 5.2), in the library's classifier loop
+    (:func:`atebm.training.train_classifier`; the final weights are kept). ``train_body=False`` freezes the feature
+    body (``net.body`` gets no gradient and only ``net.head`` is updated). Returns the last batch's losses (``ce``
+    and, with the entropy term, ``entropy_generated``)."""
     g = torch.Generator().manual_seed(seed)
-    parameters = list(net.parameters()) if train_body else list(net.head.parameters())
-    optimiser = torch.optim.Adam(parameters, lr=lr)
-    net.train()
-    last: dict[str, float] = {}
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        for start in range(0, len(x), batch_size):
-            index = order[start:start + batch_size]
-            batch = x[index]
-            if pixel_noise > 0:
-                batch = (batch + pixel_noise * (torch.rand(batch.shape, generator=g) * 2 - 1)).clamp(0, 1)
-            if train_body:
-                logits = net(batch)
-            else:
-                with torch.no_grad():
-                    features = net.features(batch)
-                logits = net.head(features)
-            loss = F.cross_entropy(logits, y[index])
-            last["ce"] = float(loss.detach())
-            if generated is not None and weight > 0:
-                h = entropy(net.head(generated(len(index))))
-                loss = loss + weight * h
-                last["entropy_generated"] = float(h.detach())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    net.eval()
-    return last
+
+    def noisy(batch: Tensor) -> Tensor:
+        return (batch + pixel_noise * (torch.rand(batch.shape, generator=g) * 2 - 1)).clamp(0, 1)
+
+    def entropy_term(model: nn.Module, batch: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        assert generated is not None
+        h = entropy(net.head(generated(len(batch))))
+        return weight * h, {"entropy_generated": float(h.detach())}
+
+    run = train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, generator=g,
+                           parameters=None if train_body else net.head.parameters(),
+                           augment=noisy if pixel_noise > 0 else None,
+                           extra_loss=entropy_term if generated is not None and weight > 0 else None)
+    return run.last
 
 
 def worst_case_grid(models: dict[str, nn.Module], x: Tensor, y: Tensor, settings: RobustSettings, *,

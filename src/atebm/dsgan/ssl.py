@@ -24,10 +24,9 @@ generator's gradient flows through ``f`` but only the generator's (and the featu
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..config import above, at_least, checked_by, one_of, setting
 from ..data import ImageSet, load_dataset
 from ..models import build_score_model
-from ..training import Objective, TrainConfig, Trainer, write_json
-from ..training.config import check_known_keys
+from ..training import Objective, Trainer, write_json
+from ..training.config import TrainerOptions
 from ..training.trainer import fetch_batch
 from .losses import check_alpha, discriminator_loss, fake_weights, generator_loss, gradient_penalty, mixture_sizes
 from .networks import SSLClassifier, build_generator
@@ -246,61 +246,36 @@ def _classifier(trainer: Trainer) -> SSLClassifier:
     return backbone
 
 
-@dataclass
-class SSLConfig:
-    """Knobs of one semi-supervised run (S Sec. 5.1, App. D; Salimans et al. 2016 for the optimiser: Adam
-    (0.5, 0.999) at 3e-3 for classifier and generator, batches of 100). ``max_iters`` counts classifier steps."""
+@dataclass(frozen=True)
+class SSLConfig(TrainerOptions):
+    """Knobs of one semi-supervised run: the trainer's options (:class:`~atebm.training.config.TrainerOptions`:
+    budgets, the classifier's optimiser, weight average, precision, data workers, bookkeeping) and the objective's
+    fields below (S Sec. 5.1, App. D; Salimans et al. 2016 for the optimiser: Adam (0.5, 0.999) at 3e-3 for
+    classifier and generator, batches of 100). ``max_iters`` counts classifier steps."""
 
-    mode: str = "dsgan"
-    model: dict[str, Any] = field(default_factory=lambda: dict(SSL_CLASSIFIER))
-    generator: dict[str, Any] = field(default_factory=lambda: {"arch": "image", "kwargs": {"latent_dim": 100}})
-    feature_critic: dict[str, Any] = field(default_factory=lambda: {
-        "arch": "mlp2d", "kwargs": {"in_dim": 250, "hidden": 400, "depth": 3, "activation": "relu"}})
-    alpha: float = 0.8
-    weight_range: tuple[float, float] = (0.0, 0.3)
-    critic_steps: int = 1
-    gp_weight: float = 10.0
-    unlabelled_weight: float = 1.0
+    model: dict[str, Any] = setting(factory=lambda: dict(SSL_CLASSIFIER))
     batch_size: int = 100
-    labelled_batch: int = 100
     lr: float = 3e-3
-    g_lr: float = 3e-3
-    critic_lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    max_iters: int = 3000
+    max_iters: int | None = 3000
     log_every: int = 100
     ckpt_every: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.weight_range = check_weight_range(self.weight_range)
-        if self.mode not in SSL_MODES:
-            raise ValueError(f"invalid SSL config: mode must be one of {SSL_MODES}, got {self.mode!r}")
-        check_alpha(self.alpha)
-        self.train_config()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SSLConfig:
-        check_known_keys(cls, values, "SSL")
-        return cls(**values)
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(model=self.model, batch_size=self.batch_size, lr=self.lr, betas=self.betas, k_start=0,
-                           k_max=0, r1=0.0, max_iters=self.max_iters, log_every=self.log_every,
-                           ckpt_every=self.ckpt_every, seed=self.seed, device=self.device, progress=self.progress)
+    mode: str = setting("dsgan", one_of(*SSL_MODES))
+    generator: dict[str, Any] = setting(factory=lambda: {"arch": "image", "kwargs": {"latent_dim": 100}})
+    feature_critic: dict[str, Any] = setting(factory=lambda: {
+        "arch": "mlp2d", "kwargs": {"in_dim": 250, "hidden": 400, "depth": 3, "activation": "relu"}})
+    alpha: float = setting(0.8, checked_by(check_alpha))
+    weight_range: tuple[float, float] = setting((0.0, 0.3), checked_by(check_weight_range))
+    critic_steps: int = setting(1, at_least(1))
+    gp_weight: float = setting(10.0, at_least(0))
+    unlabelled_weight: float = setting(1.0, at_least(0))
+    labelled_batch: int = setting(100, at_least(1))
+    g_lr: float = setting(3e-3, above(0))
+    critic_lr: float = setting(1e-4, above(0))
+    SHARED_WITH_OBJECTIVE = ("betas", "seed")
 
     def objective(self, labelled: ImageSet) -> SemiSupervised:
-        return SemiSupervised(labelled, mode=self.mode, generator=self.generator, feature_critic=self.feature_critic,
-                              alpha=self.alpha, weight_range=self.weight_range, critic_steps=self.critic_steps,
-                              gp_weight=self.gp_weight, unlabelled_weight=self.unlabelled_weight,
-                              labelled_batch=self.labelled_batch, g_lr=self.g_lr, critic_lr=self.critic_lr,
-                              betas=self.betas, seed=self.seed)
+        return SemiSupervised(labelled, **self.objective_options())
 
 
 def labelled_subset(images: ImageSet, per_class: int, seed: int) -> ImageSet:

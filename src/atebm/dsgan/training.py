@@ -17,19 +17,20 @@ continues a run exactly.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..training import Objective, TrainConfig, Trainer, check_resume_overrides, load_checkpoint
+from ..config import above, at_least, checked_by, one_of, setting
+from ..training import Objective, Trainer, load_checkpoint
 from ..training.checkpoint import CHECKPOINT_FILE
-from ..training.config import check_known_keys
+from ..training.config import TrainerOptions
+from ..training.modes import ModeTrainer
 from .losses import (
     DISCRIMINATOR_LOSSES,
     GENERATOR_LOSSES,
@@ -49,9 +50,17 @@ IMAGE_DISCRIMINATOR: dict[str, Any] = {"arch": "convnet", "kwargs": {"in_channel
                                        "mean": 0.5, "std": 0.5}
 IMAGE_GENERATOR: dict[str, Any] = {"arch": "image", "kwargs": {"latent_dim": 100, "channels": 1, "size": 28}}
 
-#: DSGANConfig fields that configure the objective (the others configure the trainer).
-_OBJECTIVE_FIELDS = ("generator", "alpha", "critic_steps", "loss", "generator_loss", "gp_weight", "sampling_trick",
-                     "g_lr", "betas")
+
+def generator_loss_of(loss: str, generator_loss: str | None) -> str:
+    """The generator loss that goes with the discriminator ``loss``: ``generator_loss``, by default
+    ``non-saturating`` for ``gan`` and ``wgan`` for ``wgan-gp``; a pair that does not go together is refused."""
+    generator_loss = generator_loss or ("wgan" if loss == "wgan-gp" else "non-saturating")
+    if generator_loss not in GENERATOR_LOSSES:
+        raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
+    if (loss == "wgan-gp") != (generator_loss == "wgan"):
+        raise ValueError(f"generator_loss {generator_loss!r} does not go with loss {loss!r}: the WGAN-GP critic "
+                         "needs generator_loss 'wgan', the GAN loss 'minimax' or 'non-saturating'")
+    return generator_loss
 
 
 class DSGAN(Objective):
@@ -83,12 +92,7 @@ class DSGAN(Objective):
                              f"got {critic_steps}")
         if loss not in DISCRIMINATOR_LOSSES:
             raise ValueError(f"loss must be one of {DISCRIMINATOR_LOSSES}, got {loss!r}")
-        generator_loss = generator_loss or ("wgan" if loss == "wgan-gp" else "non-saturating")
-        if generator_loss not in GENERATOR_LOSSES:
-            raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
-        if (loss == "wgan-gp") != (generator_loss == "wgan"):
-            raise ValueError(f"generator_loss {generator_loss!r} does not go with loss {loss!r}: the WGAN-GP critic "
-                             "needs generator_loss 'wgan', the GAN loss 'minimax' or 'non-saturating'")
+        generator_loss = generator_loss_of(loss, generator_loss)
         if gp_weight < 0 or g_lr <= 0:
             raise ValueError(f"need gp_weight >= 0 and g_lr > 0, got {gp_weight}, {g_lr}")
         self.generator_spec = dict(generator or IMAGE_GENERATOR)
@@ -191,68 +195,46 @@ class DSGAN(Objective):
         return torch.cat(out)
 
 
-@dataclass
-class DSGANConfig:
-    """Knobs of DSGAN training. Defaults: S Alg. 1 (k = 1, alpha = 0.8), the sampling trick on (S App. C), the
-    GAN loss with the non-saturating generator loss, Adam(0.5, 0.999) at 2e-4 for both networks (DCGAN
-    practice), the S Tab. 4 generator and a small ConvNet discriminator for 28x28 grey images. For the WGAN-GP
-    critic (``loss="wgan-gp"``, lambda = ``gp_weight`` = 10) Gulrajani et al. use Adam(0.5, 0.9) and k = 5.
+@dataclass(frozen=True)
+class DSGANConfig(TrainerOptions):
+    """Knobs of DSGAN training: the trainer's options (:class:`~atebm.training.config.TrainerOptions`: budgets,
+    optimiser of the discriminator, weight average, speed, bookkeeping) and the objective's fields below.
+    Defaults: S Alg. 1 (k = 1, alpha = 0.8), the sampling trick on (S App. C), the GAN loss with the
+    non-saturating generator loss, Adam(0.5, 0.999) at 2e-4 for both networks (DCGAN practice), the S Tab. 4
+    generator and a small ConvNet discriminator for 28x28 grey images. For the WGAN-GP critic
+    (``loss="wgan-gp"``, lambda = ``gp_weight`` = 10) Gulrajani et al. use Adam(0.5, 0.9) and k = 5.
     ``max_iters`` counts discriminator steps."""
 
-    model: dict[str, Any] = field(default_factory=lambda: dict(IMAGE_DISCRIMINATOR))
-    generator: dict[str, Any] = field(default_factory=lambda: dict(IMAGE_GENERATOR))
-    alpha: float = 0.8
-    critic_steps: int = 1
-    loss: str = "gan"
-    generator_loss: str | None = None
-    gp_weight: float = 10.0
-    sampling_trick: bool = True
-    batch_size: int = 64
+    model: dict[str, Any] = setting(factory=lambda: dict(IMAGE_DISCRIMINATOR))
     lr: float = 2e-4
-    g_lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     max_iters: int | None = 2000
-    time_budget_s: float | None = None
-    grad_clip: float | None = None
-    log_every: int = 50
-    ckpt_every: int = 500
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
+    generator: dict[str, Any] = setting(factory=lambda: dict(IMAGE_GENERATOR))
+    alpha: float = setting(0.8, checked_by(check_alpha))
+    critic_steps: int = setting(1, at_least(1, why="k, discriminator steps per generator step"))
+    loss: str = setting("gan", one_of(*DISCRIMINATOR_LOSSES))
+    generator_loss: str | None = None  # None: the usual one of ``loss`` (generator_loss_of)
+    gp_weight: float = setting(10.0, at_least(0))
+    sampling_trick: bool = True
+    g_lr: float = setting(2e-4, above(0))
+    SHARED_WITH_OBJECTIVE = ("betas", "seed")
 
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if self.max_iters is None and self.time_budget_s is None:
-            raise ValueError("invalid DSGAN config: set a budget: max_iters or time_budget_s")
-        DSGAN(**self.objective_options())  # the objective checks its own fields (alpha, k, losses)
-        self.train_config()  # the trainer's fields are checked where they are defined
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DSGANConfig:
-        check_known_keys(cls, values, "DSGAN")
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> DSGANConfig:
-        return dataclasses.replace(self, **changes)
-
-    def train_config(self) -> TrainConfig:
-        """The trainer's part: no PGD (K = 0), no R1, the discriminator's optimiser, budgets and bookkeeping."""
-        shared = {k: v for k, v in self.to_dict().items() if k not in _OBJECTIVE_FIELDS}
-        return TrainConfig(k_start=0, k_max=0, r1=0.0, optimizer="adam", betas=self.betas, **shared)
-
-    def objective_options(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _OBJECTIVE_FIELDS}
+    def check(self) -> Iterator[str]:
+        yield from super().check()
+        try:
+            generator_loss_of(self.loss, self.generator_loss)
+        except ValueError as error:
+            yield str(error)
 
 
-class DSGANTrainer(Trainer):
+class DSGANTrainer(ModeTrainer):
     """:class:`atebm.Trainer` with the :class:`DSGAN` objective, configured by one :class:`DSGANConfig`:
     ``DSGANTrainer(config, p_dbar, p_d, out_dir=None, callbacks=(), extra=None)``. p_dbar is the trainer's data
     (real), p_d its p_0 source (mixed into the fakes). ``fit()``, ``save()``, :meth:`resume`, the callbacks
     (e.g. :class:`atebm.monitor.FailureMonitor`) and the run folder are the trainer's; :meth:`generate` draws
     from the generator."""
+
+    config_type, config_key, kind, objective_type = DSGANConfig, "dsgan", "dsgan", DSGAN
 
     def __init__(self, config: DSGANConfig, p_dbar: Any, p_d: Any, *, out_dir: str | os.PathLike | None = None,
                  callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
@@ -260,10 +242,8 @@ class DSGANTrainer(Trainer):
         if len(p_dbar) < 1 or len(p_d) < 1:
             raise ValueError(f"p_dbar and p_d must be non-empty (got {len(p_dbar)} and {len(p_d)} samples)")
         self.dsgan_config = config
-        extra = {"kind": "dsgan", **(extra or {}), "dsgan": config.to_dict()}
-        objective = objective or DSGAN(seed=config.seed, **config.objective_options())
-        super().__init__(config.train_config(), p_dbar, p_d, out_dir=out_dir, callbacks=callbacks, extra=extra,
-                         objective=objective)
+        super().__init__(config, p_dbar, p_d, out_dir=out_dir, callbacks=callbacks, extra=extra,
+                         objective=objective or DSGAN(**config.objective_options()))
 
     @property
     def dsgan(self) -> DSGAN:
@@ -277,26 +257,6 @@ class DSGANTrainer(Trainer):
     def generate(self, n: int) -> Tensor:
         """``n`` generator samples on the CPU (see :meth:`DSGAN.generate`)."""
         return self.dsgan.generate(n)
-
-    @classmethod
-    def resume(cls, path: str | os.PathLike, data: Any, p0: Any, *, out_dir: str | os.PathLike | None = None,
-               callbacks: Sequence[Callable] = (), overrides: dict[str, Any] | None = None,
-               extra: dict[str, Any] | None = None) -> DSGANTrainer:
-        """Continues a DSGAN run exactly (generator, its optimiser and random state included); ``data`` is p_dbar
-        and ``p0`` is p_d; ``overrides`` as :meth:`atebm.Trainer.resume` (budgets and logging only)."""
-        payload = load_checkpoint(path)
-        saved_extra = dict(payload.get("extra") or {})
-        if payload.get("trainer") is None or "dsgan" not in saved_extra:
-            raise ValueError(f"{path} is not a resumable DSGAN checkpoint")
-        saved = saved_extra.pop("dsgan")
-        config = DSGANConfig.from_dict({**saved, **check_resume_overrides(saved, overrides, DSGANConfig.from_dict)})
-        objective = Objective.from_dict(payload.get("objective"), p0)
-        if not isinstance(objective, DSGAN):
-            raise ValueError(f"{path} was trained with objective {objective.kind!r}, not DSGAN")
-        trainer = cls(config, data, p0, out_dir=out_dir if out_dir is not None else os.path.dirname(path),
-                      callbacks=callbacks, extra={**saved_extra, **(extra or {})}, objective=objective)
-        trainer.restore(payload)
-        return trainer
 
 
 def load_generator(path: str | os.PathLike) -> tuple[DSGAN, dict[str, Any]]:

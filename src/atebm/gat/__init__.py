@@ -41,9 +41,10 @@ from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_mod
 from .robust_training import CLASSIFY_PRESETS, train_madry_classifier
 from .training import (
                       DetectorTrainer,
-                      ValidationSelector,
+                      DetectorValidation,
                       assemble_committee,
                       detector_dir,
+                      detector_selection,
                       train_detector,
                       train_detectors,
 )
@@ -52,8 +53,8 @@ load = load_committee
 
 __all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet", "GatPreset", "GAT_PRESETS",
            "get_gat_preset", "detector_model_spec", "LabelledSplits", "labelled_splits", "class_view",
-           "DetectorTrainer", "ValidationSelector", "train_detector", "train_detectors", "assemble_committee",
-           "detector_dir",
+           "DetectorTrainer", "DetectorValidation", "detector_selection", "train_detector", "train_detectors",
+           "assemble_committee", "detector_dir",
            "ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
            "IntegratedView", "OBJECTIVES", "run_gat_train", "run_gat_eval", "per_class_candidates", "fit_offsets",
            "calibrate_committee", "run_gat_calibrate",

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..training import write_json
+from ..training import resolve_device, write_json
 from .committee import Committee, load_committee, save_committee
 from .data import labelled_splits
 from .softmax_classifier import batched_logits
@@ -96,6 +96,19 @@ def calibrate_committee(committee: Committee, x: Tensor, y: Tensor, *, x_eval: T
     return result
 
 
+def committee_and_splits(checkpoint: str | os.PathLike, data: str | None, device: str) -> tuple[Committee, Any, Path]:
+    """The committee of ``checkpoint`` (a run folder or its ``committee.pt``) on ``device``, the labelled splits
+    of ``data`` (default: the data it was trained on) at its input geometry, and its run folder."""
+    committee = load_committee(checkpoint, device=resolve_device(device))
+    meta = committee.meta
+    source = data or meta.get("data")
+    if not source:
+        raise ValueError("the committee names no data source; pass data=... (--data)")
+    splits = labelled_splits(source, int(meta.get("size", 28)), int(meta.get("channels", 1)))
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    return committee, splits, folder
+
+
 def run_gat_calibrate(checkpoint: str | os.PathLike, *, split: str = "val", data: str | None = None,
                       device: str = "cpu", save: bool = True, report: bool = True) -> dict[str, Any]:
     """``atebm gat calibrate``: refits the offsets c_k of the committee in ``checkpoint`` (a run folder or its
@@ -106,12 +119,8 @@ def run_gat_calibrate(checkpoint: str | os.PathLike, *, split: str = "val", data
     :func:`atebm.gat.load` returns the calibrated classifier. Returns the calibration record."""
     if split not in CALIBRATION_SPLITS:
         raise ValueError(f"split must be one of {CALIBRATION_SPLITS}, got {split!r}")
-    committee = load_committee(checkpoint, device=device)
-    meta = committee.meta
-    source = data or meta.get("data")
-    if not source:
-        raise ValueError("the committee names no data source; pass data=... (--data)")
-    splits = labelled_splits(source, int(meta.get("size", 28)), int(meta.get("channels", 1)))
+    committee, splits, folder = committee_and_splits(checkpoint, data, device)
+    source = data or committee.meta.get("data")
     fit_set = splits.val if split == "val" else splits.train
     assert fit_set.y is not None and splits.test.y is not None
     record = calibrate_committee(committee, fit_set.x, fit_set.y, x_eval=splits.test.x, y_eval=splits.test.y)
@@ -119,7 +128,6 @@ def run_gat_calibrate(checkpoint: str | os.PathLike, *, split: str = "val", data
         record.pop("_eval_scores")
     record.update(split=split, data=source, eval_split="test",
                   objective="mean cross-entropy of softmax_k(d_k(x) + c_k), L-BFGS from c = 0, offsets centred")
-    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     if save:
         record["histograms"] = score_histograms(committee, splits.test.x, splits.test.y, folder / HISTOGRAM_FILE,
                                                 scores=record.pop("_eval_scores"))

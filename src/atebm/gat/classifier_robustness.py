@@ -42,13 +42,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
 
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, TargetedMargin, ThreatModel, rows_of, search
+from ..config import Config, at_least, each, in_range, setting
 from ..sampling import eval_mode
 from .attacks import per_class_candidates
 from .committee import Committee
@@ -140,7 +141,7 @@ def attacker_set(*, steps: int = 40, restarts: int = 2, apgd_steps: int = 40, ap
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyEvalConfig:
+class ClassifyEvalConfig(Config):
     """The evaluation protocol of :func:`robust_accuracy` and :func:`accuracy_grid`, validated on construction.
 
     ``attackers``: ``{kind: AttackSpec}`` in cascade order (kinds in :data:`ATTACKERS`; a mapping, or (kind,
@@ -151,65 +152,31 @@ class ClassifyEvalConfig:
     every random start and ART's generators derive from it.
     """
 
-    attackers: Mapping[str, AttackSpec] = dataclasses.field(default_factory=attacker_set)
-    n: int | None = 200
-    linf_eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
-    l2_eps: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
-    targets: int = 3
-    batch_size: int = 250
+    attackers: Mapping[str, AttackSpec] = setting(factory=attacker_set, convert=_attackers)
+    n: int | None = setting(200, at_least(1, why="None: all inputs"))
+    linf_eps: tuple[float, ...] = setting((0.0, 0.1, 0.2, 0.3, 0.4), each(in_range(0, math.inf, hi_open=True)))
+    l2_eps: tuple[float, ...] = setting((0.0, 1.0, 2.0, 3.0), each(in_range(0, math.inf, hi_open=True)))
+    targets: int = setting(3, at_least(0))
+    batch_size: int = setting(250, at_least(1))
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "attackers", _attackers(self.attackers))
-        for name in ("linf_eps", "l2_eps"):
-            grid = getattr(self, name)
-            if isinstance(grid, (int, float)) or not all(isinstance(e, (int, float)) and not isinstance(e, bool)
-                                                         for e in grid):
-                raise ValueError(f"{name} must be a sequence of numbers, got {grid!r}")
-            if any(not math.isfinite(e) or e < 0 for e in grid):
-                raise ValueError(f"every eps of {name} must be a finite number >= 0, got {tuple(grid)}")
-            object.__setattr__(self, name, tuple(float(e) for e in grid))
-        for name, low in (("targets", 1 if "targeted" in self.attackers else 0), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
-            raise ValueError(f"n must be an integer >= 1 or None (all inputs), got {self.n!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        for norm, grid in (("linf", self.linf_eps), ("l2", self.l2_eps)):
-            for eps in grid:
-                for spec in self.attackers.values():
-                    if spec.method in ("pgd", "adam"):
-                        spec.step_at(ThreatModel(norm, eps))   # refuses a step that cannot reach the boundary
+    def check(self) -> Iterator[str]:
+        if "targeted" in self.attackers and self.targets < 1:
+            yield f"targets must be an integer >= 1 with the targeted attacker, got {self.targets}"
+        threats = [ThreatModel("linf", eps) for eps in self.linf_eps] + [ThreatModel("l2", eps) for eps in self.l2_eps]
+        for spec in self.attackers.values():
+            if spec.method in ("pgd", "adam"):
+                try:
+                    for threat in threats:
+                        spec.step_at(threat)   # refuses a step that cannot reach the boundary
+                except ValueError as error:
+                    yield str(error)
 
     def grid(self, norm: str) -> tuple[float, ...]:
         """The eps grid of ``norm``."""
         if norm not in _NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(_NORMS)}")
         return self.linf_eps if norm == "linf" else self.l2_eps
-
-    def replace(self, **changes: Any) -> ClassifyEvalConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``attackers`` as ``{kind: AttackSpec.to_dict()}``; :meth:`from_dict` reads it back."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["attackers"] = {kind: spec.to_dict() for kind, spec in self.attackers.items()}
-        out["linf_eps"], out["l2_eps"] = list(self.linf_eps), list(self.l2_eps)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ClassifyEvalConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown classify protocol key(s) {unknown}; valid keys: {sorted(known)}")
-        values = dict(values)
-        for name in ("linf_eps", "l2_eps"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
     def describe(self, threat: ThreatModel, num_classes: int, committee: bool) -> list[dict[str, Any]]:
         """Per attacker that runs at ``threat`` on a ``num_classes``-logit model: its kind, objective and budget

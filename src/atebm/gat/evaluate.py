@@ -26,7 +26,6 @@ committee's eps (the thesis's 200 x 0.01 at Linf 0.3 is ``step_factor`` 6.67), s
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from ..attacks import (
     rows_of,
     search,
 )
+from ..config import Config, above, at_least, each, in_range, one_of, satisfies, setting
 from ..metrics import auroc
 from .attacks import OBJECTIVES, IntegratedView, SingleDetectorAttack
 from .committee import Committee
@@ -76,23 +76,8 @@ def thesis_spec(method: str, steps: int, step_size: float, restarts: int = 1, *,
                       random_start=True, label=label)
 
 
-def _specs(values: Any, what: str) -> tuple[AttackSpec, ...]:
-    return tuple(v if isinstance(v, AttackSpec) else AttackSpec.from_dict(dict(v)) for v in values)
-
-
-def _cross(values: Any) -> tuple[tuple[ThreatModel, AttackSpec], ...]:
-    out = []
-    for item in values:
-        if isinstance(item, dict):
-            item = (item["threat"], item["attack"])
-        threat, spec = item
-        out.append((threat if isinstance(threat, ThreatModel) else ThreatModel.from_dict(dict(threat)),
-                    spec if isinstance(spec, AttackSpec) else AttackSpec.from_dict(dict(spec))))
-    return tuple(out)
-
-
 @dataclass(frozen=True)
-class GatEvalConfig:
+class GatEvalConfig(Config):
     """The evaluation protocol (every attack an :class:`~atebm.attacks.AttackSpec`).
 
     ``auc_*``: the rows of T Tab. 3.2-3.3 (``auc_attacks``, at the committee's threat model), 3.4
@@ -105,71 +90,28 @@ class GatEvalConfig:
     (``cw_search_steps`` rounds of ``cw_steps`` Adam steps).
     """
 
-    auc_detectors: tuple[int, ...] = (0, 1)
-    auc_negatives: int | None = 300
+    auc_detectors: tuple[int, ...] = setting((0, 1), each(at_least(0)))
+    auc_negatives: int | None = setting(300, at_least(1))
     auc_attacks: tuple[AttackSpec, ...] = ()
     auc_cross_norm: tuple[tuple[ThreatModel, AttackSpec], ...] = ()
     auc_restarts: tuple[AttackSpec, ...] = ()
-    detection_n: int | None = 500
-    detection_attack: AttackSpec = thesis_spec("pgd", 200, 0.01, restarts=5)
-    detection_attacks: tuple[str, ...] = DETECTION_ATTACKS
-    detection_art: tuple[AttackSpec, ...] = (AttackSpec("apgd", steps=100, restarts=5, loss="ce", label="apgd-ce"),
-                                             AttackSpec("apgd", steps=100, restarts=5, loss="dlr", label="apgd-dlr"),
-                                             AttackSpec("square", steps=5000, p_init=0.8, label="square"))
-    rule_offsets: str = "thesis"
-    cw_n: int = 0
-    cw_steps: int = 500
-    cw_lr: float = 0.1
-    cw_search_steps: int = 20
-    target_tpr: float = 0.95
+    detection_n: int | None = setting(500, at_least(1))
+    detection_attack: AttackSpec = setting(thesis_spec("pgd", 200, 0.01, restarts=5), satisfies(
+        lambda spec: spec.method in ("pgd", "adam"), "a pgd or adam spec"))
+    detection_attacks: tuple[str, ...] = setting(DETECTION_ATTACKS, each(one_of(*DETECTION_ATTACKS)))
+    detection_art: tuple[AttackSpec, ...] = setting(
+        (AttackSpec("apgd", steps=100, restarts=5, loss="ce", label="apgd-ce"),
+         AttackSpec("apgd", steps=100, restarts=5, loss="dlr", label="apgd-dlr"),
+         AttackSpec("square", steps=5000, p_init=0.8, label="square")),
+        each(satisfies(lambda spec: spec.method in ("apgd", "square"), "an ART attacker (apgd or square)")))
+    rule_offsets: str = setting("thesis", one_of(*RULE_OFFSETS))
+    cw_n: int = setting(0, at_least(0))
+    cw_steps: int = setting(500, at_least(1))
+    cw_lr: float = setting(0.1, above(0))
+    cw_search_steps: int = setting(20, at_least(1))
+    target_tpr: float = setting(0.95, in_range(0, 1, lo_open=True))
     seed: int = 0
-    batch_size: int = 250
-
-    def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)
-        for name in ("auc_attacks", "auc_restarts", "detection_art"):
-            set_(name, _specs(getattr(self, name), name))
-        set_("auc_cross_norm", _cross(self.auc_cross_norm))
-        set_("auc_detectors", tuple(int(k) for k in self.auc_detectors))
-        set_("detection_attacks", tuple(self.detection_attacks))
-        if not isinstance(self.detection_attack, AttackSpec):
-            set_("detection_attack", AttackSpec.from_dict(dict(self.detection_attack)))
-        problems = []
-        bad = sorted(set(self.detection_attacks) - set(DETECTION_ATTACKS))
-        if bad:
-            problems.append(f"detection_attacks {bad} unknown; choose from {DETECTION_ATTACKS}")
-        if self.detection_attack.method not in ("pgd", "adam"):
-            problems.append(f"detection_attack must be a pgd or adam spec, got {self.detection_attack.method!r}")
-        if any(s.method not in ("apgd", "square") for s in self.detection_art):
-            problems.append("detection_art holds ART attackers (apgd, square) only")
-        if self.rule_offsets not in RULE_OFFSETS:
-            problems.append(f"rule_offsets must be one of {RULE_OFFSETS}, got {self.rule_offsets!r}")
-        if not 0 < self.target_tpr <= 1:
-            problems.append(f"target_tpr must lie in (0, 1], got {self.target_tpr}")
-        for name in ("cw_n", "cw_steps", "cw_search_steps", "batch_size"):
-            if getattr(self, name) < (0 if name == "cw_n" else 1):
-                problems.append(f"{name} must be >= {0 if name == 'cw_n' else 1}, got {getattr(self, name)}")
-        for name in ("auc_negatives", "detection_n"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1 or None, got {getattr(self, name)}")
-        if problems:
-            raise ValueError("invalid GAT evaluation config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GatEvalConfig:
-        from ..training.config import check_known_keys
-
-        check_known_keys(cls, values, "GAT evaluation")
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> GatEvalConfig:
-        from ..training.config import check_known_keys
-
-        check_known_keys(type(self), changes, "GAT evaluation")
-        return dataclasses.replace(self, **changes)
+    batch_size: int = setting(250, at_least(1))
 
 
 def _step_rows() -> tuple[AttackSpec, ...]:
@@ -379,7 +321,7 @@ def _detection_plan(rule: str, committee: nn.Module, classifier: nn.Module | Non
     for name in config.detection_attacks:
         if name in ("classifier", "combined", "switching") and classifier is None:
             continue
-        specs.append(dataclasses.replace(config.detection_attack, label=name))
+        specs.append(config.detection_attack.replace(label=name))
         if name == "acceptance":
             objectives[name] = None
         elif name == "detector":

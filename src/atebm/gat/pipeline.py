@@ -30,7 +30,7 @@ import torch
 
 from ..report import Report
 from ..training import resolve_device, write_json
-from .calibration import HISTOGRAM_FILE, calibrate_committee, report_calibration, score_histograms
+from .calibration import HISTOGRAM_FILE, calibrate_committee, committee_and_splits, report_calibration, score_histograms
 from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
 from .committee import COMMITTEE_FILE, Committee, load_committee, save_committee
 from .data import labelled_splits
@@ -377,17 +377,6 @@ def report_evaluation(out: str | Path, state: dict[str, Any]) -> None:
     report.save()
 
 
-def _committee_and_splits(checkpoint: str | Path, data: str | None, device: str) -> tuple[Committee, Any, Path]:
-    committee = load_committee(checkpoint, device=resolve_device(device))
-    meta = committee.meta
-    source = data or meta.get("data")
-    if not source:
-        raise ValueError("the committee names no data source; pass data=... (--data)")
-    splits = labelled_splits(source, int(meta.get("size", 28)), int(meta.get("channels", 1)))
-    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    return committee, splits, folder
-
-
 def _softmax_models(paths: Sequence[str | Path], device: str) -> dict[str, torch.nn.Module]:
     models: dict[str, torch.nn.Module] = {}
     for p in paths:
@@ -443,7 +432,7 @@ def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softma
     if bad:
         raise ValueError(f"unknown norms {bad}; choose from linf, l2")
     say = _say(log)
-    committee, splits, _ = _committee_and_splits(checkpoint, data, device)
+    committee, splits, _ = committee_and_splits(checkpoint, data, device)
     models: dict[str, torch.nn.Module] = {"generative": committee, **_softmax_models(softmax, device)}
     assert splits.test.y is not None
     start = time.perf_counter()
@@ -530,7 +519,7 @@ def run_gat_explain(checkpoint: str | Path, out_dir: str | Path, *, softmax: Seq
     ``out_dir/explain.json``, the grids and the report sections."""
     from .explain import explain_models
 
-    committee, splits, _ = _committee_and_splits(checkpoint, data, device)
+    committee, splits, _ = committee_and_splits(checkpoint, data, device)
     models: dict[str, torch.nn.Module] = {"generative": committee, **_softmax_models(softmax, device)}
     assert splits.train.y is not None and splits.test.y is not None
     start = time.perf_counter()

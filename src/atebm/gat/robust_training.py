@@ -11,7 +11,8 @@ classification (defined there, with every other recipe ``atebm gat train --prese
 
 :func:`train_madry_classifier` is the baseline: the softmax network of :mod:`atebm.gat.softmax_classifier` trained with
 cross-entropy on PGD examples that maximise the cross-entropy inside the eps-ball from a random start
-(min_theta E max_{||delta|| <= eps} L(f(x + delta), y), T Eq. 3.16), the attack run by :func:`atebm.pgd`.
+(min_theta E max_{||delta|| <= eps} L(f(x + delta), y), T Eq. 3.16), the attack run by :func:`atebm.pgd`, in the
+library's classifier loop (:func:`atebm.training.train_classifier`).
 """
 from __future__ import annotations
 
@@ -23,11 +24,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, ThreatModel, rows_of, search
 from ..sampling import pgd
-from ..training import resolve_device
+from ..training import SelectBest, resolve_device, train_classifier
 from .data import LabelledSplits
 from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
 from .softmax_classifier import SoftmaxClassifier, batched_logits
@@ -99,14 +99,17 @@ def train_madry_classifier(splits: LabelledSplits, *, norm: str = "linf", eps: f
                            warmup: int = 300,
                            seed: int = 0, device: str = "auto",
                            progress: Callable[[str], None] | None = None) -> SoftmaxClassifier:
-    """Madry et al.'s PGD adversarial training of a K-output T Tab. 3.1 network (T Eq. 3.16).
+    """Madry et al.'s PGD adversarial training of a K-output T Tab. 3.1 network (T Eq. 3.16), in the library's
+    classifier loop (:func:`atebm.training.train_classifier`).
 
-    Each iteration draws ``batch_size`` training images, replaces them by ``steps`` sign (Linf) or unit-L2
-    steps of ``step_size`` ascending the cross-entropy inside the ``norm`` ball of radius ``eps`` from a random
-    start (:func:`atebm.pgd`), and takes one Adam step on the cross-entropy of the perturbed batch. Every
-    ``validate_every`` iterations the robust validation accuracy (the same attack) is measured; the best
-    weights are kept. ``meta`` records the recipe, parameters, the chosen iteration, timings and the
-    validation history; ``progress`` receives one line per validation."""
+    Each iteration draws ``batch_size`` training images (full batches of a permutation per pass), replaces them by
+    ``steps`` sign (Linf) or unit-L2 steps of ``step_size`` ascending the cross-entropy inside the ``norm`` ball of
+    radius ``eps`` from a random start (:func:`atebm.pgd`; radius and step ramped up linearly over the first
+    ``warmup`` iterations), and takes one Adam step on the cross-entropy of the perturbed batch. Every
+    ``validate_every`` iterations and at the last one the robust validation accuracy (the same attack) is measured;
+    the best weights are kept (robust, then clean accuracy; ties go to the later weights). ``meta`` records the
+    recipe, parameters, the chosen iteration, timings and the validation history; ``progress`` receives one line per
+    validation."""
     if iterations < 1 or batch_size < 1 or lr <= 0 or steps < 0 or validate_every < 1 or warmup < 0:
         raise ValueError(f"need iterations, batch_size, validate_every >= 1, steps >= 0 and lr > 0; got "
                          f"{iterations}, {batch_size}, {validate_every}, {steps}, {lr}")
@@ -114,55 +117,45 @@ def train_madry_classifier(splits: LabelledSplits, *, norm: str = "linf", eps: f
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     run_device = resolve_device(device)
     x, y = splits.train.x, splits.train.y
-    assert y is not None and splits.val.y is not None and splits.test.y is not None
+    val_y = splits.val.y
+    assert y is not None and val_y is not None and splits.test.y is not None
     spec = detector_model_spec(int(x.shape[-1]), int(x.shape[1]), widths=widths, hidden=hidden,
                                out_dim=splits.num_classes)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # the batches and the attack's random starts: one stream
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SoftmaxClassifier(spec).to(run_device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    best: tuple[float, float, int, dict[str, Tensor]] | None = None
-    history: list[dict[str, Any]] = []
-    start, cpu_start = time.perf_counter(), time.process_time()
-    order = torch.randperm(len(x), generator=generator)
-    cursor = 0
-    for it in range(1, iterations + 1):
-        if cursor + batch_size > len(x):
-            order, cursor = torch.randperm(len(x), generator=generator), 0
-        index = order[cursor:cursor + batch_size]
-        cursor += batch_size
-        xb, yb = x[index].to(run_device), y[index].to(run_device)
-        ramp = min(1.0, it / warmup) if warmup > 0 else 1.0
-        if steps > 0 and eps > 0:
-            xb = pgd(CrossEntropy(model, yb), xb, steps=steps, step_size=step_size * ramp, norm=norm,
-                     eps=eps * ramp, random_start=True, generator=generator)
-        model.train()
-        loss = F.cross_entropy(model(xb), yb)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if it % validate_every == 0 or it == iterations:
-            clean, robust = _validation_robust_accuracy(model, splits.val.x, splits.val.y, norm=norm, eps=eps,
-                                                        steps=steps, step_size=step_size, seed=seed)
-            history.append({"iteration": it, "val_clean": clean, "val_robust": robust, "loss": float(loss.detach())})
-            if progress is not None:
-                progress(f"iteration {it}: loss {float(loss.detach()):.3f}, val clean {clean:.3f}, val robust "
-                         f"{robust:.3f} ({time.process_time() - cpu_start:.0f} CPU-s)")
-            if best is None or (robust, clean) >= best[:2]:
-                best = (robust, clean, it, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    attacks = 0
+
+    def madry_attack(net: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+        nonlocal attacks
+        attacks += 1  # one attack per iteration: the warm-up's clock
+        ramp = min(1.0, attacks / warmup) if warmup > 0 else 1.0
+        return pgd(CrossEntropy(net, yb), xb, steps=steps, step_size=step_size * ramp, norm=norm, eps=eps * ramp,
+                   random_start=True, generator=generator)
+
+    def robust_validation(net: nn.Module) -> dict[str, float]:
+        clean, robust = _validation_robust_accuracy(net, splits.val.x, val_y, norm=norm, eps=eps, steps=steps,
+                                                    step_size=step_size, seed=seed)
+        return {"val_robust": robust, "val_clean": clean}
+
+    select = SelectBest(robust_validation, by="val_robust", goal="max", then=("val_clean", "max"),
+                        every=validate_every)
+    run = train_classifier(model, x, y, iterations=iterations, batch_size=batch_size, lr=lr,
+                           adversary=madry_attack if steps > 0 and eps > 0 else None, select=select,
+                           drop_last=True, generator=generator, progress=progress)
+    best = select.best
     assert best is not None
-    model.load_state_dict(best[3])
-    model.eval()
     model.meta = {"kind": "madry", "recipe": {"norm": norm, "eps": eps, "steps": steps, "step_size": step_size,
                                               "random_start": True, "iterations": iterations, "warmup": warmup,
                                               "batch_size": batch_size, "lr": lr, "optimizer": "adam",
                                               "seed": seed, "widths": list(widths), "hidden": hidden},
-                  "parameters": count_parameters(model), "selected_iteration": best[2],
-                  "val_robust_accuracy": best[0], "val_clean_accuracy": best[1], "validations": history,
-                  "train_seconds": round(time.perf_counter() - start, 1),
-                  "cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
-                  "data": splits.source}
+                  "parameters": count_parameters(model), "selected_iteration": best.step,
+                  "val_robust_accuracy": best.values["val_robust"], "val_clean_accuracy": best.values["val_clean"],
+                  "validations": [{"iteration": v["step"], "val_clean": v["val_clean"], "val_robust": v["val_robust"],
+                                   "loss": v["ce"]} for v in select.history],
+                  "train_seconds": round(run.seconds, 1), "cpu_seconds": round(run.cpu_seconds, 1),
+                  "threads": torch.get_num_threads(), "data": splits.source}
     return model
 
 

@@ -10,8 +10,9 @@ Every ``validation["every"]`` iterations, and once more on the final weights whe
 the detector is scored on the validation split: AUC of clean class-k images against perturbed other-class images
 under the preset's validation attack; the best (AUC, then lower validation loss) becomes the run's model
 (``detector_k/model.pt``, via :meth:`atebm.Trainer.select_weights`): the best-validation checkpoint of T Sec. 3.2.3
-(:class:`ValidationSelector`). A resume with another preset, data source or a changed detector setting outside
-the core's resumable budgets and cadences is refused (:func:`check_detector_resume`).
+(:class:`DetectorValidation` judged by :class:`atebm.training.SelectBest`, :func:`detector_selection`). A resume
+with another preset, data source or a changed detector setting outside the core's resumable budgets and cadences is
+refused (:func:`check_detector_resume`).
 """
 from __future__ import annotations
 
@@ -30,15 +31,24 @@ from torch.nn import functional as F
 from ..attacks import AttackSpec, ThreatModel, raise_score
 from ..metrics import auroc
 from ..sampling import pgd
-from ..training import CHECKPOINT_FILE, MODEL_FILE, TrainConfig, Trainer, load_checkpoint, load_model, write_json
+from ..training import (
+                        CHECKPOINT_FILE,
+                        MODEL_FILE,
+                        SelectBest,
+                        TrainConfig,
+                        Trainer,
+                        load_checkpoint,
+                        load_model,
+                        write_json,
+)
 from ..training.trainer import augment, check_resume_overrides
 from .attacks import SingleDetectorAttack
 from .committee import Committee, save_committee
 from .data import LabelledSplits, class_view
 from .presets import ATTACK_RULES, GatPreset
 
-__all__ = ["DetectorTrainer", "ValidationSelector", "train_detector", "train_detectors", "detector_dir",
-           "assemble_committee", "check_detector_resume", "refuse_other_run"]
+__all__ = ["DetectorTrainer", "DetectorValidation", "detector_selection", "train_detector", "train_detectors",
+           "detector_dir", "assemble_committee", "check_detector_resume", "refuse_other_run"]
 
 
 def detector_dir(out_dir: str | Path, k: int) -> Path:
@@ -118,29 +128,23 @@ class DetectorTrainer(Trainer):
                    random_start=c.pgd_random_start, clamp=self._clamp(), rule="adam")
 
 
-class ValidationSelector:
-    """Trainer callback that selects d_k's weights on the validation split: the thesis reports "the checkpoint
-    which has the best validation performance" (T Sec. 3.2.3).
-
-    Rule: the candidates are the weights every ``every`` iterations (:meth:`__call__`) and the final weights
-    (:meth:`evaluate_now`, which :func:`train_detector` calls once training ends off the period, or when no
-    validation ran); a candidate is the trainer's weight average instead of the raw weights when its config sets
-    ``ema_decay``. Each is scored by :meth:`evaluate`: AUC of d_k on clean class-k validation images (positives)
-    against other-class validation images attacked to raise d_k (negatives). The best key (AUC, then lower
-    validation loss; ties go to the later weights) becomes the run's model (:meth:`atebm.Trainer.select_weights`).
-    Weights with a non-finite parameter (a diverged run) are no candidate."""
+class DetectorValidation:
+    """The validation metric of d_k: the thesis reports "the checkpoint which has the best validation performance"
+    (T Sec. 3.2.3). ``validation(model)`` returns ``val_auc_adv``, the AUC of d_k on clean class-k validation images
+    (``positives``) against other-class validation images (``negatives``) attacked to raise d_k inside the preset's
+    ball by its validation attack, and ``val_loss``, the binary cross-entropy of the same scores.
+    :func:`train_detector` selects by it with :class:`~atebm.training.SelectBest`: the highest AUC, then the
+    lower loss, ties to the later weights, the final weights a candidate too."""
 
     def __init__(self, positives: Tensor, negatives: Tensor, *, norm: str, eps: float, rule: str, steps: int,
-                 step_size: float, every: int, seed: int = 0) -> None:
+                 step_size: float, seed: int = 0) -> None:
         self.positives, self.negatives = positives, negatives
         self.threat = ThreatModel(norm, eps)
         self.attack = AttackSpec("adam" if rule == "adam" else "pgd", steps=steps, step_size=step_size)
         self.attack.step_at(self.threat)        # a validation attack that cannot reach eps is refused
-        self.every, self.seed = every, seed
-        self.best: tuple[float, float] | None = None
-        self.history: list[dict[str, Any]] = []
+        self.seed = seed
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
         worst, reference = raise_score(SingleDetectorAttack(model), self.negatives, threat=self.threat,
                                        attackers=[self.attack], seed=self.seed, device=device)
@@ -150,35 +154,19 @@ class ValidationSelector:
             s_pos = model(self.positives.to(device)).view(-1).cpu()
         loss = float(F.binary_cross_entropy_with_logits(s_pos, torch.ones_like(s_pos))
                      + F.binary_cross_entropy_with_logits(s_neg, torch.zeros_like(s_neg)))
-        return {"auc": auroc(s_pos, s_neg), "loss": loss}
+        return {"val_auc_adv": auroc(s_pos, s_neg), "val_loss": loss}
 
-    def __call__(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        """The periodic candidate: scores the weights when ``trainer.step`` is a multiple of ``every``."""
-        if trainer.step % self.every == 0:
-            self.evaluate_now(trainer, record)
+    def protocol(self) -> dict[str, Any]:
+        """The threat model, the attack and the sizes of the validation sets (``done.json``)."""
+        return {**self.threat.to_dict(), **self.attack.describe(self.threat), "positives": len(self.positives),
+                "negatives": len(self.negatives)}
 
-    def scored(self, trainer: Trainer) -> bool:
-        """Whether the weights at ``trainer.step`` are already a candidate (validated in this process)."""
-        return bool(self.history) and self.history[-1]["step"] == trainer.step
 
-    def evaluate_now(self, trainer: Trainer, record: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Scores the current weights (or the weight average) whatever the step, adds them to :attr:`history`
-        and selects them when they are the best so far; the validation AUC and loss also go into ``record``.
-        Returns the history entry, or None when the weights are not finite (they are then no candidate)."""
-        averaged = trainer.ema is not None  # with ema_decay set, the weight average is the candidate
-        model = trainer.ema_model() if averaged else trainer.model
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            return None
-        result = self.evaluate(model)
-        if record is not None:
-            record.update({"val_auc_adv": result["auc"], "val_loss": result["loss"]})
-        entry = {"step": trainer.step, **result}
-        self.history.append(entry)
-        key = (result["auc"], -result["loss"])
-        if self.best is None or key >= self.best:
-            self.best = key
-            trainer.select_weights(by="val_auc_adv", value=result["auc"], ema=averaged)
-        return entry
+def detector_selection(validation: DetectorValidation, every: int) -> SelectBest:
+    """The best-validation rule of d_k (T Sec. 3.2.3): every ``every`` iterations and on the final weights (the
+    weight average when the config sets ``ema_decay``), the highest ``val_auc_adv``, then the lowest ``val_loss``,
+    ties to the later weights."""
+    return SelectBest(validation, by="val_auc_adv", goal="max", then=("val_loss", "min"), every=every)
 
 
 def _validation_negatives(splits: LabelledSplits, k: int, count: int | None, seed: int) -> Tensor:
@@ -228,7 +216,7 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
                    overrides: dict[str, Any] | None = None, seed: int = 0, log: bool = True) -> dict[str, Any]:
     """Trains d_k into ``out_dir/detector_k`` (or continues it with ``resume``); returns its summary, also
     written to ``detector_k/done.json``. The run folder's ``model.pt`` holds the best-validation weights among
-    the periodic candidates and the final ones (:class:`ValidationSelector`, T Sec. 3.2.3). ``resume`` refuses
+    the periodic candidates and the final ones (:func:`detector_selection`, T Sec. 3.2.3). ``resume`` refuses
     another preset, data source, ``seed`` or an ``overrides`` entry that changes a saved setting outside
     :data:`~atebm.training.trainer.RESUME_OVERRIDABLE` (:func:`check_detector_resume`)."""
     run = detector_dir(out_dir, k)
@@ -241,13 +229,12 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     positives, negatives, _ = class_view(splits.train, k)
     val_pos, _, _ = class_view(splits.val, k)
     v = preset.validation
-    selector = ValidationSelector(val_pos, _validation_negatives(splits, k, v.get("negatives"), seed),
-                                  norm=preset.norm, eps=preset.eps, rule=v["rule"], steps=int(v["steps"]),
-                                  step_size=float(v["step_size"]), every=int(v["every"]), seed=seed)
+    validation = DetectorValidation(val_pos, _validation_negatives(splits, k, v.get("negatives"), seed),
+                                    norm=preset.norm, eps=preset.eps, rule=v["rule"], steps=int(v["steps"]),
+                                    step_size=float(v["step_size"]), seed=seed)
+    selector = detector_selection(validation, int(v["every"]))
     config = _detector_config(preset, k, overrides, seed)
-    if config.log_every > selector.every or selector.every % config.log_every:
-        raise ValueError(f"validation every {selector.every} iterations must be a multiple of log_every "
-                         f"{config.log_every}")
+    selector.check_period(config.log_every)
     meta = {"preset": preset.name, "data": splits.source, "class": k, "size": preset.size,
             "channels": preset.channels, "norm": preset.norm, "eps": preset.eps}
     extra = {"attack_rule": preset.train_attack, "jitter": preset.extra.get("jitter"), "clamp": (0.0, 1.0),
@@ -257,8 +244,6 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     if resume and checkpoint.exists():
         trainer = DetectorTrainer.resume(checkpoint, positives, negatives, out_dir=run, callbacks=[selector],
                                          overrides=overrides, extra={"meta": meta})
-        if trainer.selection is not None:
-            selector.best = (float(trainer.selection["value"]), -math.inf)
     else:
         if checkpoint.exists():
             raise ValueError(f"{checkpoint} exists: pass resume=True (--resume) to continue, or choose another out")
@@ -268,17 +253,15 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
                          f"{preset.norm} eps {preset.eps:g}, {config.k_max} x {config.step_size:g} "
                          f"{preset.train_attack} steps, device {trainer.device}\n")
     start, cpu_start = time.perf_counter(), time.process_time()
-    trainer.fit()
-    if not selector.scored(trainer) and selector.evaluate_now(trainer) is not None:  # the final weights too
-        trainer.save()
+    trainer.fit()  # the selector judges the final weights too (SelectBest.on_fit_end)
     _, selection = trainer.model_weights()
     summary = {"class": k, "iterations": trainer.step, "stop_reason": trainer.stop_reason,
                "train_seconds": round(trainer.elapsed_s, 1), "wall_seconds": round(time.perf_counter() - start, 1),
                "cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
-               "selection": selection, "validations": selector.history,
-               "validation_protocol": {**selector.threat.to_dict(), **selector.attack.describe(selector.threat),
-                                       "positives": len(val_pos),
-                                       "negatives": len(selector.negatives)}}
+               "selection": selection,
+               "validations": [{"step": v["step"], "auc": v["val_auc_adv"], "loss": v["val_loss"]}
+                               for v in selector.history],
+               "validation_protocol": validation.protocol()}
     write_json(done, summary)
     if log:
         value = selection.get("value", float("nan"))

@@ -6,7 +6,7 @@ trained on the MNIST 5,000 train split) for the embedded default, or a local Tor
 (:class:`InceptionFeatures`) the user passes.
 """
 from .detection import aupr_in, aupr_out, auroc, detection_metrics, fpr_at_tpr, roc_points
-from .features import FeatureClassifier, InceptionFeatures, digit_features, load_feature_net, train_classifier
+from .features import FeatureClassifier, InceptionFeatures, digit_features, load_feature_net, train_feature_classifier
 from .generative import (
                          efficiency_pairs,
                          frechet_distance,
@@ -21,7 +21,7 @@ from .generative import (
 from .image_quality import psnr, ssim
 
 __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "detection_metrics", "roc_points",
-           "FeatureClassifier", "InceptionFeatures", "digit_features", "load_feature_net", "train_classifier",
+           "FeatureClassifier", "InceptionFeatures", "digit_features", "load_feature_net", "train_feature_classifier",
            "frechet_distance", "kid", "inception_score", "nearest_neighbours", "mean_nn_distance",
            "nearest_neighbour_grid", "generation_metrics", "efficiency_pairs", "sampling_efficiency",
            "ssim", "psnr"]

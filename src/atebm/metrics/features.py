@@ -25,7 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["FeatureClassifier", "train_classifier", "digit_features", "InceptionFeatures", "load_feature_net",
+from ..training.classifier import accuracy, train_classifier
+
+__all__ = ["FeatureClassifier", "train_feature_classifier", "digit_features", "InceptionFeatures", "load_feature_net",
            "cache_dir", "DIGIT_RECIPE"]
 
 #: How the embedded digit feature network is trained (changing it changes the cache file name).
@@ -113,13 +115,15 @@ def _shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     return out.gather(3, cols)
 
 
-def train_classifier(x: Tensor, y: Tensor, *, num_classes: int | None = None, width: int = 16,
-                     feature_dim: int = 64, epochs: int = 4, batch_size: int = 64, lr: float = 2e-3,
-                     max_shift: int = 2, seed: int = 0, x_val: Tensor | None = None,
-                     y_val: Tensor | None = None) -> FeatureClassifier:
+def train_feature_classifier(x: Tensor, y: Tensor, *, num_classes: int | None = None, width: int = 16,
+                             feature_dim: int = 64, epochs: int = 4, batch_size: int = 64, lr: float = 2e-3,
+                             max_shift: int = 2, seed: int = 0, x_val: Tensor | None = None,
+                             y_val: Tensor | None = None) -> FeatureClassifier:
     """Trains a :class:`FeatureClassifier` with Adam and cross-entropy on ``(x, y)`` (random shifts of up to
-    ``max_shift`` pixels as augmentation). Deterministic for a given seed and thread count; the global torch RNG
-    is left untouched. ``info`` records the recipe and, with ``x_val``/``y_val``, the held-out accuracy."""
+    ``max_shift`` pixels as augmentation) in the library's classifier loop
+    (:func:`atebm.training.train_classifier`); the final weights are kept. Deterministic for a given seed and thread
+    count; the global torch RNG is left untouched. ``info`` records the recipe and, with ``x_val``/``y_val``, the
+    held-out accuracy."""
     x = _check_images(x).float()
     y = torch.as_tensor(y).long().view(-1)
     if len(x) != len(y) or len(x) < 2:
@@ -129,24 +133,13 @@ def train_classifier(x: Tensor, y: Tensor, *, num_classes: int | None = None, wi
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = FeatureClassifier(x.shape[1], classes, width, feature_dim)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            index = order[start:start + batch_size]
-            batch = _shift(x[index], max_shift, generator)
-            loss = F.cross_entropy(net(batch), y[index])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    net.eval()
+    train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator,
+                     augment=lambda batch: _shift(batch, max_shift, generator))
     net.info = {"network": f"FeatureClassifier(width={width}, feature_dim={feature_dim}) trained on "
                            f"{len(x)} labelled in-distribution images", "classes": classes,
                 "recipe": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_shift": max_shift, "seed": seed}}
     if x_val is not None and y_val is not None:
-        accuracy = float((net.predict(x_val) == torch.as_tensor(y_val).long().view(-1)).float().mean())
-        net.info["val_accuracy"] = accuracy
+        net.info["val_accuracy"] = accuracy(net, x_val, y_val)
     return net
 
 
@@ -175,7 +168,7 @@ def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") ->
         test = load_dataset("mnist", split="test", seed=DIGIT_RECIPE["seed"])
         r = DIGIT_RECIPE
         assert train.y is not None and test.y is not None  # MNIST 5,000 has labels
-        net = train_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
+        net = train_feature_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
                                epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], max_shift=r["max_shift"],
                                seed=r["seed"], x_val=test.x, y_val=test.y)
         net.info = {"network": "atebm digit classifier: FeatureClassifier(width=16, feature_dim=64) trained on "

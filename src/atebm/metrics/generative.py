@@ -186,13 +186,17 @@ def nearest_neighbour_grid(path: str | Path, samples: Tensor, train: Tensor, fea
 
 def generation_metrics(samples: Tensor, reference: Tensor, feature_net: Any, *, train: Tensor | None = None,
                        kid_subsets: int = 20, kid_subset_size: int = 500, is_splits: int = 5,
-                       seed: int = 0) -> dict[str, Any]:
+                       seed: int = 0, reference_features: np.ndarray | None = None) -> dict[str, Any]:
     """FD, KID (mean, std), Inception-style score (when the network has ``predict_proba``) of ``samples`` against
     ``reference`` images, and with ``train`` the mean pixel distance to the nearest training image. The result
-    names the feature network (``feature_net.info["network"]``) and the sample counts."""
+    names the feature network (``feature_net.info["network"]``) and the sample counts. ``reference_features``:
+    ``feature_net.features(reference)`` computed once by a caller that scores many sample sets against it."""
     samples = torch.as_tensor(samples).detach().float().cpu()
     reference = torch.as_tensor(reference).detach().float().cpu()
-    fa, fb = feature_net.features(samples).numpy(), feature_net.features(reference).numpy()
+    fa = feature_net.features(samples).numpy()
+    fb = feature_net.features(reference).numpy() if reference_features is None else np.asarray(reference_features)
+    if len(fb) != len(reference):
+        raise ValueError(f"reference_features has {len(fb)} rows for {len(reference)} reference images")
     if len(fa) <= fa.shape[1]:
         warnings.warn(f"{len(fa)} samples for {fa.shape[1]}-d features: the covariance is singular and the "
                       "Fréchet distance is biased; use more samples", stacklevel=2)
@@ -244,6 +248,7 @@ def sampling_efficiency(score: Callable[[Tensor], Tensor], seeds: Tensor, refere
     if len(products) > 1:
         warnings.warn(f"the (steps, step size) pairs have different products {sorted(products)}; E supp. Tab. 7 "
                       "compares pairs with one product", stacklevel=2)
+    reference_features = feature_net.features(torch.as_tensor(reference).detach().float().cpu()).numpy()
     rows = []
     for steps, step_size in pairs:
         start = time.perf_counter()
@@ -251,7 +256,7 @@ def sampling_efficiency(score: Callable[[Tensor], Tensor], seeds: Tensor, refere
                              eps=eps, clamp=clamp) for i in range(0, len(seeds), batch_size)])
         seconds = time.perf_counter() - start
         metrics = generation_metrics(out, reference, feature_net, train=train, kid_subset_size=kid_subset_size,
-                                     seed=seed)
+                                     seed=seed, reference_features=reference_features)
         rows.append({"steps": int(steps), "step_size": float(step_size), "product": float(steps * step_size),
                      "fd": metrics["fd"], "kid": metrics["kid"], "is": metrics.get("is"),
                      "nn_l2": metrics.get("nn_l2"), "sampling_s": seconds})

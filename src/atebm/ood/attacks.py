@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from ..attacks import AttackSpec, ScoreAbove, ThreatModel, rows_of, search
 from ..attacks.art import art_version
 from ..attacks.search import SQUARE_MIN_SIDE
+from ..config import Config, above, at_least, distinct, each, in_range, non_empty, one_of, setting
 from ..sampling import ScoreFn, check_inputs, eval_mode, per_sample_scores
 
 __all__ = ["AttackConfig", "WorstCase", "worst_case", "batched_scores", "checked_scores", "attack_protocol",
@@ -46,8 +47,8 @@ ATTACKERS = ("pgd", "apgd", "square")
 _APGD_LOSSES = {"dlr": "difference_logits_ratio", "ce": "cross_entropy"}
 
 
-@dataclass
-class AttackConfig:
+@dataclass(frozen=True)
+class AttackConfig(Config):
     """Every setting (and the only defaults) of the worst-case search; stored in every protocol.
 
     ``attackers``: which run (default PGD and APGD; ``"square"`` is opt-in, see below). ``pgd_steps`` x
@@ -66,64 +67,24 @@ class AttackConfig:
     its 100 iterations cost several times PGD + APGD together on CPU (``benchmarks/ood_attack_strength.py``).
     """
 
-    attackers: tuple[str, ...] = ("pgd", "apgd")
-    pgd_steps: tuple[int, ...] = (10,)
-    pgd_step_sizes: tuple[float | None, ...] = (None,)
-    pgd_step_factor: float = 2.5
-    pgd_random_restarts: int = 0
-    apgd_steps: int = 10
-    apgd_restarts: int = 1
-    apgd_loss: str = "dlr"
-    square_steps: int = 100
-    square_restarts: int = 1
-    square_p_init: float = 0.3
+    attackers: tuple[str, ...] = setting(("pgd", "apgd"), non_empty(), distinct(), each(one_of(*ATTACKERS)))
+    pgd_steps: tuple[int, ...] = setting((10,), non_empty(), each(at_least(1)))
+    pgd_step_sizes: tuple[float | None, ...] = setting((None,), non_empty(), each(above(0)))
+    pgd_step_factor: float = setting(2.5, above(0))
+    pgd_random_restarts: int = setting(0, at_least(0))
+    apgd_steps: int = setting(10, at_least(1))
+    apgd_restarts: int = setting(1, at_least(1))
+    apgd_loss: str = setting("dlr", one_of(*_APGD_LOSSES))
+    square_steps: int = setting(100, at_least(1))
+    square_restarts: int = setting(1, at_least(1))
+    square_p_init: float = setting(0.3, in_range(0, 1, lo_open=True, hi_open=True))
     early_stop: bool = True
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        self.attackers = tuple(self.attackers)
-        self.pgd_steps = tuple(int(s) for s in self.pgd_steps)
-        self.pgd_step_sizes = tuple(None if s is None else float(s) for s in self.pgd_step_sizes)
-        problems = []
-        unknown = [a for a in self.attackers if a not in ATTACKERS]
-        if unknown or not self.attackers or len(set(self.attackers)) != len(self.attackers):
-            problems.append(f"attackers must be distinct names from {ATTACKERS}, got {self.attackers}")
-        if not self.pgd_steps or min(self.pgd_steps) < 1 or not self.pgd_step_sizes:
-            problems.append(f"pgd_steps must be positive integers and pgd_step_sizes non-empty, got "
-                            f"{self.pgd_steps} / {self.pgd_step_sizes}")
-        if any(s is not None and s <= 0 for s in self.pgd_step_sizes) or self.pgd_step_factor <= 0:
-            problems.append("PGD step sizes and pgd_step_factor must be positive")
-        if self.pgd_random_restarts < 0:
-            problems.append(f"pgd_random_restarts must be >= 0, got {self.pgd_random_restarts}")
-        if self.apgd_steps < 1 or self.apgd_restarts < 1:
-            problems.append(f"apgd_steps and apgd_restarts must be >= 1, got {self.apgd_steps}, {self.apgd_restarts}")
-        if self.apgd_loss not in _APGD_LOSSES:
-            problems.append(f"apgd_loss must be one of {tuple(_APGD_LOSSES)}, got {self.apgd_loss!r}")
-        if self.square_steps < 1 or self.square_restarts < 1:
-            problems.append(f"square_steps and square_restarts must be >= 1, got {self.square_steps}, "
-                            f"{self.square_restarts}")
-        if not 0 < self.square_p_init < 1:
-            problems.append(f"square_p_init must lie in (0, 1), got {self.square_p_init}")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if problems:
-            raise ValueError("invalid attack config: " + "; ".join(problems))
+    batch_size: int = setting(256, at_least(1))
 
     def grid(self, eps: float) -> list[tuple[int, float]]:
         """The (steps, step size) pairs PGD runs at radius ``eps``."""
         return [(steps, float(size) if size is not None else self.pgd_step_factor * eps / steps)
                 for steps in self.pgd_steps for size in self.pgd_step_sizes]
-
-    def replace(self, **changes: Any) -> AttackConfig:
-        """A copy with ``changes`` applied (validated again)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise TypeError(f"unknown attack setting(s) {unknown}; AttackConfig has {sorted(known)}")
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def specs(self, eps: float) -> list[tuple[str, AttackSpec]]:
         """The attack layer's specs at radius ``eps``, each with the attacker name it reports under."""

@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import Config, at_least, each, in_range, non_empty, one_of, setting
 from ..metrics.detection import detection_metrics, roc_points
 from ..sampling import ScoreFn, check_inputs
 from .attacks import AttackConfig, attack_protocol, checked_scores, worst_case
@@ -34,8 +35,16 @@ __all__ = ["OODEvalConfig", "OODEvaluation", "evaluate", "compute_ood", "write_o
            "add_to_report", "auroc_rows", "attacker_rows", "compare_models", "eps_key", "resolve_config"]
 
 
-@dataclass
-class OODEvalConfig:
+def _sorted_radii(eps: Any) -> Any:
+    """Radii in increasing order without repeats (the evaluation continues each attack from the previous radius);
+    anything that is not a list of numbers is left to the type check."""
+    if isinstance(eps, (list, tuple)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
+        return tuple(sorted({float(e) for e in eps}))
+    return eps
+
+
+@dataclass(frozen=True)
+class OODEvalConfig(Config):
     """The evaluation protocol of ``atebm eval-ood``, :func:`atebm.ood.run_eval_ood`, :func:`evaluate` and the
     demo; the one place its defaults live (the command's option defaults are read from here).
 
@@ -47,52 +56,26 @@ class OODEvalConfig:
     search (:class:`AttackConfig`, which also holds the batch size).
     """
 
-    eps: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
-    norm: str = "l2"
-    n: int = 128
-    n_in: int = 500
+    eps: tuple[float, ...] = setting((0.0, 1.0, 2.0, 3.0, 5.0, 8.0), non_empty(),
+                                     each(in_range(0, math.inf, hi_open=True)), convert=_sorted_radii)
+    norm: str = setting("l2", one_of("l2", "linf"))
+    n: int = setting(128, at_least(1))
+    n_in: int = setting(500, at_least(1))
     in_dist: str = "mnist"
     suites: tuple[str, ...] | None = None
-    threshold: float = 0.9
+    threshold: float = setting(0.9, in_range(0, 1, lo_open=True, hi_open=True))
     seed: int = 0
-    attack: AttackConfig = field(default_factory=AttackConfig)
-
-    def __post_init__(self) -> None:
-        try:
-            self.eps = tuple(sorted({float(e) for e in self.eps}))
-        except (TypeError, ValueError):
-            raise ValueError(f"eps must be a list of numbers, got {self.eps!r}") from None
-        if not self.eps or self.eps[0] < 0 or not all(math.isfinite(e) for e in self.eps):
-            raise ValueError(f"eps must hold finite radii >= 0, got {list(self.eps)}")
-        if self.norm not in ("l2", "linf"):
-            raise ValueError(f"norm must be 'l2' or 'linf', got {self.norm!r}")
-        for name in ("n", "n_in"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
-        if self.suites is not None:
-            self.suites = tuple(self.suites)
-        if not isinstance(self.attack, AttackConfig):
-            raise TypeError(f"attack must be an AttackConfig, got {type(self.attack).__name__}")
+    attack: AttackConfig = setting(factory=AttackConfig)
 
     def replace(self, **changes: Any) -> OODEvalConfig:
         """A copy with ``changes`` applied; names of :class:`AttackConfig` settings (``pgd_steps=...``) change
         the nested attack config."""
-        own = {f.name for f in fields(self)}
         attack_names = {f.name for f in fields(AttackConfig)}
-        unknown = sorted(set(changes) - own - attack_names)
-        if unknown:
-            raise TypeError(f"unknown OOD evaluation setting(s) {unknown}; known: {sorted(own | attack_names)}")
-        attack_changes = {k: v for k, v in changes.items() if k in attack_names}
-        mine = {k: v for k, v in changes.items() if k in own}
+        self.check_keys(changes, also=attack_names)
+        attack_changes = {k: changes.pop(k) for k in list(changes) if k in attack_names}
         if attack_changes:
-            mine["attack"] = mine.get("attack", self.attack).replace(**attack_changes)
-        return replace(self, **mine)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            changes["attack"] = changes.get("attack", self.attack).replace(**attack_changes)
+        return super().replace(**changes)
 
 
 @dataclass

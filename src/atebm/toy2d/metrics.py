@@ -15,12 +15,13 @@ longer than the box diagonal) then ``fine_steps`` of length ``fine_step``; the b
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..config import Config, above, at_least, setting
 from ..sampling import ScoreFn, eval_mode, per_sample_scores, pgd, pgd_trajectory
 from .datasets import Toy2D, uniform_box
 
@@ -29,18 +30,16 @@ __all__ = ["AscentProtocol", "energy_distance", "grid_points", "ascend", "find_m
 
 
 @dataclass(frozen=True)
-class AscentProtocol:
+class AscentProtocol(Config):
     """Gradient ascent used for the basin and local-maximum measurements (path 16 + 1 for the default box)."""
 
-    coarse_steps: int = 160
-    coarse_step: float = 0.1
-    fine_steps: int = 100
-    fine_step: float = 0.01
-    stationary_tol: float = 0.05   # net displacement over the last half of the fine steps below this = stopped
-    merge_radius: float = 0.3
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    coarse_steps: int = setting(160, at_least(1))
+    coarse_step: float = setting(0.1, above(0))
+    fine_steps: int = setting(100, at_least(1))
+    fine_step: float = setting(0.01, above(0))
+    # net displacement over the last half of the fine steps below this = stopped
+    stationary_tol: float = setting(0.05, above(0))
+    merge_radius: float = setting(0.3, above(0))
 
 
 def grid_points(box: tuple[float, float], n: int) -> Tensor:

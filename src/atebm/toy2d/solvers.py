@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..models import ScoreModel, build_score_model
+from ..config import Config, above, at_least, checked_by, in_range, setting
+from ..models import ScoreModel, build_score_model, make_activation
 from ..sampling import pgd
 from ..training import TrainConfig, Trainer
 from .metrics import evaluate_d, grid_points, local_maxima
@@ -82,87 +83,63 @@ def bumpy_init(model: ScoreModel, box: tuple[float, float], bumps: int, seed: in
             "fit_mse": float(loss.detach())}
 
 
-@dataclass
-class MaximinSettings:
+@dataclass(frozen=True)
+class SolverSettings(Config):
+    """What both solvers share: the particles' ``step_size``, D (an MLP of ``depth`` layers of ``hidden`` units
+    with ``activation``, trained at ``lr``, started with ``init_bumps`` random local maxima by :func:`bumpy_init`;
+    0 = the network's default initialisation) and the ``seed``."""
+
+    step_size: float = setting(0.2, above(0))
+    lr: float = setting(2e-3, above(0))
+    init_bumps: int = setting(0, at_least(0))
+    hidden: int = setting(64, at_least(1))
+    depth: int = setting(3, at_least(1))
+    activation: str = setting("silu", checked_by(make_activation))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MaximinSettings(SolverSettings):
     """Algorithm 1 (E) with unit-length PGD steps, D started with ``init_bumps`` random local maxima
     (:func:`bumpy_init`, the randomly initialised D of E Sec. 4.2); K grows from ``k_start`` to ``k`` as in E Alg. 2
     (set ``k_start = k`` for a fixed K): one more step when the AUC gate opens or, at the latest, every
     ``k_ramp · iters / (k - k_start)`` iterations, so that K reaches ``k`` after ``k_ramp`` of the run. The last K
     runs until ``iters`` iterations in total."""
 
-    iters: int = 1200
-    k: int = 40
-    k_start: int = 0
-    k_ramp: float = 0.5
-    auc_window: int = 20
-    auc_threshold: float = 0.8
-    init_bumps: int = 8             # D starts with this many random local maxima (bumpy_init); 0 = default init
-    step_size: float = 0.2
-    batch_size: int = 128
-    lr: float = 2e-3
-    hidden: int = 64
-    depth: int = 3
-    activation: str = "silu"
-    seed: int = 0
+    init_bumps: int = 8
+    iters: int = setting(1200, at_least(1))
+    k: int = setting(40, at_least(0))
+    k_start: int = setting(0, at_least(0))
+    k_ramp: float = setting(0.5, in_range(0, 1, lo_open=True))
+    auc_window: int = setting(20, at_least(1))
+    auc_threshold: float = setting(0.8, in_range(0, 1))
+    batch_size: int = setting(128, at_least(2))
     snapshot_steps: tuple[int, ...] = (0, 10, 25, 50, 100, 200, 400, 800)
 
-    def __post_init__(self) -> None:
-        if self.iters < 1 or not 0 <= self.k_start <= self.k:
-            raise ValueError(f"maximin needs iters >= 1 and 0 <= k_start <= k; got iters={self.iters}, "
-                             f"k_start={self.k_start}, k={self.k}")
-        if not 0 < self.k_ramp <= 1:
-            raise ValueError(f"maximin k_ramp must lie in (0, 1], got {self.k_ramp}")
-        _check_common(self, "maximin")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def check(self) -> Iterator[str]:
+        if self.k_start > self.k:
+            yield f"maximin needs k_start <= k, got k_start={self.k_start}, k={self.k}"
 
 
-@dataclass
-class MinimaxSettings:
+@dataclass(frozen=True)
+class MinimaxSettings(SolverSettings):
     """G Alg. 2 / E supp. Alg. 3. D starts from the network's default initialisation (``init_bumps = 0``): the
     first round fits D to convergence anyway, and starting from :func:`bumpy_init` leaves some particles trapped
     at the remains of the bumps when the cloud stops moving (seed 0, 256 particles, step 0.08: energy distance
     0.048 with 88 % of the particles on the support, against 0.002 and 99 % from the default start)."""
 
-    particles: int = 512
     step_size: float = 0.05
-    max_rounds: int = 400
-    d_steps_first: int = 400
-    d_steps: int = 60
-    d_min_steps: int = 20
-    d_tol: float = 1e-4            # the inner max stops when the BCE improved by less than this over 10 steps
-    lr: float = 2e-3
-    window: int = 20
-    stop_fraction: float = 0.5
-    stop_moving: float = 0.01
-    init_bumps: int = 0
-    hidden: int = 64
-    depth: int = 3
-    activation: str = "silu"
-    seed: int = 0
+    particles: int = setting(512, at_least(1))
+    max_rounds: int = setting(400, at_least(1))
+    d_steps_first: int = setting(400, at_least(1))
+    d_steps: int = setting(60, at_least(1))
+    d_min_steps: int = setting(20, at_least(0))
+    # the inner max stops when the BCE improved by less than d_tol over 10 steps
+    d_tol: float = setting(1e-4, at_least(0))
+    window: int = setting(20, at_least(1))
+    stop_fraction: float = setting(0.5, in_range(0, 1))
+    stop_moving: float = setting(0.01, at_least(0))
     snapshot_rounds: tuple[int, ...] = (0, 5, 10, 20, 40, 60, 80, 120, 160, 240, 320)
-
-    def __post_init__(self) -> None:
-        if self.particles < 1 or self.max_rounds < 1 or self.window < 1 or self.d_steps < 1:
-            raise ValueError(f"minimax needs particles, max_rounds, window and d_steps >= 1; got {self.particles}, "
-                             f"{self.max_rounds}, {self.window}, {self.d_steps}")
-        _check_common(self, "minimax")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _check_common(settings: MaximinSettings | MinimaxSettings, name: str) -> None:
-    """Checks shared by both solvers' settings: positive step and learning rate, a known activation."""
-    from ..models import make_activation
-
-    if not settings.step_size > 0 or not settings.lr > 0:
-        raise ValueError(f"{name} needs step_size > 0 and lr > 0; got {settings.step_size}, {settings.lr}")
-    if settings.hidden < 1 or settings.depth < 1 or settings.init_bumps < 0:
-        raise ValueError(f"{name} needs hidden, depth >= 1 and init_bumps >= 0; got {settings.hidden}, "
-                         f"{settings.depth}, {settings.init_bumps}")
-    make_activation(settings.activation)  # a clear error for an unknown name, before any work
 
 
 @dataclass

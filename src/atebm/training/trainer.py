@@ -316,8 +316,9 @@ class Trainer:
     ``model.pt``, the run's one model (the weights chosen with :meth:`select_weights`, else the current ones;
     what :func:`atebm.load_model` loads from the folder), and ``checkpoint.pt``, the full training state used only
     by :meth:`resume`; also ``config.json`` and ``log.jsonl``. ``callbacks`` are called as
-    ``callback(trainer, record)`` on every log line and may raise :class:`StopTraining`. Use :meth:`Trainer.resume`
-    to continue an interrupted run exactly.
+    ``callback(trainer, record)`` on every log line and may raise :class:`StopTraining`; one with an
+    ``on_fit_end(trainer)`` method is also called once when the loop ends, before the last save (a selection made
+    there is saved even after a stop). Use :meth:`Trainer.resume` to continue an interrupted run exactly.
     """
 
     def __init__(
@@ -589,7 +590,13 @@ class Trainer:
             if progress is not None:
                 progress.close()
             self.close_loaders()
-        if not (self.stop_reason or "").startswith("stopped") and self.step % c.ckpt_every != 0:
+        selection = self.selection
+        for callback in self.callbacks:  # e.g. SelectBest judges the final weights (atebm.training.selection)
+            on_fit_end = getattr(callback, "on_fit_end", None)
+            if on_fit_end is not None:
+                on_fit_end(self)
+        stopped = (self.stop_reason or "").startswith("stopped")
+        if (not stopped and self.step % c.ckpt_every != 0) or self.selection is not selection:
             self.save()
         return self.history
 
