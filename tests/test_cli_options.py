@@ -21,8 +21,6 @@ from atebm.cli import build_parser, main
 from atebm.cli.gat import RESERVED_DETECTOR_KEYS
 from atebm.cli.options import DEVICES, pipeline_defaults
 from atebm.dsgan import DSGANConfig, RobustSettings, SSLConfig
-from atebm.gat.calibration import run_gat_calibrate
-from atebm.gat.pipeline import run_gat_classify_eval, run_gat_explain
 from atebm.training.run import SOURCE_KEYS
 
 
@@ -156,11 +154,8 @@ def test_dsgan_robust_takes_its_budgets_as_key_value(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ defaults
-def test_every_device_option_has_the_same_choices_and_the_library_default():
-    """``--device auto|cpu|cuda`` everywhere; its default is the library function's (``auto``), except where that
-    function itself says ``cpu`` (the GAT classifier pipelines), so the two cannot disagree."""
-    cpu_pipelines = {("gat", "calibrate"): run_gat_calibrate, ("gat", "classify-eval"): run_gat_classify_eval,
-                     ("gat", "explain"): run_gat_explain, ("dsgan", "sample"): atebm.dsgan.sample_generator}
+def test_every_device_option_has_the_same_choices_and_defaults_to_auto():
+    """``--device auto|cpu|cuda`` everywhere, ``auto`` (CUDA when available) by default."""
     seen = 0
     for path, parser in _parsers().items():
         action = next((a for a in parser._actions if a.dest == "device"), None)
@@ -168,13 +163,31 @@ def test_every_device_option_has_the_same_choices_and_the_library_default():
             continue
         seen += 1
         assert tuple(action.choices) == DEVICES, path
-        if path in cpu_pipelines:
-            assert action.default == pipeline_defaults(cpu_pipelines[path])["device"], path
-        elif action.default is None:  # the command's key=value config sets it otherwise: its field's default
+        if action.default is None:  # the command's key=value config sets it otherwise: its field's default
             assert "(default: auto" in action.help and "device=..., not both" in action.help, path
         else:
             assert action.default == "auto", path
     assert seen >= 15
+
+
+#: Commands that load their models in the library function they call (the module the parser reads it from, its
+#: name); these defaulted to the CPU until the functions moved every input to the model's device (issue 22 item 5).
+MODEL_LOADING_COMMANDS = {("gat", "calibrate"): (atebm.cli.gat, "run_gat_calibrate"),
+                          ("gat", "classify-eval"): (atebm.cli.gat, "run_gat_classify_eval"),
+                          ("gat", "explain"): (atebm.cli.gat, "run_gat_explain"),
+                          ("dsgan", "sample"): (atebm.dsgan, "sample_generator")}
+
+
+@pytest.mark.parametrize("path", sorted(MODEL_LOADING_COMMANDS), ids=" ".join)
+def test_the_device_default_is_the_library_functions_auto(path, monkeypatch, capsys):
+    """``--help`` shows ``auto``, read from the library function's signature: another default there shows instead."""
+    module, name = MODEL_LOADING_COMMANDS[path]
+    assert pipeline_defaults(getattr(module, name))["device"] == "auto"
+    with pytest.raises(SystemExit):
+        main([*path, "--help"])
+    assert "or cuda (default: auto)" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(module, name, _with_defaults(getattr(module, name), device="cuda"))
+    assert _action(path, "device").default == "cuda"
 
 
 def _with_defaults(function: Any, **defaults: Any) -> Any:

@@ -248,6 +248,33 @@ def test_run_folder_loads_the_discriminator_and_the_generator(tmp_path):
         load_generator(tmp_path / "other.pt")
 
 
+def _sampled(run: Any, out: Any, device: str) -> tuple[dict[str, Any], np.ndarray]:
+    protocol = sample_generator(run, out, n=10, seed=3, device=device)
+    with np.load(out / "samples.npz") as npz:
+        return protocol, npz["x"]
+
+
+def test_sample_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypatch):
+    """``device="auto"`` (the default) is resolved before the generator moves: without CUDA it is the CPU run."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p_d = _blob()
+    DSGANTrainer(_points_config(), NoisySource(p_d, "gaussian", 0.5), p_d, out_dir=tmp_path / "run").fit()
+    (auto, x_auto), (cpu, x_cpu) = (_sampled(tmp_path / "run", tmp_path / device, device) for device in ("auto", "cpu"))
+    assert auto == cpu and x_auto.shape == (10, 2)
+    assert np.array_equal(x_auto, x_cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sample_on_cuda_draws_the_cpu_latents(tmp_path):
+    """The latents come from the seed on the CPU whatever the device, so a CUDA run gives the CPU's samples up to
+    float rounding, written from the CPU."""
+    p_d = _blob()
+    DSGANTrainer(_points_config(), NoisySource(p_d, "gaussian", 0.5), p_d, out_dir=tmp_path / "run").fit()
+    (cuda, x_cuda), (cpu, x_cpu) = (_sampled(tmp_path / "run", tmp_path / device, device) for device in ("cuda", "cpu"))
+    assert cuda == cpu
+    assert np.allclose(x_cuda, x_cpu, atol=1e-4)
+
+
 def test_failure_monitor_restores_the_generator_with_the_discriminator(tmp_path, assert_same_state):
     """On a stop the monitor puts back the last healthy discriminator *and* generator (in memory and in
     checkpoint_last_good.pt), not a healthy discriminator beside a generator trained on past it."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,6 +49,16 @@ def tiny_classifier(k: int = 3, seed: int = 1) -> SoftmaxClassifier:
 
 def images(n: int = 6, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 0.8 + 0.1
+
+
+def committee_run(folder: Path, data: str = "digits", size: int = SIZE) -> Path:
+    """A committee run folder on ``data``: ten tiny detectors (Linf 0.3) and a tiny ``robust_softmax.pt``."""
+    committee = tiny_committee(k=10, size=size)
+    committee.meta.update(data=data, norm="linf", eps=0.3)
+    gat.save_committee(folder, committee)
+    torch.manual_seed(2)
+    save_classifier(folder / "robust_softmax.pt", SoftmaxClassifier(tiny_spec(out_dim=10, size=size)).eval())
+    return folder
 
 
 # ------------------------------------------------------------------------------------------------ calibration
@@ -317,11 +329,7 @@ def test_classify_protocols_are_validated_and_run_art_at_every_eps():
 
 
 def test_pipelines_end_to_end(tmp_path):
-    committee = tiny_committee(k=10)
-    committee.meta.update(data="digits", norm="linf", eps=0.3)
-    gat.save_committee(tmp_path, committee)
-    torch.manual_seed(2)
-    save_classifier(tmp_path / "robust_softmax.pt", SoftmaxClassifier(tiny_spec(out_dim=10)).eval())
+    committee = gat.load(committee_run(tmp_path))
     record = run_gat_calibrate(tmp_path, report=False)
     assert (tmp_path / "calibration.json").exists() and (tmp_path / "calibration_histograms.png").exists()
     assert torch.allclose(gat.load(tmp_path).offsets, torch.tensor(record["offsets"]))
@@ -342,11 +350,7 @@ def test_pipelines_end_to_end(tmp_path):
 
 
 def test_explain_pipeline_on_mnist(tmp_path):
-    committee = tiny_committee(k=10, size=28)
-    committee.meta.update(data="mnist")
-    gat.save_committee(tmp_path, committee)
-    torch.manual_seed(2)
-    save_classifier(tmp_path / "robust_softmax.pt", SoftmaxClassifier(tiny_spec(out_dim=10, size=28)).eval())
+    committee_run(tmp_path, "mnist", 28)
     result = gat.run_gat_explain(tmp_path, tmp_path / "explain", softmax=[tmp_path / "robust_softmax.pt"],
                                  per_class=1, gen_steps=2, cf_n=5, cf_steps=2, ig_n=2, ig_steps=4, log=False)
     assert set(result["models"]) == {"generative", "robust_softmax"}
@@ -377,3 +381,70 @@ def test_train_calibrates_the_committee_at_the_end(tmp_path):
     assert record["fit"]["after"]["cross_entropy"] <= record["fit"]["before"]["cross_entropy"] + 1e-6
     assert (tmp_path / "calibration_histograms.png").exists()
     assert "calibration" in json.loads((tmp_path / "gat_train.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------ devices
+def untimed(value: Any) -> Any:
+    """A pipeline's JSON-ready result without its wall-clock ``seconds`` entries (the rest is deterministic)."""
+    if isinstance(value, dict):
+        return {key: untimed(v) for key, v in value.items() if key != "seconds"}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+#: A classify-eval protocol at a smoke budget that still runs the committee-only attack, PGD and ART (APGD).
+DEVICE_CHECK_PROTOCOL = ClassifyEvalConfig(
+    {kind: spec for kind, spec in attacker_set(steps=2, restarts=1, apgd_steps=2).items()
+     if kind in ("per_class", "margin", "apgd-ce")}, n=5, linf_eps=(0.0, 0.3), l2_eps=(), targets=1)
+EXPLAIN_SMOKE = dict(per_class=1, gen_steps=2, cf_n=5, cf_steps=2, ig_n=2, ig_steps=4, log=False, report=False)
+
+
+def test_calibrate_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypatch):
+    """``device="auto"`` (the default) is resolved before the committee is loaded: without CUDA it is the CPU run."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = committee_run(tmp_path)
+    auto = run_gat_calibrate(run, device="auto", save=False)
+    assert auto == run_gat_calibrate(run, device="cpu", save=False)
+    assert auto["eval"]["after"]["accuracy"] >= 0 and len(auto["offsets"]) == 10
+
+
+def test_classify_eval_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = committee_run(tmp_path)
+    softmax = [run / "robust_softmax.pt"]
+    auto, cpu = (gat.run_gat_classify_eval(run, tmp_path / device, softmax=softmax, protocol=DEVICE_CHECK_PROTOCOL,
+                                           norms=("linf",), device=device, log=False, report=False)
+                 for device in ("auto", "cpu"))
+    assert set(auto["models"]) == {"generative", "robust_softmax"}
+    assert "apgd-ce" in auto["models"]["generative"]["linf"][1]["attackers"]
+    assert untimed(auto) == untimed(cpu)
+
+
+def test_explain_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = committee_run(tmp_path, "mnist", 28)
+    softmax = [run / "robust_softmax.pt"]
+    auto, cpu = (gat.run_gat_explain(run, tmp_path / device, softmax=softmax, device=device, **EXPLAIN_SMOKE)
+                 for device in ("auto", "cpu"))
+    assert set(auto["models"]) == {"generative", "robust_softmax"}
+    assert untimed(auto) == untimed(cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_classifier_pipelines_run_on_cuda_and_agree_with_the_cpu(tmp_path):
+    """On a GPU the models run there and every result comes back to the CPU (the JSON files are written): the
+    numbers that do not depend on the models' arithmetic are the CPU run's, the offsets agree within TF32
+    convolution tolerance."""
+    run = committee_run(tmp_path)
+    offsets = {device: run_gat_calibrate(run, device=device, save=False)["offsets"] for device in ("cuda", "cpu")}
+    assert torch.allclose(torch.tensor(offsets["cuda"]), torch.tensor(offsets["cpu"]), atol=1e-2)
+    grid = {device: gat.run_gat_classify_eval(run, tmp_path / device, softmax=[run / "robust_softmax.pt"],
+                                              protocol=DEVICE_CHECK_PROTOCOL, norms=("linf",), device=device,
+                                              log=False, report=False) for device in ("cuda", "cpu")}
+    assert grid["cuda"]["subset"] == grid["cpu"]["subset"] and grid["cuda"]["capacity"] == grid["cpu"]["capacity"]
+    mnist = committee_run(tmp_path / "mnist", "mnist", 28)
+    explained = {device: gat.run_gat_explain(mnist, tmp_path / f"explain-{device}", device=device, **EXPLAIN_SMOKE)
+                 for device in ("cuda", "cpu")}
+    assert explained["cuda"]["seeds_fd"] == explained["cpu"]["seeds_fd"]
+    assert all(math.isfinite(m["samples_fd"]) for m in explained["cuda"]["models"].values())

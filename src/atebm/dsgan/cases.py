@@ -394,10 +394,12 @@ def _report_case(out: Path, summary: dict[str, Any], figure: Any) -> None:
 
 # ------------------------------------------------------------------------------------------------ sampling
 def sample_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *, n: int = 64, seed: int = 0,
-                     device: str = "cpu") -> dict[str, Any]:
+                     device: str = "auto") -> dict[str, Any]:
     """``atebm dsgan sample``: ``n`` samples of a DSGAN run's generator (read from its ``checkpoint.pt``) written
     to ``out/samples.npz`` (key ``x``, float32: ``(n, C, H, W)`` images in [0, 1] or ``(n, 2)`` points) and
-    ``out/samples.png`` (an image grid or a scatter plot); ``sample.json`` records the protocol."""
+    ``out/samples.png`` (an image grid or a scatter plot); ``sample.json`` records the protocol. The generator
+    runs on ``device`` (``auto``: CUDA when available); its latents are drawn on the CPU from ``seed`` and its
+    samples come back to the CPU (:meth:`~atebm.dsgan.DSGAN.generate`)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     objective, extra = load_generator(checkpoint)

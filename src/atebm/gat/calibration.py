@@ -110,12 +110,13 @@ def committee_and_splits(checkpoint: str | os.PathLike, data: str | None, device
 
 
 def run_gat_calibrate(checkpoint: str | os.PathLike, *, split: str = "val", data: str | None = None,
-                      device: str = "cpu", save: bool = True, report: bool = True) -> dict[str, Any]:
+                      device: str = "auto", save: bool = True, report: bool = True) -> dict[str, Any]:
     """``atebm gat calibrate``: refits the offsets c_k of the committee in ``checkpoint`` (a run folder or its
-    ``committee.pt``) on ``split`` of its data (default: the validation split; see the module docstring),
-    reports accuracy before/after on that split and on the test split, and (``save``) writes the offsets and
-    the record into the committee file (``meta["calibration"]``) and ``calibration.json`` beside it, with the
-    score histograms (``calibration_histograms.png``) and, with ``report``, the report sections; so that
+    ``committee.pt``) on ``split`` of its data (default: the validation split; see the module docstring) on
+    ``device`` (``auto``: CUDA when available, :func:`~atebm.training.resolve_device`; the scores come back to the
+    CPU for the fit), reports accuracy before/after on that split and on the test split, and (``save``) writes the
+    offsets and the record into the committee file (``meta["calibration"]``) and ``calibration.json`` beside it,
+    with the score histograms (``calibration_histograms.png``) and, with ``report``, the report sections; so that
     :func:`atebm.gat.load` returns the calibrated classifier. Returns the calibration record."""
     if split not in CALIBRATION_SPLITS:
         raise ValueError(f"split must be one of {CALIBRATION_SPLITS}, got {split!r}")

@@ -48,6 +48,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
+from ..apps._images import model_device
 from ..attacks import AcceptanceMargin, AttackSpec, CrossEntropy, TargetedMargin, ThreatModel, rows_of, search
 from ..config import Config, at_least, each, in_range, setting
 from ..sampling import eval_mode
@@ -210,12 +211,6 @@ CLASSIFY_PROTOCOLS: dict[str, ClassifyEvalConfig] = {
 }
 
 
-def _device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _broken(kind: str, spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel,
             config: ClassifyEvalConfig, seed: int, device: torch.device) -> Tensor:
     """Which of the (correct) inputs ``x`` the attacker ``kind`` breaks: some input of the ball it reaches has
@@ -273,7 +268,7 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: f
     y = torch.as_tensor(y).long().view(-1).cpu()
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"need one label per input and at least one input; got {len(x)} inputs, {len(y)} labels")
-    device = _device(model)
+    device = model_device(model)
     committee = isinstance(model, Committee)
     with eval_mode(model):
         logits = batched_logits(model, x, config.batch_size)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..apps._images import model_device
 from ..sampling import input_gradient, pgd
 from .committee import Committee
 
@@ -125,7 +126,8 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: Tensor, *, baselin
                 return model(inputs)
             return F.log_softmax(model(inputs), dim=1)
 
-        attributions = IntegratedGradients(forward).attribute(x, baselines=base, target=target, n_steps=steps)
+        attributions = IntegratedGradients(forward).attribute(x, baselines=base, target=target.to(x.device),
+                                                              n_steps=steps)
         method = "captum IntegratedGradients (Gauss-Legendre)"
     else:
         weights = torch.ones(steps + 1)
@@ -153,7 +155,9 @@ def explain_models(models: dict[str, nn.Module], train_x: Tensor, train_y: Tenso
     """For every model: class-conditional samples from Gaussian seeds, counterfactuals of ``cf_n`` test images
     toward their runner-up class, and integrated gradients of ``ig_n`` test images; FD (feature network:
     ``feature_net``, default :func:`atebm.metrics.digit_features`) of the samples and counterfactuals against
-    the test images. Writes grids (PNG) into ``out_dir`` and returns the numbers (same seeds for every model)."""
+    the test images. Writes grids (PNG) into ``out_dir`` and returns the numbers (same seeds for every model).
+    The data are CPU tensors; each model receives its inputs on its own device, and its samples, counterfactuals,
+    predictions and attributions come back to the CPU before features, grids and numbers are made of them."""
     import matplotlib.pyplot as plt
 
     from ..io import save_grid
@@ -183,16 +187,19 @@ def explain_models(models: dict[str, nn.Module], train_x: Tensor, train_y: Tenso
     for name, model in models.items():
         start = time.perf_counter()
         model.eval()
-        samples = generate_class_samples(model, seeds, labels, steps=gen_steps, step_size=gen_step_size)
+        device = model_device(model)
+        samples = generate_class_samples(model, seeds.to(device), labels.to(device), steps=gen_steps,
+                                         step_size=gen_step_size)
         with torch.no_grad():
-            logits = model(cf_x)
-            masked = logits.masked_fill(F.one_hot(cf_y, logits.shape[1]).bool(), -float("inf"))
+            logits = model(cf_x.to(device))
+            masked = logits.masked_fill(F.one_hot(cf_y.to(device), logits.shape[1]).bool(), -float("inf"))
             target = masked.argmax(1)
-            sample_pred = model(samples).argmax(1)
-        cf = counterfactuals(model, cf_x, target, eps=cf_eps, steps=cf_steps)
+            sample_pred = model(samples).argmax(1).cpu()
+        cf = counterfactuals(model, cf_x.to(device), target, eps=cf_eps, steps=cf_steps)
         with torch.no_grad():
-            cf_pred = model(cf).argmax(1)
-        attributions, gap, method = integrated_gradients(model, ig_x, ig_y, steps=ig_steps)
+            cf_pred = model(cf).argmax(1).cpu()
+        attributions, gap, method = integrated_gradients(model, ig_x.to(device), ig_y.to(device), steps=ig_steps)
+        samples, cf, target, attributions, gap = samples.cpu(), cf.cpu(), target.cpu(), attributions.cpu(), gap.cpu()
         heatmaps[name] = attributions
         save_grid(out / f"explain_samples_{name}.png", samples, nrow=per_class, scale=2)
         first = torch.cat([torch.nonzero(cf_y == k)[:1, 0] for k in torch.unique(cf_y).tolist()])

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..apps._images import model_device
 from ..report import Report
 from ..training import resolve_device, write_json
 from .calibration import HISTOGRAM_FILE, calibrate_committee, committee_and_splits, report_calibration, score_histograms
@@ -419,12 +420,13 @@ def run_gat_robust_softmax(out_dir: str | Path, *, data: str = "mnist", norm: st
 
 def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softmax: Sequence[str | Path] = (),
                           protocol: str | ClassifyEvalConfig = "mnist", norms: Sequence[str] = ("linf", "l2"),
-                          data: str | None = None, device: str = "cpu", log: bool = True,
+                          data: str | None = None, device: str = "auto", log: bool = True,
                           report: bool = True) -> dict[str, Any]:
     """``atebm gat classify-eval``: clean and worst-case robust accuracy vs test eps (T Tab. 3.14, Fig. 3.7) of
     the (calibrated) generative classifier in ``checkpoint`` and of each ``softmax`` checkpoint (named by file
     stem), on the test split, with ``protocol`` (:data:`~atebm.gat.classifier_robustness.CLASSIFY_PROTOCOLS` name or a
-    config). Writes ``out_dir/classify.json``, ``accuracy_vs_eps.png`` and the report sections."""
+    config), the models on ``device`` (``auto``: CUDA when available). Writes ``out_dir/classify.json``,
+    ``accuracy_vs_eps.png`` and the report sections."""
     config = CLASSIFY_PROTOCOLS.get(protocol, None) if isinstance(protocol, str) else protocol
     if not isinstance(config, ClassifyEvalConfig):
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CLASSIFY_PROTOCOLS)}")
@@ -440,7 +442,8 @@ def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softma
     x1 = splits.test.x[:1]
     state = {"checkpoint": str(checkpoint), "softmax": [str(p) for p in softmax], "data": splits.source,
              "config": config.to_dict(), "norms": list(norms), **grid,
-             "capacity": {name: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
+             "capacity": {name: {"parameters": count_parameters(m),
+                                 "macs_per_forward": count_macs(m, x1.to(model_device(m)))}
                           for name, m in models.items()},
              "calibration_offsets": committee.offsets.tolist(), "seconds": round(time.perf_counter() - start, 1)}
     out = Path(out_dir)
@@ -512,11 +515,12 @@ def report_classify(out: str | Path, state: dict[str, Any]) -> None:
 def run_gat_explain(checkpoint: str | Path, out_dir: str | Path, *, softmax: Sequence[str | Path] = (),
                     data: str | None = None, per_class: int = 10, gen_steps: int = 60, gen_step_size: float = 0.15,
                     cf_n: int = 100, cf_eps: float = 3.0, cf_steps: int = 40, ig_n: int = 8, ig_steps: int = 64,
-                    seed: int = 0, device: str = "cpu", log: bool = True, report: bool = True) -> dict[str, Any]:
+                    seed: int = 0, device: str = "auto", log: bool = True, report: bool = True) -> dict[str, Any]:
     """``atebm gat explain``: class-conditional samples from per-class Gaussian seeds, counterfactuals,
     integrated-gradients attributions and their FD (T Fig. 3.8-3.10, Tab. 3.15) for the generative classifier in
-    ``checkpoint`` and each ``softmax`` checkpoint (see :func:`atebm.gat.explain.explain_models`). Writes
-    ``out_dir/explain.json``, the grids and the report sections."""
+    ``checkpoint`` and each ``softmax`` checkpoint (see :func:`atebm.gat.explain.explain_models`), the models on
+    ``device`` (``auto``: CUDA when available). Writes ``out_dir/explain.json``, the grids and the report
+    sections."""
     from .explain import explain_models
 
     committee, splits, _ = committee_and_splits(checkpoint, data, device)
