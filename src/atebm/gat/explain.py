@@ -74,7 +74,7 @@ def class_gaussian_seeds(x: Tensor, y: Tensor, per_class: int, *, shrinkage: flo
 
 def generate_class_samples(model: nn.Module, seeds: Tensor, labels: Tensor, *, steps: int, step_size: float
                            ) -> Tensor:
-    """Class-conditional generation (T Fig. 3.8-3.9): each seed ascends its class's score (:class:`ClassScore`)
+    """Class-conditional generation (T Fig. 3.8): each seed ascends its class's score (:class:`ClassScore`)
     by ``steps`` unit-L2 steps of ``step_size`` (:func:`atebm.pgd`, no ball, [0, 1] box)."""
     out = seeds.clone()
     for k in torch.unique(labels).tolist():
@@ -84,7 +84,7 @@ def generate_class_samples(model: nn.Module, seeds: Tensor, labels: Tensor, *, s
 
 
 def counterfactuals(model: nn.Module, x: Tensor, target: Tensor, *, eps: float, steps: int) -> Tensor:
-    """Targeted ascent of the target class's score from ``x`` inside the L2 ball of radius ``eps`` (T Fig. 3.10):
+    """Targeted ascent of the target class's score from ``x`` inside the L2 ball of radius ``eps`` (T Fig. 3.9):
     what the classifier needs to change to see class ``target``."""
     return pgd(ClassScore(model, torch.as_tensor(target).long()), x, steps=steps, step_size=2.5 * eps / steps,
                norm="l2", eps=eps)
