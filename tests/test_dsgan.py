@@ -467,15 +467,21 @@ def test_low_density_fine_tuning_freezes_the_feature_body_by_default(one_thread,
     assert all(p.grad is None for p in net.body.parameters()) or train_body
 
 
-def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):
+def tiny_ssl(max_iters: int) -> tuple[ImageSet, ImageSet, SSLConfig]:
+    """40 random 8x8 two-class images, 2 labelled per class, and an SSL config of tiny networks."""
     g = torch.Generator().manual_seed(0)
     images = ImageSet(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 2, "toy")
     labelled = labelled_subset(images, 2, seed=0)
     config = SSLConfig(model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2, "hidden": [8]}},
                        generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}},
                        feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
-                       batch_size=8, labelled_batch=4, max_iters=6, log_every=3, ckpt_every=3, progress=False,
-                       device="cpu")
+                       batch_size=8, labelled_batch=4, max_iters=max_iters, log_every=3, ckpt_every=3,
+                       progress=False, device="cpu")
+    return images, labelled, config
+
+
+def test_semi_supervised_dsgan_resumes_exactly(tmp_path, assert_same_state):
+    images, labelled, config = tiny_ssl(max_iters=6)
     whole, _ = train_ssl(config, images, labelled, out_dir=tmp_path / "whole")
     cut, _ = train_ssl(SSLConfig.from_dict({**config.to_dict(), "max_iters": 3}), images, labelled,
                        out_dir=tmp_path / "cut")
@@ -630,14 +636,7 @@ def test_objectives_that_own_networks_are_set_up_by_the_trainer(tmp_path, monkey
     assert calls == ["dsgan", "dsgan", "dsgan"]  # built, then restored
     assert_same_state(saved["state"][0], resumed.dsgan.optimizer.state_dict()["state"][0], "generator optimiser")
 
-    g = torch.Generator().manual_seed(0)
-    images = ImageSet(torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 2, "toy")
-    labelled = labelled_subset(images, 2, seed=0)
-    config = SSLConfig(model={"arch": "ssl_mlp", "kwargs": {"in_features": 64, "num_classes": 2, "hidden": [8]}},
-                       generator={"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}},
-                       feature_critic={"arch": "mlp2d", "kwargs": {"in_dim": 8, "hidden": 8, "depth": 1}},
-                       batch_size=8, labelled_batch=4, max_iters=3, log_every=3, ckpt_every=3, progress=False,
-                       device="cpu")
+    images, labelled, config = tiny_ssl(max_iters=3)
     calls.clear()
     trained, _ = train_ssl(config, images, labelled, out_dir=tmp_path / "ssl")
     resumed_ssl = atebm.Trainer.resume(tmp_path / "ssl" / "checkpoint.pt", images, labelled)

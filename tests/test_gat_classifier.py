@@ -406,7 +406,7 @@ def test_calibrate_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypa
     run = committee_run(tmp_path)
     auto = run_gat_calibrate(run, device="auto", save=False)
     assert auto == run_gat_calibrate(run, device="cpu", save=False)
-    assert auto["eval"]["after"]["accuracy"] >= 0 and len(auto["offsets"]) == 10
+    assert len(auto["offsets"]) == 10 and auto["split"] == "val"  # the default split, fitted on the validation set
 
 
 def test_classify_eval_on_device_auto_without_cuda_is_the_cpu_run(tmp_path, monkeypatch):
