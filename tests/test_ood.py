@@ -125,23 +125,36 @@ def test_dlr_keeps_climbing_where_the_score_is_very_negative():
     assert ((dlr.by_attacker["apgd"] - dlr.clean_scores) > 1e-3).all()
 
 
-def test_square_nan_rows_are_counted_and_never_win(monkeypatch):
-    from art.attacks.evasion import SquareAttack
+class NaNOffTheGrid(nn.Module):
+    """A score that is NaN wherever a pixel lies strictly between 0.05 and 0.95: finite on binary images, NaN for
+    most proposals an attack makes around them (a diverging model, as seen from the attack)."""
 
-    model = _tiny_convnet()
-    x = torch.rand(8, 1, 28, 28).round()     # binary images: at the bounds ART's L2 Square proposes NaN rows
-    real = worst_case(model, x, eps=1.0, attackers=("square",), config=AttackConfig(square_steps=30))
-    assert real.nan_proposals["square"] > 0 and real.failed_rows["square"] == 0      # refused by our loss
-    assert torch.isfinite(real.x).all() and (real.scores >= real.clean_scores).all()
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x):
+        off_grid = ((x > 0.05) & (x < 0.95)).flatten(1).any(dim=1)
+        return torch.where(off_grid, torch.full_like(off_grid, float("nan"), dtype=x.dtype), self.base(x))
+
+
+def test_nan_proposals_are_counted_and_never_win(monkeypatch):
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    model = NaNOffTheGrid(_tiny_convnet())
+    x = torch.rand(8, 1, 28, 28).round()
+    square = worst_case(model, x, eps=1.0, attackers=("square",), config=AttackConfig(square_steps=30))
+    assert square.nan_proposals["square"] > 0 and square.failed_rows["square"] == 0      # refused, not returned
+    assert torch.isfinite(square.x).all() and (square.scores >= square.clean_scores).all()
 
     def broken(self, x_np, y=None, **kwargs):         # an attack that returns NaN for every other row
         out = np.clip(x_np + 0.01, 0, 1).astype(np.float32)
         out[::2] = np.nan
         return out
 
-    monkeypatch.setattr(SquareAttack, "generate", broken)
-    result = worst_case(model, x, eps=1.0, attackers=("square",), config=AttackConfig(square_steps=2))
-    assert result.failed_rows["square"] == 4
+    monkeypatch.setattr(AutoProjectedGradientDescent, "generate", broken)
+    result = worst_case(_tiny_convnet(), x, eps=1.0, attackers=("apgd",), config=AttackConfig(apgd_steps=2))
+    assert result.failed_rows["apgd"] == 4
     assert torch.isfinite(result.x).all() and torch.isfinite(result.scores).all()
     assert torch.equal(result.x[::2], x[::2])               # failed rows keep the clean input
     assert (result.scores >= result.clean_scores).all()
@@ -351,9 +364,9 @@ def test_evaluate_matches_the_analytic_worst_case_and_writes_everything(tmp_path
 
 
 def test_square_nan_count_reaches_ood_json(tmp_path):
-    model = _tiny_convnet()
+    model = NaNOffTheGrid(_tiny_convnet())
     torch.manual_seed(1)
-    in_dist = torch.rand(6, 1, 28, 28) * 0.2
+    in_dist = torch.rand(6, 1, 28, 28).round()
     bounds = torch.rand(8, 1, 28, 28).round()
     result = evaluate({"m": model}, in_dist, {"bounds": bounds}, eps=(0, 1), attackers=("square",), square_steps=30,
                       early_stop=False, out_dir=tmp_path, verbose=False)

@@ -5,7 +5,10 @@
 * :mod:`~atebm.attacks.objectives`: the margins (positive exactly when an attack succeeded) and objectives;
 * :mod:`~atebm.attacks.search`: :func:`search`, random restarts, success tracked at every iterate, the per-sample
   worst case over a list of attackers, each attacker's budget in the protocol;
-* :mod:`~atebm.attacks.art`: the one adapter to ART's APGD and Square, whose success test equals the margin's;
+* :mod:`~atebm.attacks.square`: atebm's own Square Attack (Linf and L2, gradient-free, one window per sample,
+  one margin query per active row and iteration), method ``"square"``;
+* :mod:`~atebm.attacks.art`: the one adapter to ART's APGD and Square (method ``"square-art"``, an independent
+  reference), whose success test equals the margin's;
 * :mod:`~atebm.attacks.distortion`: the minimum-L2-distortion search of Carlini & Wagner (T Tab. 3.6).
 
 :func:`atebm.pgd` stays the one ascent loop underneath (``keep="best"``, ``rule="adam"``).

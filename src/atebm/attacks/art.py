@@ -1,4 +1,5 @@
-"""The one adapter to the Adversarial Robustness Toolbox (ART): APGD and Square on any margin objective.
+"""The one adapter to the Adversarial Robustness Toolbox (ART): APGD and Square (method ``square-art``, the
+independent reference for atebm's own :mod:`atebm.attacks.square`) on any margin objective.
 
 Every attack of atebm is phrased as a per-sample *margin* ``m(x')`` that is positive exactly when the attack has
 succeeded (an OOD input scored above its clean score, a misclassified input accepted by a detector, a flipped
@@ -133,9 +134,9 @@ def art_classifier(view: MarginLogits, shape: tuple[int, ...], device: torch.dev
 
 def art_candidates(spec: AttackSpec, margin_for: MarginFactory, x0: Tensor, rows: Tensor, threat: ThreatModel, *,
                    seed: int, device: torch.device) -> tuple[list[tuple[Tensor, Tensor]], int]:
-    """One run of ART's APGD or Square (``spec.method``) on the rows ``rows`` of the attacked batch, whose clean
-    inputs are ``x0`` (CPU, one row per entry of ``rows``). Returns the candidates as ``(row positions into x0,
-    inputs)`` pairs and the number of NaN/inf proposals Square's loss refused."""
+    """One run of ART's APGD or Square (``spec.method`` ``apgd`` or ``square-art``) on the rows ``rows`` of the
+    attacked batch, whose clean inputs are ``x0`` (CPU, one row per entry of ``rows``). Returns the candidates as
+    ``(row positions into x0, inputs)`` pairs and the number of NaN/inf proposals Square's loss refused."""
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
 
     view = MarginLogits()
@@ -151,7 +152,7 @@ def art_candidates(spec: AttackSpec, margin_for: MarginFactory, x0: Tensor, rows
         attack = AutoProjectedGradientDescent(
             classifier, norm=art_norm, eps=threat.eps, eps_step=2 * threat.eps, max_iter=spec.steps, targeted=True,
             nb_random_init=1, batch_size=len(x0), loss_type=_ART_LOSS[spec.loss], verbose=False)
-    elif spec.method == "square":
+    elif spec.method == "square-art":
         def loss(inputs: np.ndarray, _labels: np.ndarray) -> np.ndarray:
             """Square minimises ``-m``; NaN/inf proposals are refused (+inf)."""
             nonlocal refused
@@ -166,7 +167,7 @@ def art_candidates(spec: AttackSpec, margin_for: MarginFactory, x0: Tensor, rows
         attack = SquareAttack(classifier, norm=art_norm, adv_criterion=never_done, loss=loss, max_iter=spec.steps,
                               eps=threat.eps, p_init=spec.p_init, nb_restarts=1, batch_size=len(x0), verbose=False)
     else:
-        raise ValueError(f"ART runs apgd and square, not {spec.method!r}")
+        raise ValueError(f"ART runs apgd and square-art, not {spec.method!r}")
     positions = torch.arange(len(x0))
     view.bind(margin_for, rows)
     try:

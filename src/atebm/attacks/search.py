@@ -7,13 +7,15 @@ for "the OOD score went up"). Margins may depend on per-sample data (labels, thr
 problem is given as a factory ``margin_for(rows)`` returning the margin of the rows ``rows`` of ``x``.
 
 The search, for each attacker of a list of :class:`~atebm.attacks.AttackSpec` (PGD or Adam-step PGD through
-:func:`atebm.pgd`; APGD and Square through the one ART adapter, :mod:`atebm.attacks.art`):
+:func:`atebm.pgd`; Square through atebm's own :mod:`atebm.attacks.square`; APGD and ART's Square, ``square-art``,
+through the one ART adapter, :mod:`atebm.attacks.art`):
 
 * runs ``restarts`` runs per input (the first from the input or a given start point unless ``random_start``, the
   rest from uniform random points of the ball), on the inputs not yet past ``stop_at`` (by default: not yet
   successful; with ``cascade`` judged on the best of every attacker so far, otherwise on the attacker's own best);
-* tracks the margin at **every iterate** of every run (``atebm.pgd(keep="best")``; for ART, its returned point and
-  APGD's best iterate), so a success met mid-run and lost later still counts;
+* tracks the margin at **every iterate** of every run (``atebm.pgd(keep="best")``; Square keeps its best point by
+  construction; for ART, its returned point and APGD's best iterate), so a success met mid-run and lost later still
+  counts;
 * keeps per sample the input with the highest margin (the clean input and the start point included), so the
   result is never weaker than any attacker alone, and records each attacker's budget and what it broke.
 
@@ -33,12 +35,10 @@ from torch import Tensor, nn
 
 from ..sampling import check_inputs, eval_mode, per_sample_scores, pgd_best, project_onto_ball
 from .art import ART_PREDICT_BATCH, MarginFactory, art_candidates, art_version, parameters_frozen
-from .specs import AttackSpec, ThreatModel
+from .specs import SQUARE_METHODS, AttackSpec, ThreatModel
+from .square import SQUARE_MIN_SIDE, check_square_images, square_attack
 
 __all__ = ["AttackResult", "AttackerRecord", "search", "raise_score", "margins_of", "SQUARE_MIN_SIDE"]
-
-#: Square's tiles need images at least this many pixels high and wide.
-SQUARE_MIN_SIDE = 8
 
 
 @dataclass
@@ -124,8 +124,8 @@ class _Search:
     def offer(self, record: AttackerRecord, own: _Best, rows: Tensor, candidates: Tensor,
               margin: Tensor | None = None) -> None:
         """Keeps each candidate whose margin beats the sample's best; rows with NaN/inf are failed attacks.
-        ``margin``: the candidates' margins when the attacker computed them (atebm's own PGD, whose iterates lie
-        in the ball); otherwise the candidates are projected onto the ball and box (a no-op for a correct
+        ``margin``: the candidates' margins when the attacker computed them (atebm's own PGD and Square, whose
+        iterates lie in the ball); otherwise the candidates are projected onto the ball and box (a no-op for a correct
         attacker) and scored here."""
         candidates = candidates.detach().float().cpu()
         if margin is None:
@@ -168,6 +168,13 @@ class _Search:
                         out, margin = self._gradient_run(spec, part, start[part] if from_start and start is not None
                                                          else None, restart > 0 or spec.random_start, seed)
                         self.offer(record, own, part, out, margin)
+                    elif spec.method == "square":
+                        run = square_attack(self.margin_for, self.x0[part], part, norm=self.threat.norm,
+                                            eps=self.threat.eps, queries=spec.steps, p_init=spec.p_init, seed=seed,
+                                            device=self.device,
+                                            stop_at=None if self.stop_at is None else self.stop_at[part])
+                        record.refused_proposals += run.refused
+                        self.offer(record, own, part, run.x, run.margin)
                     else:
                         candidates, refused = art_candidates(spec, self.margin_for, self.x0[part], part, self.threat,
                                                              seed=seed, device=self.device)
@@ -209,9 +216,8 @@ def _check(x: Any, threat: ThreatModel, attackers: Sequence[AttackSpec], model: 
             raise TypeError(f"attackers must be AttackSpec, got {type(spec).__name__}")
         if spec.method in ("pgd", "adam"):
             spec.step_at(threat)      # refuses a protocol whose steps cannot reach the ball's boundary
-        if spec.method == "square" and (x.dim() != 4 or min(x.shape[-2:]) < SQUARE_MIN_SIDE):
-            raise ValueError(f"the square attacker needs NCHW images of at least {SQUARE_MIN_SIDE}x"
-                             f"{SQUARE_MIN_SIDE} px, got shape {tuple(x.shape)}")
+        if spec.method in SQUARE_METHODS:
+            check_square_images(x)
     return x.detach().float().cpu()
 
 

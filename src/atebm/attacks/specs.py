@@ -14,12 +14,16 @@ from typing import Any
 
 from ..config import REQUIRED, Config, above, at_least, in_range, one_of, setting
 
-__all__ = ["ThreatModel", "AttackSpec", "METHODS", "NORMS", "APGD_LOSSES"]
+__all__ = ["ThreatModel", "AttackSpec", "METHODS", "SQUARE_METHODS", "NORMS", "APGD_LOSSES"]
 
 NORMS = ("linf", "l2")
 #: ``pgd``: :func:`atebm.pgd`, normalised steps; ``adam``: :func:`atebm.pgd` with Adam steps (T Tab. 3.2);
-#: ``apgd``: ART's AutoProjectedGradientDescent (Croce & Hein 2020); ``square``: ART's SquareAttack (gradient-free).
-METHODS = ("pgd", "adam", "apgd", "square")
+#: ``apgd``: ART's AutoProjectedGradientDescent (Croce & Hein 2020); ``square``: atebm's Square Attack
+#: (:mod:`atebm.attacks.square`, gradient-free, one window per sample); ``square-art``: ART's SquareAttack, an
+#: independent reference.
+METHODS = ("pgd", "adam", "apgd", "square", "square-art")
+#: The gradient-free methods, whose budget is counted in queries.
+SQUARE_METHODS = ("square", "square-art")
 #: ART's APGD losses on the margin view (see :class:`atebm.attacks.art.MarginLogits`).
 APGD_LOSSES = ("ce", "dlr")
 
@@ -40,11 +44,12 @@ class AttackSpec(Config):
     """One attacker and its budget.
 
     ``method``: one of :data:`METHODS`. ``steps``: iterations per run (PGD, Adam, APGD) or queries per run
-    (Square). ``restarts``: runs per input; the first starts at the input (or at a given start point) unless
-    ``random_start``, every later one at a uniform random point of the ball. ``step_factor``: the PGD/Adam step is
-    ``step_factor · eps / steps``; ``step_size``: an absolute step instead (the thesis's protocols). APGD's initial
-    step is 2·eps (Croce & Hein) and ``loss`` is ART's ``"ce"`` or ``"dlr"`` on the margin view; Square starts with
-    tiles of ``p_init`` of the image. ``label``: the name printed in tables (default: derived from the method).
+    (Square, atebm's or ART's). ``restarts``: runs per input; the first starts at the input (or at a given start
+    point) unless ``random_start``, every later one at a uniform random point of the ball. ``step_factor``: the
+    PGD/Adam step is ``step_factor · eps / steps``; ``step_size``: an absolute step instead (the thesis's
+    protocols). APGD's initial step is 2·eps (Croce & Hein) and ``loss`` is ART's ``"ce"`` or ``"dlr"`` on the
+    margin view; Square starts with windows of ``p_init`` of the image. ``label``: the name printed in tables
+    (default: derived from the method).
     """
 
     method: str = setting(REQUIRED, one_of(*METHODS))
@@ -81,7 +86,7 @@ class AttackSpec(Config):
 
     def budget(self) -> dict[str, Any]:
         """What one input may cost this attacker: gradient passes (or forward queries) per input, all runs."""
-        unit = "queries" if self.method == "square" else "gradient_passes"
+        unit = "queries" if self.method in SQUARE_METHODS else "gradient_passes"
         return {unit: self.steps * self.restarts, "steps": self.steps, "restarts": self.restarts}
 
     def describe(self, threat: ThreatModel) -> dict[str, Any]:
@@ -94,6 +99,8 @@ class AttackSpec(Config):
         elif self.method == "apgd":
             out.update(loss=self.loss, initial_step=2 * threat.eps, implementation="ART AutoProjectedGradientDescent")
         else:
-            out.update(p_init=self.p_init, implementation="ART SquareAttack", gradient_free=True)
+            out.update(p_init=self.p_init, gradient_free=True,
+                       implementation="ART SquareAttack" if self.method == "square-art" else
+                       "atebm (vectorised, per-sample windows)")
         return out
 

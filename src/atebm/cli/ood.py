@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval-ood", help="clean and worst-case OOD detection (AUROC) of one or two models",
         description="Scores in-distribution inputs and OOD sets with each model, replaces every OOD input by its "
-                    "worst case (highest score in an eps-ball; atebm PGD and ART's APGD, optionally ART's Square "
+                    "worst case (highest score in an eps-ball; atebm PGD and ART's APGD, optionally the Square "
                     "attack; per-sample best) and reports AUROC/AUPR/FPR@95 per set and eps. Image size and "
                     "channels come from the checkpoint. Writes OUT/ood.json, OUT/ood_scores.npz and updates "
                     "OUT/report.html.")

@@ -22,15 +22,14 @@ noise-augmented baselines of S Sec. 5.2 (the whole network fine-tuned on inputs 
 
 Robust accuracy on the test split is the one worst case of the library,
 :func:`atebm.gat.classifier_robustness.robust_accuracy`: per test image, correct when clean and not broken by any of
-margin PGD
-(``attack_steps`` steps of 2.5 eps / steps, ``attack_restarts`` random starts), ART APGD-CE and APGD-DLR
-(``apgd_steps``, initial step 2·eps) and ART Square (``square_queries`` queries), run as a cascade through
-:func:`atebm.attacks.search` (success judged at every iterate by ``max_{i != y} z_i - z_y > 0``), at every eps
-of the L-infinity and L2 grids. The entropy term of Eq. 9 saturates logits, which is what makes CE-gradient
-attacks (FGSM, PGD-CE) under-report; the margin and DLR losses and the gradient-free Square do not depend on the
-logits' scale (review Sec. 2.6). The former harness (ART FGSM, PGD-CE with 20 steps and no restarts, DeepFool with
-its failures counted as robust at every eps, so its column was an upper bound) is gone; DeepFool is not run:
-a minimal-perturbation search adds nothing the L2 worst case at each eps does not measure.
+margin PGD (``attack_steps`` steps of 2.5 eps / steps, ``attack_restarts`` random starts), ART APGD-CE and APGD-DLR
+(``apgd_steps``, initial step 2·eps) and Square (``square_queries`` queries, :mod:`atebm.attacks.square`), run as a
+cascade through :func:`atebm.attacks.search` (success judged at every iterate by ``max_{i != y} z_i - z_y > 0``), at
+every eps of the L-infinity and L2 grids. The entropy term of Eq. 9 saturates logits, which is what makes
+CE-gradient attacks (FGSM, PGD-CE) under-report; the margin and DLR losses and the gradient-free Square do not
+depend on the logits' scale (review Sec. 2.6). The former harness (ART FGSM, PGD-CE with 20 steps and no restarts,
+DeepFool with its failures counted as robust at every eps, so its column was an upper bound) is gone; DeepFool is
+not run: a minimal-perturbation search adds nothing the L2 worst case at each eps does not measure.
 """
 from __future__ import annotations
 
@@ -70,7 +69,7 @@ class RobustSettings(Config):
     CIFAR-10; here MNIST 5,000). ``finetune_body``: fine-tune the feature body too in the Eq. 9 fine-tuning and
     its CE control (default: the head only, module docstring). ``eps_linf`` / ``eps_l2``: the attacked radii (eps
     0, the clean accuracy, is added). ``attack_steps`` / ``attack_restarts``: margin PGD; ``apgd_steps``: ART
-    APGD-CE and APGD-DLR iterations; ``square_queries``: ART Square queries (:meth:`protocol`)."""
+    APGD-CE and APGD-DLR iterations; ``square_queries``: Square queries (:meth:`protocol`)."""
 
     epochs: int = setting(15, at_least(1))
     finetune_epochs: int = setting(5, at_least(1))
@@ -96,7 +95,7 @@ class RobustSettings(Config):
 
     def protocol(self) -> ClassifyEvalConfig:
         """The worst-case protocol of the experiment: margin PGD (``attack_steps`` x ``attack_restarts``), ART
-        APGD-CE and APGD-DLR (``apgd_steps``) and ART Square (``square_queries``), a cascade on every test image
+        APGD-CE and APGD-DLR (``apgd_steps``) and Square (``square_queries``), a cascade on every test image
         (``n=None``) at eps 0 and every eps of ``eps_linf`` / ``eps_l2``."""
         from ..attacks import AttackSpec
         from ..gat.classifier_robustness import ClassifyEvalConfig, attacker_set
@@ -249,7 +248,8 @@ def run_low_density_at(out: str | Path, settings: RobustSettings | None = None, 
         "command": command, "settings": asdict(s),
         "finetuned": "the head only (feature body frozen)" if not s.finetune_body else "the whole network",
         "protocol": {**s.protocol().to_dict(), "attacks": "per-sample worst case (atebm.gat.classifier_robustness."
-                     "robust_accuracy): margin PGD, ART APGD-CE, ART APGD-DLR, ART Square as a cascade",
+                     "robust_accuracy): margin PGD, ART APGD-CE, ART APGD-DLR, Square (atebm.attacks.square) as a "
+                     "cascade",
                      "art": art_version()},
         "train": len(train), "test": len(test), "feature_noise_radius": radius,
         "generated_features": {"mean_distance_to_nearest_training_feature": float(to_data.mean()),

@@ -10,13 +10,14 @@ Independent attackers solve this, and every sample keeps the strongest result (t
   the best iterate of every run;
 * ``"apgd"`` – the Adversarial Robustness Toolbox's (ART) AutoProjectedGradientDescent (Croce & Hein 2020, the
   attack of E Tab. 4/8) with its own CE or DLR loss on the margin ``f(x') - f(x)``;
-* ``"square"`` – ART's SquareAttack (Andriushchenko et al. 2020): random search that never reads a gradient, a
-  check against gradient masking (a score whose gradients mislead PGD and APGD does not mislead it).
+* ``"square"`` – atebm's Square attack (:mod:`atebm.attacks.square`, Andriushchenko et al. 2020): random search
+  that never reads a gradient, a check against gradient masking (a score whose gradients mislead PGD and APGD
+  does not mislead it).
 
 The clean input (or a given start point inside the ball) is always a candidate, so the worst case is never
-weaker than the clean score nor than any attacker alone. A row an attacker returns with NaN or inf values
-(ART's L2 Square attack can produce them for inputs at the [0, 1] bounds) counts as a failed attack for that
-sample: the sample keeps its clean or best-so-far input, and the rows are counted (:attr:`WorstCase.failed_rows`).
+weaker than the clean score nor than any attacker alone. A row an attacker returns with NaN or inf values (an ART
+attack can return them) counts as a failed attack for that sample: the sample keeps its clean or best-so-far
+input, and the rows are counted (:attr:`WorstCase.failed_rows`).
 
 Everything runs through the attack layer (:func:`atebm.attacks.search`): the margin is
 :class:`~atebm.attacks.ScoreAbove` (the score minus the clean score), each attacker searches independently
@@ -178,7 +179,7 @@ def attack_protocol(config: AttackConfig, norm: str, eps: float) -> dict[str, An
                             "initial_step": 2 * eps, "rho": 0.75,
                             "candidates": "ART's returned iterate and its best iterate (x_max)"}
     if "square" in config.attackers:
-        protocol["square"] = {"implementation": f"ART SquareAttack {versions['art']}",
+        protocol["square"] = {"implementation": "atebm.attacks.square (vectorised, per-sample windows)",
                               "iterations": config.square_steps, "restarts": config.square_restarts,
                               "p_init": config.square_p_init, "loss": f"-f(x) from {view}, r = 0; NaN proposals "
                                                                       "refused", "gradient_free": True}

@@ -338,7 +338,7 @@ def _protocol_line(protocol: Mapping[str, Any]) -> str:
         parts.append(f"APGD ({impl}) {attack['apgd_steps']} steps, {attack['apgd_restarts']} restart(s), "
                      f"loss {attack['apgd_loss']}")
     if "square" in attack["attackers"]:
-        impl = some.get("square", {}).get("implementation", "ART SquareAttack")
+        impl = some.get("square", {}).get("implementation", "atebm.attacks.square")
         parts.append(f"Square ({impl}) {attack['square_steps']} iterations, {attack['square_restarts']} "
                      f"restart(s), p_init {attack['square_p_init']:g}")
     failed = {k: v for k, v in protocol.get("failed_rows", {}).items() if v}
