@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ def main() -> None:
                         help="attack protocol of the eval stages (default: %(default)s)")
     parser.add_argument("--n", type=int, default=N_DEFAULT,
                         help="stratified test digits of the eval stages (default: %(default)s)")
+    parser.add_argument("--norms", nargs="+", choices=("linf", "l2"), default=["linf", "l2"],
+                        help="grids of the eval stage; one norm alone writes stage eval_NORM, so that the two grids "
+                             "can run as two processes, merged by --stage write (default: both)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     command = "python benchmarks/gat_classify.py " + " ".join(sys.argv[1:])
@@ -124,13 +128,14 @@ def main() -> None:
         config = _protocol(args)
         models = _models(args)
         assert splits.test.y is not None
-        grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config,
-                             progress=lambda s: print(s, file=sys.stderr, flush=True))
+        grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config, norms=args.norms,
+                             progress=lambda s: print(s, file=sys.stderr, flush=True),
+                             cells=CellFiles(work / "cells", config.to_dict()))
         x1 = splits.test.x[:1]
         grid["capacity"] = {n: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
                             for n, m in models.items()}
         grid["config"] = config.to_dict()
-        _save(work, "eval", grid, cpu_start, command)
+        _save(work, "eval" if len(args.norms) == 2 else f"eval_{args.norms[0]}", grid, cpu_start, command)
     elif args.stage == "inout":
         import atebm.gat as gat
         from atebm.gat.calibration import run_gat_calibrate
@@ -201,6 +206,8 @@ def write(args: argparse.Namespace) -> None:
     work: Path = args.work
     names = ("calibrate", "softmax", "eval", "explain", "inout_warm100", "inout", "eval_inout")
     stages = {s: json.loads(_stage_file(work, s).read_text()) for s in names if _stage_file(work, s).exists()}
+    if "eval" not in stages and _stage_file(work, "eval_linf").exists() and _stage_file(work, "eval_l2").exists():
+        stages["eval"] = _merged_norms(*(json.loads(_stage_file(work, f"eval_{n}").read_text()) for n in NORMS))
     out_train = json.loads((work / "mnist" / "gat_train.json").read_text())
     inout = _inout_attempt(args.inout)
     result: dict[str, Any] = {
@@ -233,6 +240,55 @@ def write(args: argparse.Namespace) -> None:
             shutil.copy2(hist, RESULTS / f"classify_calibration_histograms_{name}.png")
     (RESULTS / "classify_tables.md").write_text(tables(result))
     print(f"wrote {RESULTS / 'classify.json'} and classify_tables.md", file=sys.stderr)
+
+
+NORMS = ("linf", "l2")
+
+
+class CellFiles(MutableMapping[str, dict[str, Any]]):
+    """Grid points measured so far, one JSON file each in ``folder`` (written when measured), so that an eval stage
+    stopped part-way resumes at the next point; ``folder/config.json`` holds the protocol, and a folder written with
+    another protocol is refused."""
+
+    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = folder / "config.json"
+        config = json.loads(json.dumps(config))
+        if stamp.exists() and json.loads(stamp.read_text()) != config:
+            raise ValueError(f"{folder} holds grid points of another protocol; remove it or choose another --work")
+        stamp.write_text(json.dumps(config, indent=1))
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (key.replace("/", "__") + ".json")
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        if not self._path(key).exists():
+            raise KeyError(key)
+        return json.loads(self._path(key).read_text())
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        tmp = self._path(key).with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, indent=1))
+        tmp.replace(self._path(key))
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.stem.replace("__", "/") for p in self.folder.glob("*.json") if p.name != "config.json")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _merged_norms(linf: dict[str, Any], l2: dict[str, Any]) -> dict[str, Any]:
+    """One eval stage from the two single-norm ones (same subset, protocol and models; CPU seconds added)."""
+    if linf["subset"] != l2["subset"] or linf["config"] != l2["config"] or set(linf["models"]) != set(l2["models"]):
+        raise ValueError("stage_eval_linf.json and stage_eval_l2.json were run on other inputs, protocols or models")
+    return {**linf, "models": {name: {**rows, **l2["models"][name]} for name, rows in linf["models"].items()},
+            "cpu_seconds": round(linf["cpu_seconds"] + l2["cpu_seconds"], 1),
+            "command": f"{linf['command']} && {l2['command']}"}
 
 
 def _evaluation(stages: dict[str, Any]) -> str:

@@ -12,8 +12,9 @@ import torch
 
 from atebm import TrainConfig
 
-# Tests run on 2 CPU cores; keep torch from oversubscribing them.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests run on 2 CPU cores, in as many pytest-xdist workers as there are cores: keep torch from oversubscribing them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 #: The 2D lab keeps its points in the box [-4, 4]^2 (the trainer clamps PGD to [0, 1] otherwise).
 BOX_2D: dict[str, Any] = {"clamp": (-4.0, 4.0)}

@@ -314,6 +314,18 @@ def smoke_budget(argv: list[str], expect: int | None = 0) -> list[str]:
         return ["--n", "8"]
     if path == ("dsgan", "ssl"):
         return ["max_iters=2", "log_every=1", "ckpt_every=2"]
+    if path == ("ablate",):
+        return ["--smoke", "--budget", "3"]
+    if path == ("gat", "train"):
+        return ["--smoke", "--workers", "1", "--data", "mnist?n=500"]
+    if path in (("gat", "eval"), ("gat", "classify-eval")):
+        return ["--protocol", "smoke"]
+    if path == ("gat", "calibrate"):
+        return []
+    if path == ("gat", "robust-softmax"):
+        return ["--iterations", "2", "--warmup", "1"]
+    if path == ("gat", "explain"):
+        return ["--per-class", "1", "--counterfactuals", "2", "--ig-n", "1"]
     raise AssertionError(f"no smoke budget for `atebm {' '.join(path)}`: add one to smoke_budget")
 
 
@@ -396,8 +408,13 @@ def world(tmp_path_factory) -> Iterator[World]:
         os.environ["ATEBM_TRACEBACK"] = old
 
 
+#: Pages whose commands use nothing another page made: they may run in another pytest-xdist worker (its own world).
+STANDALONE = ("docs/commands/gat.md", "docs/commands/ablate.md")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", [page if page in STANDALONE else pytest.param(page, marks=pytest.mark.xdist_group(
+    "docs-world")) for page in PAGES])
 def test_the_command_lines_of_each_page_run(page, world, capsys):
     ran = world.run_page(page)
     with capsys.disabled():
@@ -420,6 +437,7 @@ def _torchrun() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
+@pytest.mark.xdist_group("torchrun")
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun's elastic agent needs a POSIX system")
 def test_the_readme_torchrun_line_trains_with_two_processes(tmp_path, tiny_mnist_overrides):
     commands = torchrun_lines()

@@ -307,7 +307,8 @@ def test_classify_protocols_are_validated_and_run_art_at_every_eps():
     for protocol in CLASSIFY_PROTOCOLS.values():
         assert tuple(protocol.attackers) == ATTACKERS          # APGD-CE, APGD-DLR and Square at every grid point
         assert ClassifyEvalConfig.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
-    assert all(p.attackers["square"].steps >= 5000 for p in CLASSIFY_PROTOCOLS.values())   # AutoAttack's budget
+    assert all(p.attackers["square"].steps >= 5000 for name, p in CLASSIFY_PROTOCOLS.items()   # AutoAttack's budget
+               if name != "smoke")
     assert CLASSIFY_PROTOCOLS["full"].n is None and CLASSIFY_PROTOCOLS["mnist"].n == 200
     spec = AttackSpec("pgd", steps=4)
     for bad, message in (({"attackers": {"nope": spec}}, "unknown attackers"),

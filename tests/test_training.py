@@ -301,6 +301,7 @@ def _ddp_worker():
     return path, module
 
 
+@pytest.mark.xdist_group("torchrun")
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path, one_thread):
     """2 gloo ranks x 32 samples and 1 process x 64 samples draw the same 64 indices per iteration (each rank
     takes an interleaved share of one seeded permutation), PGD is per sample, and DDP averages the two ranks'

@@ -60,7 +60,7 @@ EXPLAIN_OPTIONS: tuple[options.OptionRow, ...] = (
 def _train(args: argparse.Namespace) -> int:
     options.apply_threads(args)
     run_gat_train(args.out, preset=args.preset, data=args.data, resume=args.resume, classes=args.classes,
-                  seed=args.seed, workers=args.workers, overrides=options.read_overrides(args),
+                  seed=args.seed, workers=args.workers, overrides=options.read_overrides(args), smoke=args.smoke,
                   report=not args.no_report)
     return 0
 
@@ -168,6 +168,9 @@ def register(subparsers: Any) -> None:
     train.add_argument("--workers", type=options.positive_int, default=t["workers"],
                        help="detectors trained at once, one process and one thread each (default: one per usable "
                             "CPU core on CPU, 1 on a GPU)")
+    train.add_argument("--smoke", action="store_true",
+                       help="the preset at a seconds-long budget (2 iterations per detector, 1 classifier epoch), "
+                            "for tests and for trying the command; its numbers mean nothing")
     options.add_run_options(train, run_gat_train, seed=True, report="write", device_key="device")
     options.add_overrides(train, TrainConfig, example="max_iters=1000 lr=5e-4", reserved=RESERVED_DETECTOR_KEYS,
                           mirrored={"device": "--device"})
@@ -176,8 +179,9 @@ def register(subparsers: Any) -> None:
     ev = _subcommand(sub, "eval")
     _committee_options(ev, "gat_eval.json and the report")
     ev.add_argument("--protocol", choices=sorted(EVAL_PROTOCOLS), default=e["protocol"],
-                    help="mnist: the reduced CPU protocol; thesis: T Sec. 3.2.3's; step sizes are relative to the "
-                         "committee's own eps, so either fits any committee (default: %(default)s)")
+                    help="mnist: the reduced CPU protocol; thesis: T Sec. 3.2.3's; smoke: seconds, numbers mean "
+                         "nothing; step sizes are relative to the committee's own eps, so each fits any committee "
+                         "(default: %(default)s)")
     ev.add_argument("--rule-offsets", choices=RULE_OFFSETS, default=e["rule_offsets"],
                     help="thesis: T Sec. 3.2's detection rules on z_{d_k} (the protocol's default); calibrated: on "
                          "z_{d_k} + c_k, the offsets of Sec. 3.4, labelled so in tables")
@@ -206,8 +210,8 @@ def register(subparsers: Any) -> None:
     cev = _subcommand(sub, "classify-eval")
     _committee_options(cev, "classify.json and the report", softmax="to compare")
     cev.add_argument("--protocol", choices=sorted(CLASSIFY_PROTOCOLS), default=ce["protocol"],
-                     help="mnist: the reduced CPU protocol; full: more inputs, steps and restarts "
-                          "(default: %(default)s)")
+                     help="mnist: the reduced CPU protocol; full: more inputs, steps and restarts; smoke: "
+                          "seconds, numbers mean nothing (default: %(default)s)")
     cev.add_argument("--norms", nargs="+", choices=("linf", "l2"), default=list(ce["norms"]),
                      help=f"eps grids to run (default: {options.shown(ce['norms'])})")
     options.add_run_options(cev, run_gat_classify_eval, report="update")

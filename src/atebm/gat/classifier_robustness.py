@@ -27,7 +27,8 @@ when clean and broken by no attacker. Attackers (:data:`ATTACKERS`; each is an :
                test equals m > 0, initial step 2·eps, best iterate kept; cross-entropy of the adapter's margin
                view, ``softplus(-m)``
 ``apgd-dlr``   the same with ART's difference-of-logits-ratio loss on the margin view
-``square``     ART's Square attack (gradient-free, loss -m; the masking check: >= 5,000 queries in ``full``)
+``square``     the Square attack (:mod:`atebm.attacks.square`; gradient-free, ascends m; the masking check:
+               >= 5,000 queries)
 =============  ================================================================================================
 
 The attackers run as a cascade: each attacks only the inputs that are correct when clean and that every earlier
@@ -42,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -72,7 +73,7 @@ _OBJECTIVE_OF = {
     "targeted": "z_t - z_y for each of the top-`targets` wrong classes t by clean logit",
     "apgd-ce": "ART APGD, cross-entropy of the margin view [0, m, -M] targeted at class 1",
     "apgd-dlr": "ART APGD, DLR loss of the margin view [0, m, -M] targeted at class 1",
-    "square": "ART Square (gradient-free), loss -m",
+    "square": "Square (atebm.attacks.square, gradient-free), ascends m",
 }
 _NORMS = ("linf", "l2")
 
@@ -203,11 +204,13 @@ class ClassifyEvalConfig(Config):
 #: 3 targets, APGD-CE/DLR 40 iterations and Square 5,000 queries (AutoAttack's budget; the gradient-free check
 #: against masking) at EVERY grid point); ``full``: the headline
 #: protocol (every test input, 100 steps, 5 restarts, all 9 targets, APGD 100 x 5, Square 5,000 queries as in
-#: AutoAttack).
+#: AutoAttack); ``smoke``: seconds, for tests and for trying the command (its numbers mean nothing).
 CLASSIFY_PROTOCOLS: dict[str, ClassifyEvalConfig] = {
     "mnist": ClassifyEvalConfig(attacker_set(square_queries=5000)),
     "full": ClassifyEvalConfig(attacker_set(steps=100, restarts=5, apgd_steps=100, apgd_restarts=5,
                                             square_queries=5000), n=None, targets=9),
+    "smoke": ClassifyEvalConfig(attacker_set(steps=2, restarts=1, apgd_steps=2, apgd_restarts=1, square_queries=10),
+                                n=5, linf_eps=(0.0, 0.3), l2_eps=(0.0, 2.0), targets=1),
 }
 
 
@@ -313,10 +316,13 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: f
 
 def accuracy_grid(models: dict[str, nn.Module], x: Tensor, y: Tensor, *,
                   config: ClassifyEvalConfig = CLASSIFY_PROTOCOLS["mnist"], norms: Sequence[str] = _NORMS,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[str], None] | None = None,
+                  cells: MutableMapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Accuracy vs test eps (T Fig. 3.7) of every model over the protocol's Linf and L2 grids, on the stratified
     subset of ``config.n`` inputs (the same inputs for every model). Returns ``{"subset": indices, "models":
-    {model: {norm: [robust_accuracy(...) per eps]}}}``; every row carries its protocol."""
+    {model: {norm: [robust_accuracy(...) per eps]}}}``; every row carries its protocol. ``cells``: grid points
+    already measured, keyed ``"model/norm/eps"`` (e.g. a mapping backed by files, so that a long grid resumes
+    where it stopped); each new point is stored there as soon as it is measured."""
     from .evaluate import stratified_subset
 
     bad = sorted(set(norms) - set(_NORMS))
@@ -331,10 +337,16 @@ def accuracy_grid(models: dict[str, nn.Module], x: Tensor, y: Tensor, *,
         for norm in norms:
             rows[norm] = []
             for eps in config.grid(norm):
+                key = f"{name}/{norm}/{eps:g}"
+                if cells is not None and key in cells:
+                    rows[norm].append(cells[key])
+                    continue
                 start = time.perf_counter()
                 r = robust_accuracy(model, xs, ys, norm=norm, eps=eps, config=config, progress=progress)
                 r["seconds"] = round(time.perf_counter() - start, 1)
                 rows[norm].append(r)
+                if cells is not None:
+                    cells[key] = r
                 if progress is not None:
                     progress(f"{name} {norm} eps {eps:g}: clean {r['clean_accuracy']:.3f} robust "
                              f"{r['robust_accuracy']:.3f} ({r['seconds']:.0f} s)")

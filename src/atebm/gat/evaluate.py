@@ -64,7 +64,7 @@ DETECTION_ATTACKS = ("classifier", "detector", "combined", "switching", "accepta
 _EQUATIONS = {"classifier": "T Eq. 3.30", "detector": "T Eq. 3.32", "combined": "T Eq. 3.33-3.34",
               "switching": "T Eq. 3.35", "acceptance": "the rule's decision at T, Eq. 3.29",
               "apgd-ce": "ART APGD-CE on the rule's decision", "apgd-dlr": "ART APGD-DLR on the rule's decision",
-              "square": "ART Square (gradient-free) on the rule's decision",
+              "square": "Square (atebm.attacks.square, gradient-free) on the rule's decision",
               "worst": "per input, worst of every attack above"}
 
 
@@ -130,7 +130,8 @@ _CROSS = ((ThreatModel("linf", 0.3), thesis_spec("pgd", 200, 0.01)),
 #: committed MNIST 5,000 results, sized for a 2-core CPU: 100 other-class test digits per detector for every AUC
 #: row (the thesis's 50 restarts included), 200 stratified test digits, 50 steps x 2 restarts per detection attack,
 #: ART APGD 50 steps x 2 restarts and Square 1,000 queries on the same inputs, 30 CW inputs with 10 rounds of 100
-#: Adam steps instead of 20 of 500.
+#: Adam steps instead of 20 of 500. ``"smoke"``: seconds, for tests and for trying the command; its numbers mean
+#: nothing.
 EVAL_PROTOCOLS: dict[str, GatEvalConfig] = {
     "thesis": GatEvalConfig(
         auc_negatives=None, auc_attacks=_step_rows(), auc_cross_norm=_CROSS,
@@ -143,6 +144,12 @@ EVAL_PROTOCOLS: dict[str, GatEvalConfig] = {
                        AttackSpec("apgd", steps=50, restarts=2, loss="dlr", label="apgd-dlr"),
                        AttackSpec("square", steps=1000, p_init=0.8, label="square")),
         cw_n=30, cw_steps=100, cw_search_steps=10),
+    "smoke": GatEvalConfig(
+        auc_detectors=(0,), auc_negatives=5, auc_attacks=(AttackSpec("pgd", steps=2),), detection_n=20,
+        detection_attack=AttackSpec("pgd", steps=2),
+        detection_art=(AttackSpec("apgd", steps=2, loss="ce", label="apgd-ce"),
+                       AttackSpec("square", steps=10, p_init=0.8, label="square")),
+        cw_n=2, cw_steps=2, cw_search_steps=2),
 }
 
 #: The thesis's numbers for its MNIST Linf eps = 0.3 committee (full MNIST; its d_1, d_2 are our d_0, d_1).

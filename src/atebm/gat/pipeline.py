@@ -60,8 +60,8 @@ def _say(log: bool) -> Callable[[str], None]:
 
 def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", data: str | None = None,
                   resume: bool = False, device: str = "auto", classes: Sequence[int] | None = None, seed: int = 0,
-                  workers: int | None = None, overrides: dict[str, Any] | None = None, log: bool = True,
-                  report: bool = True) -> Committee | None:
+                  workers: int | None = None, overrides: dict[str, Any] | None = None, smoke: bool = False,
+                  log: bool = True, report: bool = True) -> Committee | None:
     """Trains the softmax classifier and the detector committee of ``preset`` on ``data`` (default: the preset's
     source) into ``out_dir``, ``workers`` detectors at a time (see :func:`~atebm.gat.train_detectors`; default: one
     per usable CPU core on CPU, one on a GPU); once all
@@ -72,8 +72,11 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
     CLASSIFY_PRESETS entry. ``resume`` continues the run in ``out_dir`` with the preset, data and detector
     settings it was trained with; another preset, data source or detector TrainConfig field (other than the
     budgets and cadences of :data:`~atebm.training.trainer.RESUME_OVERRIDABLE`) is refused with a ValueError
-    naming it."""
+    naming it. ``smoke``: the preset at a seconds-long budget (:meth:`~atebm.gat.GatPreset.smoke`; numbers mean
+    nothing)."""
     chosen = resolve_preset(preset)
+    if smoke:
+        chosen = chosen.smoke()
     out = Path(out_dir)
     say = _say(log)
     started = [p for p in [out / COMMITTEE_FILE, out / CLASSIFIER_FILE, *out.glob("detector_*")] if p.exists()]

@@ -57,6 +57,17 @@ class GatPreset:
     channels: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def smoke(self) -> GatPreset:
+        """This recipe at a seconds-long budget, for tests and for trying a command (``--smoke``): two detector
+        iterations, one validation of one step to the ball's boundary on 10 negatives, one classifier epoch. Its
+        numbers mean nothing."""
+        return dataclasses.replace(
+            self, name=f"{self.name}-smoke", description=f"{self.description} (smoke budget: numbers mean nothing)",
+            train={**self.train, "max_iters": 2, "final_iters": None, "final_epochs": None, "log_every": 1,
+                   "ckpt_every": 2, "progress": False},
+            validation={**self.validation, "steps": 1, "step_size": self.eps, "negatives": 10, "every": 2},
+            classifier={**self.classifier, "epochs": 1})
+
     def detector_config(self, **overrides: Any) -> TrainConfig:
         """The TrainConfig every detector of this preset trains with (``overrides`` replace fields)."""
         values = copy.deepcopy(self.train)
