@@ -62,6 +62,25 @@ def test_random_start_needs_a_finite_ball_and_every_preset_sets_it():
     assert all(gat.get_gat_preset(name).detector_config().pgd_random_start for name in gat.GAT_PRESETS)
 
 
+def test_a_preset_is_validated_when_built_down_to_its_detector_training():
+    mnist = gat.get_gat_preset("mnist")
+    again = gat.GatPreset.from_dict(json.loads(json.dumps(mnist.to_dict())))   # its train dict comes back as JSON
+    assert again.detector_config() == mnist.detector_config() and again.validation == mnist.validation
+    assert isinstance(mnist.replace(validation={"steps": 2, "step_size": 0.1, "every": 5}).validation,
+                      gat.ValidationRecipe)
+    for change, message in (({"validation": {"steps": 2, "step_size": 0.1, "every": 5, "restart": 1}}, "restart"),
+                            ({"validation": {"steps": 2, "step_size": 0.1, "every": 5, "rule": "fgsm"}}, "rule"),
+                            ({"classifier": {"epochs": 0}}, "epochs"),
+                            ({"train": {**mnist.train, "lr_typo": 1e-3}}, "lr_typo"),
+                            ({"train_attack": "sign"}, "train_attack"), ({"norm": "l1"}, "norm")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            mnist.replace(**change)
+    smoke = mnist.smoke()
+    assert smoke.train["max_iters"] == 2 and smoke.classifier.epochs == 1
+    assert smoke.validation.steps * smoke.validation.step_size >= smoke.eps    # one step reaches the boundary
+    assert smoke.detector_config().max_iters == 2
+
+
 def test_detector_training_augments_the_other_class_images_like_the_positives():
     x0 = images(16, 3)
     plain = TrainConfig(model=tiny_spec(), batch_size=4, k_start=0, k_max=0, step_size=0.0, pgd_norm="linf",

@@ -74,8 +74,8 @@ def format_preset(entry: PresetEntry) -> str:
     elif entry.command == "gat train":
         lines.append(_wrapped("threat model: ", f"{p.norm.upper()} eps {p.eps:g}; training attack rule "
                                                 f"{p.train_attack}", 2))
-        for label, values in (("detector training: ", p.train), ("validation: ", p.validation),
-                              ("classifier: ", p.classifier)):
+        for label, values in (("detector training: ", p.train), ("validation: ", p.validation.to_dict()),
+                              ("classifier: ", p.classifier.to_dict())):
             lines.append(_wrapped(label, _settings(values), 2))
     elif entry.command == "dsgan train":
         lines.append(_wrapped("paper: ", f"{p.paper}; {p.kind}", 2))

@@ -37,7 +37,15 @@ from .data import LabelledSplits, class_view, labelled_splits
 from .explain import ClassScore, explain_models, integrated_gradients
 from .networks import ConvPoolNet
 from .pipeline import run_gat_classify_eval, run_gat_eval, run_gat_explain, run_gat_robust_softmax, run_gat_train
-from .presets import CLASSIFY_PRESET_NAMES, GAT_PRESETS, GatPreset, detector_model_spec, get_gat_preset
+from .presets import (
+           CLASSIFY_PRESET_NAMES,
+           GAT_PRESETS,
+           ClassifierRecipe,
+           GatPreset,
+           ValidationRecipe,
+           detector_model_spec,
+           get_gat_preset,
+)
 from .robust_training import CLASSIFY_PRESETS, train_madry_classifier
 from .training import (
                       DetectorTrainer,
@@ -51,14 +59,12 @@ from .training import (
 
 load = load_committee
 
-__all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet", "GatPreset", "GAT_PRESETS",
-           "get_gat_preset", "detector_model_spec", "LabelledSplits", "labelled_splits", "class_view",
-           "DetectorTrainer", "DetectorValidation", "detector_selection", "train_detector", "train_detectors",
-           "assemble_committee", "detector_dir",
-           "ClassifierAttack", "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack",
-           "IntegratedView", "OBJECTIVES", "run_gat_train", "run_gat_eval", "per_class_candidates", "fit_offsets",
-           "calibrate_committee", "run_gat_calibrate",
-           "CLASSIFY_PROTOCOLS", "ClassifyEvalConfig", "accuracy_grid", "robust_accuracy", "ClassScore",
-           "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "CLASSIFY_PRESET_NAMES",
-           "train_madry_classifier",
-           "run_gat_robust_softmax", "run_gat_classify_eval", "run_gat_explain"]
+__all__ = ["load", "load_committee", "save_committee", "Committee", "ConvPoolNet", "GatPreset", "ValidationRecipe",
+           "ClassifierRecipe", "GAT_PRESETS", "get_gat_preset", "detector_model_spec", "LabelledSplits",
+           "labelled_splits", "class_view", "DetectorTrainer", "DetectorValidation", "detector_selection",
+           "train_detector", "train_detectors", "assemble_committee", "detector_dir", "ClassifierAttack",
+           "DetectorAttack", "CombinedAttack", "SwitchingAttack", "SingleDetectorAttack", "IntegratedView",
+           "OBJECTIVES", "run_gat_train", "run_gat_eval", "per_class_candidates", "fit_offsets", "calibrate_committee",
+           "run_gat_calibrate", "CLASSIFY_PROTOCOLS", "ClassifyEvalConfig", "accuracy_grid", "robust_accuracy",
+           "ClassScore", "explain_models", "integrated_gradients", "CLASSIFY_PRESETS", "CLASSIFY_PRESET_NAMES",
+           "train_madry_classifier", "run_gat_robust_softmax", "run_gat_classify_eval", "run_gat_explain"]

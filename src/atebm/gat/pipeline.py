@@ -100,15 +100,15 @@ def run_gat_train(out_dir: str | Path, *, preset: str | GatPreset = "mnist", dat
                                        "val_from": splits.val_from},
                             "norm": chosen.norm, "eps": chosen.eps, "train_attack": chosen.train_attack,
                             "detector_config": chosen.detector_config(**overrides).to_dict(),
-                            "validation": dict(chosen.validation), "classifier": dict(chosen.classifier),
+                            "validation": chosen.validation.to_dict(), "classifier": chosen.classifier.to_dict(),
                             "seed": seed, "threads": torch.get_num_threads(), "workers": workers}
     classifier_path = out / CLASSIFIER_FILE
     if not classifier_path.exists():
         c = chosen.classifier
-        spec = detector_model_spec(chosen.size, chosen.channels, widths=tuple(c.get("widths", (32, 64))),
-                                   hidden=int(c.get("hidden", 1024)), out_dim=splits.num_classes)
-        classifier = train_softmax_classifier(splits, epochs=int(c["epochs"]), batch_size=int(c["batch_size"]),
-                                              lr=float(c["lr"]), seed=seed, spec=spec, device=str(overrides["device"]))
+        spec = detector_model_spec(chosen.size, chosen.channels, widths=c.widths, hidden=c.hidden,
+                                   out_dim=splits.num_classes)
+        classifier = train_softmax_classifier(splits, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=seed,
+                                              spec=spec, device=str(overrides["device"]))
         save_classifier(classifier_path, classifier)
         say(f"classifier f: test accuracy {classifier.meta['test_accuracy']:.4f} "
             f"({classifier.meta['train_seconds']:.0f} s)")

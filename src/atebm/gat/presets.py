@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from ..config import REQUIRED, Config, above, at_least, each, one_of, satisfies, setting
 from ..training import TrainConfig
 from .networks import ARCH_NAME
 
-__all__ = ["GatPreset", "GAT_PRESETS", "CLASSIFY_PRESET_NAMES", "get_gat_preset", "detector_model_spec",
-           "ATTACK_RULES", "DIGIT_JITTER"]
+__all__ = ["GatPreset", "ValidationRecipe", "ClassifierRecipe", "GAT_PRESETS", "CLASSIFY_PRESET_NAMES",
+           "get_gat_preset", "detector_model_spec", "ATTACK_RULES", "DIGIT_JITTER"]
 
 #: A shape jitter for digits (options of :func:`atebm.gat.training.jitter`, ``GatPreset.extra["jitter"]``), as tried
 #: in benchmarks/results/gat/recipes.md (recipes k20-jitter, k20-jitter-ema).
@@ -39,34 +41,73 @@ def detector_model_spec(size: int = 28, channels: int = 1, widths: tuple[int, in
 
 
 @dataclass(frozen=True)
-class GatPreset:
-    """A committee recipe: data, threat model, detector training, validation attack, softmax classifier."""
+class ValidationRecipe(Config):
+    """How each detector's weights are selected (T Sec. 3.2.3, "the checkpoint which has the best validation
+    performance"): every ``every`` iterations (and on the final weights) the AUC of clean class-k validation images
+    against ``negatives`` other-class validation images (None: all) attacked by ``steps`` steps of ``rule``
+    (:data:`ATTACK_RULES`) of size ``step_size`` inside the preset's ball."""
 
-    name: str
-    description: str
-    data: str
-    norm: str
-    eps: float
-    train: dict[str, Any]
-    train_attack: str
-    validation: dict[str, Any]
-    classifier: dict[str, Any]
-    hardware: str
-    wall_clock: str
-    size: int = 28
-    channels: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    steps: int = setting(REQUIRED, at_least(1))
+    step_size: float = setting(REQUIRED, above(0))
+    every: int = setting(REQUIRED, at_least(1))
+    rule: str = setting("pgd", one_of(*ATTACK_RULES))
+    negatives: int | None = setting(None, at_least(1, why="None: every other-class validation image"))
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe(Config):
+    """The softmax classifier f of a committee (integrated detection, T Eq. 3.27): the T Tab. 3.1 network with conv
+    ``widths`` and ``hidden`` units, trained ``epochs`` epochs with Adam (``lr``) in batches of ``batch_size``."""
+
+    epochs: int = setting(REQUIRED, at_least(1))
+    batch_size: int = setting(64, at_least(1))
+    lr: float = setting(1e-3, above(0))
+    widths: tuple[int, int] = setting((32, 64), each(at_least(1)))
+    hidden: int = setting(1024, at_least(1))
+
+
+def _valid_detector_training(preset: GatPreset) -> Iterator[str]:
+    try:
+        preset.detector_config()
+    except (TypeError, ValueError) as error:
+        yield f"train: {error}"
+
+
+@dataclass(frozen=True)
+class GatPreset(Config):
+    """A committee recipe: data, threat model (``norm`` ball of radius ``eps``), detector training (``train``: the
+    :class:`~atebm.training.TrainConfig` fields of every detector, checked when the preset is built; the training
+    attack steps by ``train_attack``, one of :data:`ATTACK_RULES`), the :class:`ValidationRecipe` that selects
+    each detector's weights and the :class:`ClassifierRecipe` of the softmax classifier f."""
+
+    name: str = setting(REQUIRED, satisfies(bool, "a non-empty name"))
+    description: str = setting(REQUIRED)
+    data: str = setting(REQUIRED, satisfies(bool, "a data source string"))
+    norm: str = setting(REQUIRED, one_of("linf", "l2"))
+    eps: float = setting(REQUIRED, above(0))
+    train: dict[str, Any] = setting(REQUIRED)
+    train_attack: str = setting(REQUIRED, one_of(*ATTACK_RULES))
+    validation: ValidationRecipe = setting(REQUIRED)
+    classifier: ClassifierRecipe = setting(REQUIRED)
+    hardware: str = setting(REQUIRED)
+    wall_clock: str = setting(REQUIRED)
+    size: int = setting(28, at_least(8))
+    channels: int = setting(1, at_least(1))
+    extra: dict[str, Any] = setting(factory=dict)
+
+    def check(self) -> Iterator[str]:
+        yield from _valid_detector_training(self)
 
     def smoke(self) -> GatPreset:
         """This recipe at a seconds-long budget, for tests and for trying a command (``--smoke``): two detector
         iterations, one validation of one step to the ball's boundary on 10 negatives, one classifier epoch. Its
         numbers mean nothing."""
-        return dataclasses.replace(
-            self, name=f"{self.name}-smoke", description=f"{self.description} (smoke budget: numbers mean nothing)",
+        return self.replace(
+            name=f"{self.name}-smoke", description=f"{self.description} (smoke budget: numbers mean nothing)",
             train={**self.train, "max_iters": 2, "final_iters": None, "final_epochs": None, "log_every": 1,
                    "ckpt_every": 2, "progress": False},
-            validation={**self.validation, "steps": 1, "step_size": self.eps, "negatives": 10, "every": 2},
-            classifier={**self.classifier, "epochs": 1})
+            validation=self.validation.replace(steps=1, step_size=self.eps, negatives=10, every=2),
+            classifier=self.classifier.replace(epochs=1))
 
     def detector_config(self, **overrides: Any) -> TrainConfig:
         """The TrainConfig every detector of this preset trains with (``overrides`` replace fields)."""
@@ -86,8 +127,8 @@ def _thesis(name: str, norm: str, eps: float, steps: int, step: float, val_step:
         train=dict(batch_size=32, lr=5e-4, optimizer="adam", betas=(0.9, 0.999), k_start=steps, k_max=steps,
                    step_size=step, final_epochs=100.0, log_every=50, ckpt_every=500),
         train_attack="adam",
-        validation=dict(rule="adam", steps=200, step_size=val_step, negatives=None, every=500),
-        classifier=dict(epochs=20, batch_size=64, lr=1e-3, widths=(32, 64), hidden=1024),
+        validation=ValidationRecipe(rule="adam", steps=200, step_size=val_step, negatives=None, every=500),
+        classifier=ClassifierRecipe(epochs=20, batch_size=64, lr=1e-3, widths=(32, 64), hidden=1024),
         hardware="1 GPU (the thesis; full MNIST: 50,000 train / 10,000 val)",
         wall_clock="not measured here (100 epochs x 100-step attacks per detector)")
 
@@ -106,8 +147,8 @@ _MNIST = GatPreset(
                log_every=50, ckpt_every=100, indist_at_steps=5, indist_at_eps=0.1, indist_at_step_size=0.03,
                channels_last=True),
     train_attack="pgd",
-    validation=dict(rule="pgd", steps=50, step_size=0.02, negatives=150, every=100),
-    classifier=dict(epochs=10, batch_size=64, lr=1e-3, widths=(16, 32), hidden=256),
+    validation=ValidationRecipe(rule="pgd", steps=50, step_size=0.02, negatives=150, every=100),
+    classifier=ClassifierRecipe(epochs=10, batch_size=64, lr=1e-3, widths=(16, 32), hidden=256),
     hardware="2 CPU cores (one detector per core)",
     wall_clock="11 min 47 s wall clock on 2 idle cores for `atebm gat train --preset mnist` (default workers: 2; "
                "1,351 CPU s in all; benchmarks/results/gat/README.md)")
@@ -122,7 +163,7 @@ _FASHION = dataclasses.replace(
                 "validation images)",
     data="fashion", eps=0.1,
     train={**{k: v for k, v in _MNIST.train.items() if not k.startswith("indist_at")}, "step_size": 0.01},
-    validation={**_MNIST.validation, "step_size": 0.007},
+    validation=_MNIST.validation.replace(step_size=0.007),
     wall_clock="1,629 CPU s for the ten detectors and the classifier with the NCHW layout (channels-last, now "
                "inherited from `mnist`, takes about 25% fewer), so about 14 minutes on 2 idle cores "
                "(benchmarks/results/gat/fashion_tables.md)")
@@ -140,7 +181,7 @@ def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
                     f"scaled with eps: training attack 20 x {eps / 12:.4g} from a random start, class-k images "
                     f"lowered inside {eps / 3:.4g} by 5 x {eps / 10:.4g}, validation 50 x {eps / 15:.4g}",
         train={**_MNIST.train, "step_size": eps / 12, "indist_at_eps": eps / 3, "indist_at_step_size": eps / 10},
-        validation={**_MNIST.validation, "step_size": eps / 15},
+        validation=_MNIST.validation.replace(step_size=eps / 15),
         wall_clock="about the `mnist` preset's (same network, iterations and attack steps)")
 
 

@@ -6,7 +6,7 @@ k (label 1), p_0 = the training images of the other classes (label 0), each p_0 
 number of steps K (``k_start = k_max``; the random start is the trainer's ``pgd_random_start``).
 :class:`DetectorTrainer` is the trainer with the optional Adam-step attack of T Tab. 3.1 and the positives'
 augmentation applied to p_0 too; everything else (loop, optimiser, checkpoints, resume, logs) is the trainer's own.
-Every ``validation["every"]`` iterations, and once more on the final weights when training ends off that period,
+Every ``validation.every`` iterations, and once more on the final weights when training ends off that period,
 the detector is scored on the validation split: AUC of clean class-k images against perturbed other-class images
 under the preset's validation attack; the best (AUC, then lower validation loss) becomes the run's model
 (``detector_k/model.pt``, via :meth:`atebm.Trainer.select_weights`): the best-validation checkpoint of T Sec. 3.2.3
@@ -229,10 +229,10 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     positives, negatives, _ = class_view(splits.train, k)
     val_pos, _, _ = class_view(splits.val, k)
     v = preset.validation
-    validation = DetectorValidation(val_pos, _validation_negatives(splits, k, v.get("negatives"), seed),
-                                    norm=preset.norm, eps=preset.eps, rule=v["rule"], steps=int(v["steps"]),
-                                    step_size=float(v["step_size"]), seed=seed)
-    selector = detector_selection(validation, int(v["every"]))
+    validation = DetectorValidation(val_pos, _validation_negatives(splits, k, v.negatives, seed),
+                                    norm=preset.norm, eps=preset.eps, rule=v.rule, steps=v.steps,
+                                    step_size=v.step_size, seed=seed)
+    selector = detector_selection(validation, v.every)
     config = _detector_config(preset, k, overrides, seed)
     selector.check_period(config.log_every)
     meta = {"preset": preset.name, "data": splits.source, "class": k, "size": preset.size,
