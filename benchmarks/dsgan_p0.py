@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. generation quality: FD in the digit classifier's features (the demo's measure) -------------------------
     t = time.perf_counter()
-    gen = preset.generate
+    gen = preset.generate.to_dict()
     photo_seeds = load_dataset("photos", split="test", n=args.n_eval, seed=1).x
     own_seeds = {"dsgan": torch.from_numpy(np.load(runs / "dsgan" / "held_out" / "samples.npz")["x"]),
                  "photos": photo_seeds, "uniform": load_dataset("uniform", split="test", n=args.n_eval, seed=1).x}

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     net = digit_features(device="cpu")
     train = load_dataset("mnist", split="train").x
     train_features = net.features(train).numpy()
-    gen = preset.generate
+    gen = preset.generate.to_dict()
     validation = ValidationFD(load_dataset("photos", split="train", n=DEMO_SETTINGS["select_seeds"], seed=7).x,
                               train_features, net, gen["steps"], gen["step_size"])
     selector = fd_selection(validation, args.every, args.min_k)

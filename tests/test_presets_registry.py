@@ -15,7 +15,7 @@ import atebm.presets as presets_module
 from atebm.cli import build_parser, main
 from atebm.dsgan import CASES, Case, get_case
 from atebm.gat import CLASSIFY_PRESETS, GAT_PRESETS, GatPreset, get_gat_preset
-from atebm.presets import PRESETS, Preset, get_preset
+from atebm.presets import PRESETS, GenerationSettings, Preset, get_preset
 
 #: Each command with presets: its argparse path, option destination, library lookup and preset type.
 COMMANDS: dict[str, tuple[tuple[str, ...], str, Any, type]] = {
@@ -159,3 +159,14 @@ def test_importing_the_registry_does_not_import_gat_or_dsgan():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_training_preset_is_validated_when_built():
+    mnist = PRESETS["mnist"]
+    assert mnist.replace(generate={"steps": 8, "step_size": 0.5}).generate == GenerationSettings(steps=8,
+                                                                                                 step_size=0.5)
+    for change, message in (({"generate": {"steps": 8, "step_size": 0.5, "sigma": 1}}, "sigma"),
+                            ({"generate": {"steps": 8, "step_size": 0.0}}, "step_size"),
+                            ({"train": {**mnist.train, "k_maxx": 4}}, "k_maxx"), ({"size": 0}, "size")):
+        with pytest.raises((TypeError, ValueError), match=message):
+            mnist.replace(**change)

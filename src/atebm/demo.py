@@ -167,7 +167,7 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
     if smoke:
         settings.update(oe_iters=4, n_eval=80, select_every=2, select_min_k=0, select_seeds=16)
     timings: dict[str, float] = {}
-    gen = dict(preset.generate, steps=4) if smoke else dict(preset.generate)
+    gen = preset.generate.to_dict() | ({"steps": 4} if smoke else {})
     net = digit_features(device="cpu")
     train = load_dataset("mnist", split="train").x
     train_features = net.features(train).numpy()  # the FD reference of every row below, computed once

@@ -23,33 +23,56 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from .config import REQUIRED, Config, above, at_least, satisfies, setting
 from .training import TrainConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "PresetEntry", "PresetRegistry", "REGISTRY", "COMMANDS",
-           "GAT_SUMMARIES", "CASE_MEASUREMENTS"]
+__all__ = ["Preset", "GenerationSettings", "PRESETS", "get_preset", "PresetEntry", "PresetRegistry", "REGISTRY",
+           "COMMANDS", "GAT_SUMMARIES", "CASE_MEASUREMENTS"]
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A training preset of ``atebm train``: data and p_0 source strings, the TrainConfig fields, the generation
-    settings of ``atebm sample``, and the hardware and wall-clock it was measured (or published) with."""
+class GenerationSettings(Config):
+    """How ``atebm sample`` (and the demo) generates from a preset's model: ``steps`` PGD ascent steps of L2 size
+    ``step_size`` from ``n`` seeds blurred with a Gaussian of sigma ``blur`` pixels first (E supp. Tab. 3)."""
 
-    name: str
-    description: str
-    data: str
-    p0: str
-    seeds: str
-    size: int
-    channels: int
-    train: dict[str, Any]
-    generate: dict[str, Any]
-    hardware: str
-    wall_clock: str
+    steps: int = setting(REQUIRED, at_least(0))
+    step_size: float = setting(REQUIRED, above(0))
+    blur: float = setting(0.0, at_least(0))
+    n: int = setting(64, at_least(1))
+
+
+def _trains(preset: Preset) -> Iterator[str]:
+    try:
+        preset.config()
+    except (TypeError, ValueError) as error:
+        yield f"train: {error}"
+
+
+@dataclass(frozen=True)
+class Preset(Config):
+    """A training preset of ``atebm train``: data and p_0 source strings, the TrainConfig fields (``train``, checked
+    when the preset is built), the :class:`GenerationSettings` of ``atebm sample``, and the hardware and wall-clock
+    it was measured (or published) with."""
+
+    name: str = setting(REQUIRED, satisfies(bool, "a non-empty name"))
+    description: str = setting(REQUIRED)
+    data: str = setting(REQUIRED, satisfies(bool, "a data source string"))
+    p0: str = setting(REQUIRED, satisfies(bool, "a data source string"))
+    seeds: str = setting(REQUIRED, satisfies(bool, "a data source string"))
+    size: int = setting(REQUIRED, at_least(1))
+    channels: int = setting(REQUIRED, at_least(1))
+    train: dict[str, Any] = setting(REQUIRED)
+    generate: GenerationSettings = setting(REQUIRED)
+    hardware: str = setting(REQUIRED)
+    wall_clock: str = setting(REQUIRED)
     needs_files: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = setting(factory=dict)
+
+    def check(self) -> Iterator[str]:
+        yield from _trains(self)
 
     def config(self, **overrides: Any) -> TrainConfig:
         """The preset's :class:`~atebm.training.TrainConfig` (``overrides`` replace fields)."""
@@ -68,7 +91,7 @@ def _published(name: str, *, arch: dict[str, Any], data: str, p0: str, seeds: st
                    augment_flip=True, freeze_bn=True, log_every=100, ckpt_every=2000,
                    # GPU defaults: bf16 autocast + NHWC (a device without bf16 runs fp32 and says so in the log)
                    precision="bf16", channels_last=True, num_workers=4),
-        generate=dict(steps=gen_steps, step_size=gen_step, blur=blur, n=64),
+        generate=GenerationSettings(steps=gen_steps, step_size=gen_step, blur=blur, n=64),
         hardware="1 GPU (the papers name an RTX 2080 Ti, G Tab. 7)", wall_clock=wall, needs_files=needs)
 
 
@@ -98,7 +121,7 @@ PRESETS: dict[str, Preset] = {
                    batch_size=32, lr=1e-3, optimizer="adam", betas=(0.0, 0.99), k_start=0, k_max=16,
                    epochs_per_k=2.0, auc_window=10, auc_threshold=0.8, max_iters=2000, step_size=1.0,
                    pgd_norm="l2", pgd_eps=math.inf, r1=1.0, ema_decay=0.99, log_every=25, ckpt_every=200),
-        generate=dict(steps=32, step_size=1.0, blur=0.0, n=256),
+        generate=GenerationSettings(steps=32, step_size=1.0, blur=0.0, n=256),
         hardware="2 CPU cores", wall_clock="see README (measured by `atebm demo`)"),
     "cifar10": _published(
         "cifar10", arch={"arch": "cifar_resnet", "kwargs": {"depth": 50, "in_channels": 3, "out_dim": 1},

@@ -170,8 +170,8 @@ class FrechetProbe:
         from ..metrics import digit_features
 
         preset = PRESETS["mnist"]
-        self.steps = scale.gen_steps or int(preset.generate["steps"])
-        self.step_size = float(preset.generate["step_size"])
+        self.steps = scale.gen_steps or preset.generate.steps
+        self.step_size = preset.generate.step_size
         self.net = digit_features(device="cpu")
         self.reference = self.net.features(mnist_data()).numpy()
         self.test_seeds = load_dataset("photos", split="test", n=scale.n_fd, seed=1).x

@@ -80,7 +80,7 @@ def composition(out: str | Path, *, budget_s: float | None = None, classes_a: Se
                "p0 = photos + other's classes": (with_other(only_b), with_other(only_a))}
     classifier = digit_features(device="cpu")
     seeds = load_dataset("photos", split="test", n=scale.n_fd, seed=1).x
-    step_size = float(PRESETS["mnist"].generate["step_size"])
+    step_size = PRESETS["mnist"].generate.step_size
     models: dict[str, Any] = {}
     trained: dict[str, Any] = {}
     rows: dict[str, Any] = {}

@@ -49,7 +49,7 @@ def training_table(presets: Iterable[Preset]) -> str:
     """The settings table of training presets (one row each), then the files each of them needs."""
     presets = list(presets)
     rows = [(p.name, p.size, f"{p.train['batch_size']}", f"0..{p.train['k_max']}", f"{p.train['step_size']}",
-             f"{p.generate['steps']} x {p.generate['step_size']}", p.hardware, p.wall_clock) for p in presets]
+             f"{p.generate.steps} x {p.generate.step_size}", p.hardware, p.wall_clock) for p in presets]
     header = ("preset", "px", "batch", "K", "step", "generation", "hardware", "wall-clock")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [header] + rows]

@@ -63,7 +63,7 @@ def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] 
     data, p0 = open_training_data(preset, data_spec, p0_spec)
     extra = {
         "preset": preset.name, "data": data_spec or preset.data, "p0": p0_spec or preset.p0,
-        "seeds": seeds_spec or preset.seeds, "generate": dict(preset.generate), "clamp": (0.0, 1.0),
+        "seeds": seeds_spec or preset.seeds, "generate": preset.generate.to_dict(), "clamp": (0.0, 1.0),
         "size": preset.size, "channels": preset.channels,
     }
     extra["meta"] = {k: v for k, v in extra.items() if k != "meta"}
