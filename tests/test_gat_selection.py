@@ -37,6 +37,10 @@ def tiny_preset(max_iters: int, every: int, **train) -> gat.GatPreset:
         wall_clock="test", size=SIZE)
 
 
+#: One pytest-xdist worker runs this module, so that its module-scoped fixtures train once.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module")
 def splits() -> gat.LabelledSplits:
     return gat.labelled_splits("digits", size=SIZE)

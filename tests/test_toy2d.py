@@ -38,6 +38,10 @@ SMALL_METRICS = {"n_data": 1000, "grid": 81, "n_ascent": 500, "maxima_grid": 25}
 MAXIMIN = dict(iters=500, k=25, step_size=0.3, batch_size=64, seed=0)
 
 
+#: One pytest-xdist worker runs this module, so that its module-scoped fixtures train once.
+pytestmark = pytest.mark.xdist_group(__name__)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread_per_module():
     """The module-scoped panels below train before any function-scoped fixture (conftest's ``one_thread``) runs;
