@@ -222,3 +222,21 @@ def test_arts_square_stays_reachable_and_seeded():
     assert np.random.rand() == expected
     assert (result.margin > result.clean_margin).all()
     assert result.protocol["attackers"][0]["implementation"] == "ART SquareAttack"
+
+
+def test_a_candidate_outside_the_ball_stops_the_search(monkeypatch):
+    """The search trusts Square's margins but not its geometry: an input outside the ball would count as a success
+    that is not one."""
+    import sys
+
+    from atebm.attacks.square import SquareRun
+
+    def escaping(margin_for, x0, rows, **kwargs):
+        return SquareRun(x=(x0 + 0.5).clamp(0, 1), margin=torch.ones(len(x0)), queries=torch.ones(len(x0)),
+                         refused=0)
+
+    monkeypatch.setattr(sys.modules["atebm.attacks.search"], "square_attack", escaping)
+    x = torch.full((3, 1, 8, 8), 0.25)
+    with pytest.raises(RuntimeError, match="outside the LINF eps 0.1 ball"):
+        search(lambda rows: LinearMargin(torch.ones(64), offset=-1e3), x, threat=ThreatModel("linf", 0.1),
+               attackers=[AttackSpec("square", steps=5)])

@@ -136,11 +136,25 @@ class _Search:
             rows, candidates = rows[finite], candidates[finite]
             candidates = project_onto_ball(candidates, self.x0[rows], norm=self.threat.norm, eps=self.threat.eps)
             margin = margins_of(self.margin_for, candidates, rows, self.batch_size, self.device)
+        else:
+            self._refuse_outside(record.spec, candidates, rows)
         margin = margin.detach().float().cpu()
         before = self.overall.margin[rows] > 0
         own.offer(rows, candidates, margin)
         self.overall.offer(rows, candidates, margin)
         record.broke += int((~before & (self.overall.margin[rows] > 0)).sum())
+
+    def _refuse_outside(self, spec: AttackSpec, candidates: Tensor, rows: Tensor) -> None:
+        """An attacker that scores its own candidates is trusted with the margin, not with the threat model: a
+        candidate outside the ball or the box would count as a success it is not, so it stops the search."""
+        delta = (candidates - self.x0[rows]).flatten(1)
+        size = delta.abs().amax(dim=1) if self.threat.norm == "linf" else delta.norm(dim=1)
+        tolerance = 1e-5 * max(1.0, self.threat.eps)
+        outside = (size > self.threat.eps + tolerance) | (candidates.flatten(1).amin(dim=1) < -1e-6) \
+            | (candidates.flatten(1).amax(dim=1) > 1 + 1e-6)
+        if bool(outside.any()):
+            raise RuntimeError(f"attacker {spec.name} returned {int(outside.sum())} input(s) outside the {self.threat} "
+                               f"ball or the [0, 1] box (largest distance {float(size.max()):.6g}): a bug in it")
 
     def active(self, own: _Best) -> Tensor:
         if self.stop_at is None:
