@@ -315,7 +315,7 @@ def smoke_budget(argv: list[str], expect: int | None = 0) -> list[str]:
     if path == ("dsgan", "ssl"):
         return ["max_iters=2", "log_every=1", "ckpt_every=2"]
     if path == ("ablate",):
-        return ["--smoke", "--budget", "3"]
+        return ["--smoke", "--budget", "3", "--seeds", "0", "1"]  # two seeds: the per-seed statistics run
     if path == ("gat", "train"):
         return ["--smoke", "--workers", "1", "--data", "mnist?n=500"]
     if path in (("gat", "eval"), ("gat", "classify-eval")):

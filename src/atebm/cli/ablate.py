@@ -5,7 +5,8 @@ Examples::
 
     atebm ablate p0-diversity --out benchmarks/results/ablations/p0-diversity
     atebm ablate p0-diversity --out runs/p0 --arm dsgan=npz:benchmarks/results/dsgan/boundary.npz
-    atebm ablate final-k --out runs/k --budget 30      # 30 training CPU seconds per arm
+    atebm ablate final-k --out runs/k --budget 30      # 30 training CPU seconds per arm and seed
+    atebm ablate r1 --out runs/r1 --seeds 0 1 2 3 4    # five seeds instead of the default three
     atebm ablate stability --out runs/s --smoke        # seconds; numbers mean nothing
 """
 from __future__ import annotations
@@ -42,7 +43,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arm", type=_arm, action="append", default=None, metavar="NAME=SOURCE",
                    help="p0-diversity only: an extra p_0 arm from a data-source string (repeatable)")
     p.add_argument("--smoke", action="store_true", help="a seconds-long run for tests; its numbers mean nothing")
-    options.add_seed(p, options.pipeline_defaults(run_ablation)["seed"])
+    default_seeds = options.pipeline_defaults(run_ablation)["seeds"]
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", default=list(default_seeds), metavar="N",
+                       help="train and measure every arm once per seed; a verdict needs at least 3 (default: "
+                            f"{' '.join(map(str, default_seeds))})")
+    seeds.add_argument("--seed", type=int, default=None, metavar="N",
+                       help="one seed only, the same as --seeds N (its verdict is 'not decided')")
     options.add_threads(p, default=1, why="; the budgets are CPU seconds of one thread")
     p.set_defaults(func=_run)
 
@@ -51,8 +58,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..ablate import run_ablation
 
     options.apply_threads(args)
-    result = run_ablation(args.name, args.out, budget_s=args.budget, smoke=args.smoke, seed=args.seed,
+    seeds = args.seeds if args.seed is None else [args.seed]
+    result = run_ablation(args.name, args.out, budget_s=args.budget, smoke=args.smoke, seeds=seeds,
                           extra_arms=dict(args.arm) if args.arm else None)
-    print(json.dumps({"ablation": result["ablation"], "holds": result["holds"], "verdict": result["verdict"],
-                      "out": args.out}, indent=1))
+    print(json.dumps({"ablation": result["ablation"], "seeds": result["seeds"], "outcome": result["outcome"],
+                      "holds": result["holds"], "verdict": result["verdict"], "out": args.out}, indent=1))
     return 0
