@@ -91,6 +91,9 @@ def main() -> None:
                         help="attack protocol of the eval stages (default: %(default)s)")
     parser.add_argument("--n", type=int, default=N_DEFAULT,
                         help="stratified test digits of the eval stages (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", choices=("generative_out", "generative_inout", "robust_softmax"),
+                        default=None, help="models of the eval stage (default: all); a subset only fills W/cells, "
+                                           "which --stage write assembles")
     parser.add_argument("--norms", nargs="+", choices=("linf", "l2"), default=["linf", "l2"],
                         help="grids of the eval stage; one norm alone writes stage eval_NORM, so that the two grids "
                              "can run as two processes, merged by --stage write (default: both)")
@@ -127,6 +130,8 @@ def main() -> None:
         splits = labelled_splits("mnist")
         config = _protocol(args)
         models = _models(args)
+        if args.models:
+            models = {name: model for name, model in models.items() if name in args.models}
         assert splits.test.y is not None
         grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config, norms=args.norms,
                              progress=lambda s: print(s, file=sys.stderr, flush=True),
@@ -135,7 +140,8 @@ def main() -> None:
         grid["capacity"] = {n: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
                             for n, m in models.items()}
         grid["config"] = config.to_dict()
-        _save(work, "eval" if len(args.norms) == 2 else f"eval_{args.norms[0]}", grid, cpu_start, command)
+        stage = "eval" if len(args.norms) == 2 else f"eval_{args.norms[0]}"
+        _save(work, stage if not args.models else f"{stage}_{'+'.join(sorted(models))}", grid, cpu_start, command)
     elif args.stage == "inout":
         import atebm.gat as gat
         from atebm.gat.calibration import run_gat_calibrate
@@ -208,6 +214,8 @@ def write(args: argparse.Namespace) -> None:
     stages = {s: json.loads(_stage_file(work, s).read_text()) for s in names if _stage_file(work, s).exists()}
     if "eval" not in stages and _stage_file(work, "eval_linf").exists() and _stage_file(work, "eval_l2").exists():
         stages["eval"] = _merged_norms(*(json.loads(_stage_file(work, f"eval_{n}").read_text()) for n in NORMS))
+    if "eval" not in stages and (work / "cells" / "config.json").exists():
+        stages["eval"] = _grid_from_cells(work, _models(args))
     out_train = json.loads((work / "mnist" / "gat_train.json").read_text())
     inout = _inout_attempt(args.inout)
     result: dict[str, Any] = {
@@ -280,6 +288,31 @@ class CellFiles(MutableMapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _grid_from_cells(work: Path, models: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """The eval stage assembled from the grid points in ``W/cells`` when the eval processes have not finished: the
+    measured points, and under ``missing`` the points of the protocol's grids not measured yet."""
+    from atebm.gat.classifier_robustness import ClassifyEvalConfig
+    from atebm.gat.robust_training import count_macs, count_parameters
+
+    config_dict = json.loads((work / "cells" / "config.json").read_text())
+    config = ClassifyEvalConfig.from_dict(config_dict)
+    cells = CellFiles(work / "cells", config_dict)
+    grid: dict[str, Any] = {"models": {}, "missing": [], "config": config_dict,
+                            "cpu_seconds": None, "command": "assembled from W/cells by --stage write"}
+    x1 = torch.zeros(1, 1, 28, 28)
+    for name in models:
+        for norm in NORMS:
+            for eps in config.grid(norm):
+                key = f"{name}/{norm}/{eps:g}"
+                if key in cells:
+                    grid["models"].setdefault(name, {}).setdefault(norm, []).append(cells[key])
+                else:
+                    grid["missing"].append(key)
+    grid["capacity"] = {n: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
+                        for n, m in models.items()}
+    return grid
 
 
 def _merged_norms(linf: dict[str, Any], l2: dict[str, Any]) -> dict[str, Any]:
@@ -356,6 +389,9 @@ def tables(result: dict[str, Any]) -> str:
                     broke = ", ".join(f"{a} {v['broke']}/{v['attacked']}" for a, v in r["attackers"].items())
                     lines.append(f"| {name} | {norm} | {r['eps']:g} | {r['clean_accuracy']:.2f} | {own} | "
                                  f"{r['robust_accuracy']:.2f} | {broke or '-'} |")
+        if ev.get("missing"):
+            lines += ["", f"Not measured yet (the eval processes were stopped; `--stage eval` resumes them): "
+                          f"{', '.join(ev['missing'])}."]
         lines += ["", "| model | parameters | MACs per forward pass |", "|---|---|---|"]
         lines += [f"| {n} | {c['parameters']:,} | {c['macs_per_forward']:,} |" for n, c in ev["capacity"].items()]
         lines.append("")
