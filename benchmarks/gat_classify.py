@@ -91,6 +91,8 @@ def main() -> None:
                         help="attack protocol of the eval stages (default: %(default)s)")
     parser.add_argument("--n", type=int, default=N_DEFAULT,
                         help="stratified test digits of the eval stages (default: %(default)s)")
+    parser.add_argument("--name", default="classify",
+                        help="stem of the files --stage write puts in benchmarks/results/gat (default: %(default)s)")
     parser.add_argument("--models", nargs="+", choices=("generative_out", "generative_inout", "robust_softmax"),
                         default=None, help="models of the eval stage (default: all); a subset only fills W/cells, "
                                            "which --stage write assembles")
@@ -237,17 +239,17 @@ def write(args: argparse.Namespace) -> None:
         **stages,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "classify.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     if "eval" in stages:
         models = dict(stages["eval"]["models"])
         models.update((stages.get("eval_inout") or {}).get("models", {}))
-        plot_accuracy_grid({"norms": ["linf", "l2"], "models": models}, RESULTS / "classify_accuracy_vs_eps.png")
+        plot_accuracy_grid({"norms": ["linf", "l2"], "models": models}, RESULTS / f"{args.name}_accuracy_vs_eps.png")
     for name, folder in (("generative_out", work / "mnist"), ("generative_inout", args.inout)):
         hist = folder / "calibration_histograms.png"
         if hist.exists():
-            shutil.copy2(hist, RESULTS / f"classify_calibration_histograms_{name}.png")
-    (RESULTS / "classify_tables.md").write_text(tables(result))
-    print(f"wrote {RESULTS / 'classify.json'} and classify_tables.md", file=sys.stderr)
+            shutil.copy2(hist, RESULTS / f"{args.name}_calibration_histograms_{name}.png")
+    (RESULTS / f"{args.name}_tables.md").write_text(tables(result))
+    print(f"wrote {RESULTS / args.name}.json and {args.name}_tables.md", file=sys.stderr)
 
 
 NORMS = ("linf", "l2")
