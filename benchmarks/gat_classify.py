@@ -387,10 +387,10 @@ def tables(result: dict[str, Any]) -> str:
             for norm, rows in per_norm.items():
                 for r in rows:
                     first = next(iter(r["attackers"].items()), None)
-                    own = f"{first[0]} {first[1]['own_robust_accuracy']:.2f}" if first else "-"
+                    own = f"{first[0]} {first[1]['own_robust_accuracy']:.3f}" if first else "-"
                     broke = ", ".join(f"{a} {v['broke']}/{v['attacked']}" for a, v in r["attackers"].items())
-                    lines.append(f"| {name} | {norm} | {r['eps']:g} | {r['clean_accuracy']:.2f} | {own} | "
-                                 f"{r['robust_accuracy']:.2f} | {broke or '-'} |")
+                    lines.append(f"| {name} | {norm} | {r['eps']:g} | {r['clean_accuracy']:.3f} | {own} | "
+                                 f"{r['robust_accuracy']:.3f} | {broke or '-'} |")
         if ev.get("missing"):
             lines += ["", f"Not measured yet (the eval processes were stopped; `--stage eval` resumes them): "
                           f"{', '.join(ev['missing'])}."]

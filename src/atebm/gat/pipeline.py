@@ -476,11 +476,14 @@ def plot_accuracy_grid(state: dict[str, Any], path: str | Path) -> Path:
     norms = state["norms"]
     fig, axes = plt.subplots(1, len(norms), figsize=(4.4 * len(norms), 3.6), squeeze=False)
     for ax, norm in zip(axes[0], norms):
-        for name, rows in state["models"].items():
-            eps = [r["eps"] for r in rows[norm]]
-            line, = ax.plot(eps, [r["robust_accuracy"] for r in rows[norm]], marker="o", lw=1.4,
+        for name, per_norm in state["models"].items():
+            rows = per_norm.get(norm) or []          # a grid still being measured may lack a norm
+            if not rows:
+                continue
+            eps = [r["eps"] for r in rows]
+            line, = ax.plot(eps, [r["robust_accuracy"] for r in rows], marker="o", lw=1.4,
                             label=f"{name} (worst case)")
-            first = [_first_attacker_accuracy(r) for r in rows[norm]]
+            first = [_first_attacker_accuracy(r) for r in rows]
             if name.startswith("generative"):
                 ax.plot(eps, first, ls=":", color=line.get_color(), label=f"{name} (Eq. 3.47-3.48 only)")
         ax.set_xlabel(f"test eps ({norm})")
