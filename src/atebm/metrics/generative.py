@@ -9,7 +9,11 @@ number must say which network produced it):
   ``k(u, v) = (u·v / d + 1)³``, averaged over random subsets;
 * Inception-style score ``IS = exp(E_x KL(p(y|x) || p(y)))`` from a classifier's softmax;
 * nearest neighbours of generated samples among training images, in pixel and feature space (a memorisation
-  check), and the mean pixel L2 distance to the nearest training image.
+  check), and the mean pixel L2 distance to the nearest training image;
+* diversity relative to real images of the set the samples should come from (:func:`diversity_metrics`): the
+  Fréchet ratio ``FD(samples, reference) / FD(held-out real, reference)`` on equal counts (about 1 for samples as
+  varied as real images, large for a collapsed generator) and the number of classes the samples cover
+  (:func:`classes_covered`).
 """
 from __future__ import annotations
 
@@ -25,7 +29,12 @@ import torch
 from torch import Tensor
 
 __all__ = ["frechet_distance", "kid", "inception_score", "nearest_neighbours", "mean_nn_distance",
-           "nearest_neighbour_grid", "generation_metrics", "efficiency_pairs", "sampling_efficiency"]
+           "nearest_neighbour_grid", "generation_metrics", "efficiency_pairs", "sampling_efficiency",
+           "classes_covered", "diversity_metrics", "MIN_CLASS_SHARE"]
+
+#: A class counts as covered by a sample set when at least this share of the samples is judged to be it (a fifth
+#: of a class's share when 10 classes are covered evenly).
+MIN_CLASS_SHARE = 0.02
 
 
 def _features(values: Any, what: str) -> np.ndarray:
@@ -213,6 +222,60 @@ def generation_metrics(samples: Tensor, reference: Tensor, feature_net: Any, *, 
         result["class_histogram"] = counts.tolist()
     if train is not None:
         result["nn_l2"] = mean_nn_distance(samples, train)
+    return result
+
+
+def classes_covered(labels: Any, num_classes: int, min_share: float = MIN_CLASS_SHARE) -> tuple[int, list[float]]:
+    """``(covered, shares)``: the share of ``labels`` (integer class indices) in each of ``num_classes`` classes,
+    and how many classes hold at least ``min_share`` of them."""
+    labels = np.asarray(torch.as_tensor(labels).detach().cpu(), dtype=np.int64).reshape(-1)
+    if len(labels) == 0:
+        raise ValueError("classes_covered needs at least one label")
+    if num_classes < 1 or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must lie in (0, 1], got {min_share}")
+    shares = np.bincount(labels, minlength=num_classes) / len(labels)
+    return int((shares >= min_share).sum()), [float(v) for v in shares]
+
+
+def _chunked_fd(features: np.ndarray, reference: np.ndarray, count: int, max_chunks: int) -> tuple[float, int]:
+    """Mean FD to ``reference`` over disjoint chunks of ``count`` rows of ``features`` (at most ``max_chunks``)."""
+    chunks = max(1, min(max_chunks, len(features) // count))
+    values = [frechet_distance(features[i * count:(i + 1) * count], reference) for i in range(chunks)]
+    return float(np.mean(values)), chunks
+
+
+def diversity_metrics(samples: Tensor, reference: Tensor, held_out: Tensor, feature_net: Any, *,
+                      min_share: float = MIN_CLASS_SHARE, max_chunks: int = 10) -> dict[str, Any]:
+    """Diversity of generated images relative to real images of the set they should come from (e.g. the sevens
+    of S Fig. 5-6), in ``feature_net``'s features (:func:`atebm.metrics.digit_features` for digits).
+
+    ``fd_ratio = fd_samples / fd_held_out``: ``fd_samples`` is the Fréchet distance of the samples to the real
+    ``reference`` images, ``fd_held_out`` that of ``held_out`` real images of the same set (not in
+    ``reference``). Both are computed on ``n_per_fd = min(len(samples), len(held_out))`` rows, averaged over up
+    to ``max_chunks`` disjoint chunks, so that both carry the same finite-sample bias: about 1 when the samples
+    vary as much as real images, large when they collapse (one image repeated). With ``predict_proba``, also
+    ``classes_covered`` (:func:`classes_covered`: classes judged for at least ``min_share`` of the samples) and
+    ``class_shares``."""
+    fa = _features(feature_net.features(torch.as_tensor(samples).detach().float().cpu()), "sample features")
+    fr = _features(feature_net.features(torch.as_tensor(reference).detach().float().cpu()), "reference features")
+    fh = _features(feature_net.features(torch.as_tensor(held_out).detach().float().cpu()), "held-out features")
+    if max_chunks < 1:
+        raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
+    count = min(len(fa), len(fh))
+    fd_samples, sample_chunks = _chunked_fd(fa, fr, count, max_chunks)
+    fd_held_out, held_out_chunks = _chunked_fd(fh, fr, count, max_chunks)
+    result: dict[str, Any] = {
+        "fd_ratio": fd_samples / max(fd_held_out, 1e-12), "fd_samples": fd_samples, "fd_held_out": fd_held_out,
+        "n_per_fd": count, "sample_chunks": sample_chunks, "held_out_chunks": held_out_chunks,
+        "n_samples": len(fa), "n_reference": len(fr), "n_held_out": len(fh),
+        "feature_network": getattr(feature_net, "info", {}).get("network", type(feature_net).__name__),
+    }
+    if hasattr(feature_net, "predict_proba"):
+        probs = feature_net.predict_proba(torch.as_tensor(samples).detach().float().cpu())
+        covered, shares = classes_covered(probs.argmax(1), int(probs.shape[1]), min_share)
+        result.update(classes_covered=covered, class_shares=shares, min_class_share=min_share)
     return result
 
 
