@@ -15,12 +15,14 @@ import atebm
 from atebm.cli import main
 from atebm.data import ImageSet
 from atebm.dsgan import (
+    CASES,
     DSGAN,
     DSGANConfig,
     DSGANTrainer,
     InterpolationSource,
     NoisySource,
     SSLConfig,
+    case_config,
     class_subset,
     discriminator_loss,
     fake_weights,
@@ -29,6 +31,7 @@ from atebm.dsgan import (
     labelled_subset,
     load_generator,
     mixture_sizes,
+    parse_pbar,
     sample_generator,
     train_ssl,
 )
@@ -82,6 +85,54 @@ def test_fake_weights_sum_to_one_and_weigh_alpha():
     w = fake_weights(3, 7, 0.8, trick=False)
     assert torch.allclose(w[:3], torch.full((3,), 0.2 / 3)) and torch.allclose(w[3:], torch.full((7,), 0.8 / 7))
     assert torch.allclose(fake_weights(3, 7, 0.8, trick=True), torch.full((10,), 0.1))
+
+
+TINY_IMAGE_D = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 4}}
+TINY_IMAGE_G = {"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}}
+
+
+def _batch_norm_rows(module: torch.nn.Module) -> list[int]:
+    """Records the number of rows that reach each BatchNorm1d of ``module`` on every forward pass."""
+    rows: list[int] = []
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.BatchNorm1d):
+            layer.register_forward_pre_hook(lambda _, inputs: rows.append(int(inputs[0].shape[0])))
+    return rows
+
+
+def test_the_generators_batch_norm_sees_the_training_batch_in_both_steps_and_at_sampling(one_thread):
+    """With the sampling trick only 4 of the 20 fake rows are G's; they still come from a forward pass of m = 20
+    latents, like the generator step's, and so do the samples of generate() (no running averages), whatever n."""
+    p_d = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    config = DSGANConfig(model=TINY_IMAGE_D, generator=TINY_IMAGE_G, batch_size=20, max_iters=2, log_every=1,
+                         ckpt_every=10, progress=False, device="cpu")
+    trainer = DSGANTrainer(config, NoisySource(p_d, "gaussian", 0.3, clamp=(0.0, 1.0)), p_d)
+    assert trainer.dsgan.fake_layout(20) == (4, 16)
+    rows = _batch_norm_rows(trainer.generator)
+    trainer.fit()
+    assert rows and set(rows) == {20}, rows
+    rows.clear()
+    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    few, many = trainer.generate(7), trainer.generate(30)
+    assert rows and set(rows) == {20}, rows
+    assert torch.equal(few, many[:7])
+    unchanged = [torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items()]
+    assert all(unchanged) and not any("running" in k for k in before)
+
+
+def test_a_generator_checkpoint_with_running_statistics_still_loads():
+    """Generators saved while their batch norm kept running averages load; the averages are dropped."""
+    from atebm.dsgan import build_generator
+
+    generator = build_generator(TINY_IMAGE_G, seed=0)
+    legacy = dict(generator.state_dict())
+    for name in ("net.1", "net.4"):
+        legacy |= {f"{name}.running_mean": torch.zeros(8), f"{name}.running_var": torch.ones(8),
+                   f"{name}.num_batches_tracked": torch.tensor(5)}
+    fresh = build_generator(TINY_IMAGE_G, seed=1)
+    fresh.load_state_dict(legacy)
+    z = fresh.sample_latent(6, torch.Generator().manual_seed(0))
+    assert torch.equal(fresh(z), generator(z))
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -187,23 +238,27 @@ def _outside_fractions(radius: float, alpha: float = 0.8, n: int = 200_000) -> t
     return float(outside.mean()), float((weight * outside).sum() / weight.sum())
 
 
-def test_a_2d_run_puts_its_samples_off_the_data_support(one_thread):
+def test_a_2d_run_puts_its_samples_off_the_data_support_where_an_alpha_0_gan_does_not(one_thread):
     """p_d = N(0, 0.3^2 I), p_dbar = p_d * N(0, 1): the target (p_dbar - 0.8 p_d)+ has far more of its mass
-    outside the 3-sigma disc of p_d (radius 0.9) than p_dbar itself, so an ordinary GAN of p_dbar (what the
-    generator learns if the alpha p_d term is ignored) cannot pass: the samples must lie closer to the target's
-    fraction than to p_dbar's."""
+    outside the 3-sigma disc of p_d (radius 0.9) than p_dbar itself (0.91 vs 0.69). The same training with
+    alpha = 0 (an ordinary GAN of p_dbar, what the generator learns if the alpha p_d term is ignored) is the
+    control: it stays near p_dbar's fraction, below the midpoint, while DSGAN's samples lie above it and well
+    above the control's."""
     p_d = _blob(2000)
     config = _points_config(model={"arch": "mlp2d", "kwargs": {"hidden": 64, "depth": 2, "activation": "relu"}},
                             generator={"arch": "mlp", "kwargs": {"latent_dim": 4, "out_dim": 2, "hidden": 64,
                                                                  "depth": 2}},
                             batch_size=128, lr=2e-3, g_lr=2e-3, max_iters=400, log_every=100, ckpt_every=1000)
-    trainer = DSGANTrainer(config, NoisySource(p_d, "gaussian", 1.0), p_d)
-    trainer.fit()
-    samples = trainer.generate(1000)
-    outside = float((samples.norm(dim=1) > 0.9).float().mean())
+    outside: dict[float, float] = {}
+    for alpha in (0.8, 0.0):
+        trainer = DSGANTrainer(config.replace(alpha=alpha), NoisySource(p_d, "gaussian", 1.0), p_d)
+        trainer.fit()
+        outside[alpha] = float((trainer.generate(1000).norm(dim=1) > 0.9).float().mean())
     of_pbar, of_target = _outside_fractions(0.9)
     assert of_target > of_pbar + 0.15, (of_pbar, of_target)       # the test can tell the two apart
-    assert outside > (of_pbar + of_target) / 2, (outside, of_pbar, of_target)
+    midpoint = (of_pbar + of_target) / 2
+    assert outside[0.0] < midpoint, (outside, of_pbar, of_target)  # the control fails the DSGAN criterion
+    assert outside[0.8] > midpoint and outside[0.8] > outside[0.0] + 0.15, (outside, of_pbar, of_target)
 
 
 @pytest.mark.parametrize("changes", [{}, {"loss": "wgan-gp", "critic_steps": 2, "sampling_trick": False}])
@@ -344,6 +399,23 @@ def test_exact_2d_densities_and_target_sampler():
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_case_study_runs_s_alg1s_generator_loss(name, monkeypatch):
+    """S Alg. 1 line 9 descends log(1 - D(G(z))) (``minimax``): every case study's generator steps use it, while
+    the library's default elsewhere stays the non-saturating loss (DSGANConfig's docstring says why)."""
+    assert case_config(name).generator_loss == "minimax"
+    assert DSGAN(**case_config(name).objective_options()).generator_loss == "minimax"
+    assert DSGAN().generator_loss == "non-saturating"
+    seen: list[str] = []
+    monkeypatch.setattr("atebm.dsgan.training.generator_loss",
+                        lambda scores, kind: seen.append(kind) or generator_loss(scores, kind))
+    p_d = _blob()
+    config = case_config(name, model=POINTS_D, generator=POINTS_G, batch_size=16, max_iters=2, progress=False,
+                         device="cpu")
+    DSGANTrainer(config, NoisySource(p_d, "gaussian", 0.5), p_d).fit()
+    assert seen == ["minimax", "minimax"]
+
+
 def test_cli_trains_a_case_samples_it_and_rejects_bad_alpha(tmp_path, capsys):
     out = tmp_path / "run"
     tiny = ["model={arch: mlp2d, kwargs: {hidden: 8, depth: 1}}",
@@ -361,6 +433,50 @@ def test_cli_trains_a_case_samples_it_and_rejects_bad_alpha(tmp_path, capsys):
     assert main(["dsgan", "train", "--case", "swissroll-boundary", "--out", str(tmp_path / "bad"), "alpha=1.5"]) == 1
     err = capsys.readouterr().err
     assert "alpha must lie in [0, 1)" in err and "Traceback" not in err
+
+
+def test_the_clamp_of_a_noisy_p_dbar_is_named_where_the_run_is_recorded(tmp_path):
+    """``--pbar gaussian:STD`` clamps p_d + noise to [0, 1], which puts point masses on the bounds (S convolves
+    without a clamp): the source's description and ``run.json`` say so; an unclamped source says nothing."""
+    images = ImageSet(torch.full((8, 1, 8, 8), 0.02), torch.arange(8) % 2, "toy")
+    clamped = parse_pbar("gaussian:0.3", images, images)
+    x = clamped.get_batch(torch.arange(8))
+    assert float((x == 0).float().mean()) > 0.3  # the point mass at 0 the description names
+    assert "clamped to [0, 1]" in clamped.describe() and "point masses" in clamped.describe()
+    assert "clamp" not in NoisySource(images.x, "gaussian", 0.3).describe()
+    out = tmp_path / "run"
+    tiny = ["model={arch: convnet, kwargs: {in_channels: 1, width: 4}}",
+            "generator={arch: image, kwargs: {latent_dim: 4, hidden: 8}}", "max_iters=1", "batch_size=8",
+            "log_every=1", "ckpt_every=2", "progress=false"]
+    assert main(["dsgan", "train", "--data", "mnist?split=train&n=16", "--pbar", "gaussian:0.3", "--n-eval", "2",
+                 "--out", str(out), "--device", "cpu", *tiny]) == 0
+    assert "clamped to [0, 1]" in json.loads((out / "run.json").read_text())["pbar_description"]
+
+
+def test_an_image_case_reports_its_diversity_from_train_and_sample(tmp_path, capsys, one_thread):
+    """``dsgan train --case mnist-difference`` and ``dsgan sample`` of its run give the Fréchet ratio to held-out
+    sevens and the classes covered (case.json, sample.json, the printed line, the report)."""
+    out = tmp_path / "run"
+    tiny = ["model={arch: convnet, kwargs: {in_channels: 1, width: 4}}",
+            "generator={arch: image, kwargs: {latent_dim: 4, hidden: 8}}", "max_iters=2", "batch_size=8",
+            "log_every=1", "ckpt_every=2", "progress=false"]
+    assert main(["dsgan", "train", "--case", "mnist-difference", "--n-eval", "30", "--out", str(out), "--device",
+                 "cpu", *tiny]) == 0
+    printed = capsys.readouterr().out
+    evaluation = json.loads((out / "case.json").read_text())["evaluation"]
+    d = evaluation["diversity"]
+    assert d["n_per_fd"] == 30 and d["n_reference"] == 350 and d["n_held_out"] == 100   # sevens: train, test
+    assert d["fd_ratio"] == pytest.approx(d["fd_samples"] / d["fd_held_out"])
+    shares = [evaluation["class_fractions"][str(c)] for c in range(10)]
+    assert d["class_shares"] == pytest.approx(shares)
+    assert d["classes_covered"] == sum(v >= d["min_class_share"] for v in shares)
+    assert f"Fréchet ratio {d['fd_ratio']:.2f} to held-out digit(s) [7]" in printed
+    assert "dsgan/diversity" in [s["key"] for s in json.loads((out / "report.json").read_text())["sections"]]
+    assert main(["dsgan", "sample", "--checkpoint", str(out), "--n", "12", "--out", str(tmp_path / "s")]) == 0
+    sampled = json.loads((tmp_path / "s" / "sample.json").read_text())["diversity"]
+    assert sampled["n_per_fd"] == 12 and sampled["target_classes"] == [7]
+    assert sampled["fd_held_out"] != d["fd_held_out"]    # 12 held-out rows per distance, not 30
+    assert "Fréchet ratio" in capsys.readouterr().out
 
 
 def test_cli_data_run_uses_the_seed_and_writes_samples(tmp_path):

@@ -60,6 +60,8 @@ def _train(args: argparse.Namespace) -> int:
         else:
             print(f"{args.case}: {ev['fraction_target']:.1%} of {ev['n']} samples judged digit(s) "
                   f"{ev['target_classes']} by the digit classifier")
+            if "diversity" in ev:
+                print(_diversity_line(ev["diversity"], ev["target_classes"]))
         print(f"wrote {args.out}/case.json, model.pt (discriminator), checkpoint.pt (with the generator), report.html")
         return 0
     train_on_data(args.out, args.data, args.pbar, classes=args.classes, overrides=overrides, resume=args.resume,
@@ -73,8 +75,17 @@ def _sample(args: argparse.Namespace) -> int:
 
     options.apply_threads(args)
     protocol = sample_generator(args.checkpoint, args.out, n=args.n, seed=args.seed, device=args.device)
-    print(f"wrote {args.out}/samples.npz (x: {protocol['shape']}) and samples.png")
+    if "diversity" in protocol:
+        print(_diversity_line(protocol["diversity"], protocol["diversity"]["target_classes"]))
+    print(f"wrote {args.out}/samples.npz (x: {protocol['shape']}), samples.png and sample.json")
     return 0
+
+
+def _diversity_line(diversity: dict, target: list[int]) -> str:
+    """The printed summary of :func:`atebm.metrics.diversity_metrics` for samples of the digits ``target``."""
+    return (f"diversity: Fréchet ratio {diversity['fd_ratio']:.2f} to held-out digit(s) {target} (FD "
+            f"{diversity['fd_samples']:.2f} vs {diversity['fd_held_out']:.2f}, {diversity['n_per_fd']} rows each), "
+            f"{diversity['classes_covered']} class(es) covered")
 
 
 def _ssl(args: argparse.Namespace) -> int:

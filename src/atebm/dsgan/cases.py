@@ -33,15 +33,21 @@ from .sources import InterpolationSource, NoisySource, class_subset
 from .toy import TOY_MIXTURES, evaluate_2d
 from .training import DSGANConfig, DSGANTrainer, load_generator
 
-__all__ = ["Case", "CASES", "get_case", "case_config", "train_case", "train_on_data", "train_run",
-           "sample_generator", "evaluate_difference", "parse_pbar", "POINTS_DISCRIMINATOR", "POINTS_GENERATOR"]
+__all__ = ["Case", "CASES", "CASE_GENERATOR_LOSS", "get_case", "case_config", "train_case", "train_on_data",
+           "train_run", "sample_generator", "evaluate_difference", "difference_classes", "target_sets",
+           "describe_source", "parse_pbar", "POINTS_DISCRIMINATOR", "POINTS_GENERATOR"]
 
 #: Networks of the 2D cases: ReLU MLPs (a SiLU MLP of this size stays too smooth to resolve the roll's arms).
 POINTS_DISCRIMINATOR: dict[str, Any] = {"arch": "mlp2d", "kwargs": {"hidden": 256, "depth": 3, "activation": "relu"}}
 POINTS_GENERATOR: dict[str, Any] = {"arch": "mlp", "kwargs": {"latent_dim": 8, "out_dim": 2, "hidden": 256,
                                                               "depth": 3}}
+#: Every case study runs S Alg. 1 as written: the generator descends log(1 - D(G(z))) (line 9). The library's
+#: default elsewhere is the non-saturating loss; `benchmarks/results/dsgan/generator_loss.json` compares the two
+#: on these cases (no consistent difference at reduced budgets, 3 seeds).
+CASE_GENERATOR_LOSS = "minimax"
 _POINTS_CONFIG: dict[str, Any] = {"model": POINTS_DISCRIMINATOR, "generator": POINTS_GENERATOR, "batch_size": 256,
-                                  "lr": 1e-3, "g_lr": 1e-3, "max_iters": 3000, "log_every": 100, "ckpt_every": 500}
+                                  "lr": 1e-3, "g_lr": 1e-3, "max_iters": 3000, "log_every": 100, "ckpt_every": 500,
+                                  "generator_loss": CASE_GENERATOR_LOSS}
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,8 @@ CASES: dict[str, Case] = {
         "S Fig. 3", "points", dict(_POINTS_CONFIG), mixture="disc", tau=0.3),
     "mnist-difference": Case(
         "mnist-difference", "p_d = digit 1, p_dbar = digits {1, 7} (MNIST 5,000 train split): the generator makes 7s",
-        "S Fig. 5-6", "images", {"max_iters": 3000, "log_every": 100, "ckpt_every": 500},
+        "S Fig. 5-6", "images", {"max_iters": 3000, "log_every": 100, "ckpt_every": 500,
+                                 "generator_loss": CASE_GENERATOR_LOSS},
         dataset="mnist", pd_classes=(1,), pbar_classes=(1, 7)),
 }
 
@@ -127,7 +134,8 @@ def train_run(out: str | os.PathLike, config: DSGANConfig, p_dbar: Any, p_d: Any
     if log:
         c = trainer.dsgan_config
         log(f"DSGAN: {len(p_dbar)} p_dbar vs {len(p_d)} p_d samples, alpha {c.alpha}, k {c.critic_steps}, loss "
-            f"{c.loss}, sampling trick {'on' if c.sampling_trick else 'off'}, device {trainer.device}, out {out}")
+            f"{c.loss} (generator: {trainer.dsgan.generator_loss}), sampling trick "
+            f"{'on' if c.sampling_trick else 'off'}, device {trainer.device}, out {out}")
     start = time.perf_counter()
     trainer.fit()
     trainer.extra["train_seconds"] = time.perf_counter() - start
@@ -204,6 +212,7 @@ def train_case(name: str, out: str | os.PathLike, *, overrides: dict[str, Any] |
         evaluation = evaluate_difference(samples, info["train"], case.pd_classes, case.pbar_classes, out)
         figure = None
     summary = {"case": name, "description": case.description, "paper": case.paper,
+               "p_dbar": describe_source(p_dbar), "generator_loss": trainer.dsgan.generator_loss,
                "config": trainer.dsgan_config.to_dict(), "iterations": trainer.step, "stop": trainer.stop_reason,
                "train_seconds": trainer.extra.get("train_seconds"), "n_eval": n_eval, "evaluation": evaluation,
                "files": {"model": MODEL_FILE, "checkpoint": CHECKPOINT_FILE}}
@@ -242,16 +251,27 @@ def train_on_data(out: str | os.PathLike, data: str, pbar: str, *, classes: Sequ
     from ..io import save_images
 
     save_images(out, "samples", trainer.generate(n_eval))
-    summary = {"data": data, "pbar": pbar, "classes": list(classes or []), "iterations": trainer.step,
-               "stop": trainer.stop_reason, "config": trainer.dsgan_config.to_dict()}
+    summary = {"data": data, "pbar": pbar, "pbar_description": describe_source(p_dbar),
+               "classes": list(classes or []), "iterations": trainer.step, "stop": trainer.stop_reason,
+               "config": trainer.dsgan_config.to_dict()}
     write_json(Path(out) / "run.json", summary)
     return summary
 
 
+def describe_source(source: Any) -> str:
+    """One line naming a p_dbar source for run records: its ``describe()``, else its name and size."""
+    if hasattr(source, "describe"):
+        return str(source.describe())
+    name = getattr(source, "name", "") or type(source).__name__
+    return f"{name} ({len(source)} samples)"
+
+
 def parse_pbar(spec: str, p_d: ImageSet, full: ImageSet) -> Any:
     """p_dbar from a short spec: ``gaussian:STD`` / ``uniform:HALF_WIDTH`` (p_d plus pixel noise, clamped to
-    [0, 1]), ``classes:1,7`` (those classes of the same data set), ``interpolate:LOW,HIGH`` (convex
-    combinations of two p_d rows, weight ~ U(LOW, HIGH)), or any data-source string."""
+    [0, 1]: valid images, but point masses at 0 and 1 where S convolves without a clamp; ``describe()`` of the
+    source and ``run.json``'s ``pbar_description`` say so), ``classes:1,7`` (those classes of the same data set),
+    ``interpolate:LOW,HIGH`` (convex combinations of two p_d rows, weight ~ U(LOW, HIGH)), or any data-source
+    string."""
     kind, _, value = spec.partition(":")
     try:
         if kind in ("gaussian", "uniform"):
@@ -272,15 +292,30 @@ def parse_pbar(spec: str, p_d: ImageSet, full: ImageSet) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
+def difference_classes(pd_classes: Sequence[int], pbar_classes: Sequence[int]) -> list[int]:
+    """The classes of p_dbar that p_d lacks: the ones the generator should make (S Fig. 5-6: {1, 7} - {1})."""
+    return sorted(set(pbar_classes) - set(pd_classes))
+
+
+def target_sets(train: ImageSet, target: Sequence[int], dataset: str = "mnist") -> tuple[ImageSet, ImageSet]:
+    """``(reference, held_out)``: the images of the ``target`` classes in ``train`` and in the test split of
+    ``dataset``, the real images generated samples of those classes are compared with."""
+    test = load_dataset(dataset, split="test")
+    return class_subset(train, target), class_subset(test, target)
+
+
 def evaluate_difference(samples: Tensor, train: ImageSet, pd_classes: Sequence[int], pbar_classes: Sequence[int],
                         out: str | os.PathLike | None = None, feature_net: Any = None) -> dict[str, Any]:
     """The difference-set claim (S Fig. 5-6) measured: the class fractions of the samples by the digit classifier
     (:func:`atebm.metrics.digit_features`), the fraction in p_dbar's classes that p_d lacks (the target), the
     classes of the nearest p_dbar training images in pixel space, and the distance to them beside the same
-    distance for held-out test digits of the target classes (much smaller = memorised). With ``out`` it writes
-    ``samples.npz``/``samples.png`` and ``nearest.png`` (sample, 4 nearest in pixels | 4 nearest in features)."""
+    distance for held-out test digits of the target classes (much smaller = memorised), and ``diversity``
+    (:func:`atebm.metrics.diversity_metrics`: the Fréchet ratio of the samples to the training images of the target
+    classes relative to their held-out test images, in the classifier's features, and the classes covered). With
+    ``out`` it writes ``samples.npz``/``samples.png`` and ``nearest.png`` (sample, 4 nearest in pixels | 4 nearest
+    in features)."""
     from ..io import save_images
-    from ..metrics import digit_features, nearest_neighbour_grid, nearest_neighbours
+    from ..metrics import digit_features, diversity_metrics, nearest_neighbour_grid, nearest_neighbours
 
     net = feature_net or digit_features()
     samples = samples.detach().float().cpu()
@@ -288,13 +323,12 @@ def evaluate_difference(samples: Tensor, train: ImageSet, pd_classes: Sequence[i
     predicted = probs.argmax(1)
     classes = int(probs.shape[1])
     fractions = torch.bincount(predicted, minlength=classes).float() / len(samples)
-    target = sorted(set(pbar_classes) - set(pd_classes))
+    target = difference_classes(pd_classes, pbar_classes)
     in_target = torch.isin(predicted, torch.tensor(target))
     assert train.y is not None
     distances, index = nearest_neighbours(samples, train.x, k=1)
     nn_labels = train.y[index[:, 0]]
-    test = load_dataset("mnist", split="test")
-    held_out = class_subset(test, target) if test.y is not None else test
+    reference, held_out = target_sets(train, target)
     test_distances, _ = nearest_neighbours(held_out.x, train.x, k=1)
     result = {
         "n": len(samples), "pd_classes": list(pd_classes), "pbar_classes": list(pbar_classes),
@@ -308,6 +342,7 @@ def evaluate_difference(samples: Tensor, train: ImageSet, pd_classes: Sequence[i
         "nearest_train_l2_mean": float(distances.mean()),
         "held_out_target_nearest_train_l2_mean": float(test_distances.mean()),
         "n_train_pbar": len(train),
+        "diversity": diversity_metrics(samples, reference.x, held_out.x, net),
     }
     if out is not None:
         save_images(out, "samples", samples, nrow=16)
@@ -364,7 +399,8 @@ def _report_case(out: Path, summary: dict[str, Any], figure: Any) -> None:
     ev = summary["evaluation"]
     protocol = {"case": summary["description"], "paper": summary["paper"], "iterations": summary["iterations"],
                 "alpha": summary["config"]["alpha"], "k": summary["config"]["critic_steps"],
-                "loss": summary["config"]["loss"], "sampling trick": summary["config"]["sampling_trick"],
+                "loss": summary["config"]["loss"], "generator loss": summary["generator_loss"],
+                "sampling trick": summary["config"]["sampling_trick"],
                 "samples evaluated": summary["n_eval"]}
     if "generated" in ev:
         columns = ["points", "in target support", "p_dbar has mass, p_d little", "median p_d/p_dbar",
@@ -385,6 +421,16 @@ def _report_case(out: Path, summary: dict[str, Any], figure: Any) -> None:
                                    "mean L2 to the nearest training image": ev["nearest_train_l2_mean"],
                                    "same for held-out target test digits": ev["held_out_target_nearest_train_l2_mean"],
                                    "classifier": ev["classifier"]})
+        d = ev["diversity"]
+        report.add_table("dsgan/diversity", f"{summary['case']}: diversity against real digits {ev['target_classes']}",
+                         ["quantity", "value"],
+                         [["Fréchet distance of the samples to the training target digits", d["fd_samples"]],
+                          ["same for held-out (test) target digits", d["fd_held_out"]],
+                          ["Fréchet ratio (about 1 = as varied as real digits; issue 26 asks <= 3)", d["fd_ratio"]],
+                          [f"classes covered (>= {d['min_class_share']:.0%} of the samples)", d["classes_covered"]]],
+                         protocol={"rows per Fréchet distance": d["n_per_fd"], "sample chunks": d["sample_chunks"],
+                                   "training target digits": d["n_reference"],
+                                   "held-out target digits": d["n_held_out"], "features": d["feature_network"]})
         report.add_image("dsgan/samples", "Generator samples", "samples.png")
         report.add_image("dsgan/nearest", "Nearest training images", "nearest.png",
                          "each row: a sample judged a target digit, its 4 nearest p_dbar training images in pixel "
@@ -399,7 +445,9 @@ def sample_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *, n
     to ``out/samples.npz`` (key ``x``, float32: ``(n, C, H, W)`` images in [0, 1] or ``(n, 2)`` points) and
     ``out/samples.png`` (an image grid or a scatter plot); ``sample.json`` records the protocol. The generator
     runs on ``device`` (``auto``: CUDA when available); its latents are drawn on the CPU from ``seed`` and its
-    samples come back to the CPU (:meth:`~atebm.dsgan.DSGAN.generate`)."""
+    samples come back to the CPU (:meth:`~atebm.dsgan.DSGAN.generate`). For a run of an image case (and
+    ``n >= 2``) ``sample.json`` also holds ``diversity``: :func:`atebm.metrics.diversity_metrics` of the samples
+    against the case's target classes (as in ``case.json``)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     objective, extra = load_generator(checkpoint)
@@ -415,8 +463,16 @@ def sample_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *, n
     else:
         _write_points(out, x)
         _scatter_png(out / "samples.png", x)
-    protocol = {"checkpoint": str(checkpoint), "n": n, "seed": seed, "shape": list(x.shape),
-                "case": extra.get("case"), "generator": objective.generator_spec}
+    protocol: dict[str, Any] = {"checkpoint": str(checkpoint), "n": n, "seed": seed, "shape": list(x.shape),
+                                "case": extra.get("case"), "generator": objective.generator_spec}
+    case = CASES.get(extra.get("case") or "")
+    if case is not None and case.kind == "images" and n >= 2:
+        from ..metrics import digit_features, diversity_metrics
+
+        target = difference_classes(case.pd_classes, case.pbar_classes)
+        reference, held_out = target_sets(case_data(case)[2]["train"], target, case.dataset)
+        protocol["diversity"] = {"target_classes": target,
+                                 **diversity_metrics(x, reference.x, held_out.x, digit_features())}
     write_json(out / "sample.json", protocol)
     return protocol
 

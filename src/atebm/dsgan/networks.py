@@ -6,7 +6,9 @@ images): the DSGAN discriminator *is* a score model, higher = more like p_dbar (
 * :class:`MLPGenerator` - ``z -> hidden x depth -> out_dim`` with a linear output: 2D points, feature vectors.
 * :class:`ImageGenerator` - the MNIST generator of S Tab. 4 (after Salimans et al. 2016): ``z in R^100 ~ U(0, 1)``,
   two 500-unit fully connected layers with batch norm and softplus, a weight-normalised layer to ``C x H x W``
-  and a sigmoid, so images lie in [0, 1].
+  and a sigmoid, so images lie in [0, 1]. Its batch norm always uses the statistics of the batch it normalises
+  (no running averages): the discriminator only ever judges batch-normalised samples, so samples are drawn the
+  same way, in batches of the training size (:meth:`draw`).
 * :class:`SSLClassifier` - the MNIST classifier of S Tab. 4, a score model (``log sum_k exp(l_k(x))``) that lives
   in :mod:`atebm.models.ssl` as the registered architecture ``ssl_mlp`` (re-exported here), so that
   :func:`atebm.load_model` rebuilds SSL checkpoints without importing :mod:`atebm.dsgan`.
@@ -51,6 +53,20 @@ class _Latent(nn.Module):
         z = draw(n, self.latent_dim, generator=generator)
         return z.to(next(self.parameters()).device)
 
+    def draw(self, n: int, generator: torch.Generator | None = None, *, batch: int | None = None) -> Tensor:
+        """``n`` samples ``G(z)`` computed in forward passes of ``batch`` latents each (default: one pass of ``n``);
+        the last pass is filled up to ``batch`` latents and cut. With batch normalisation every sample is then
+        normalised by the statistics of a batch of exactly ``batch`` rows, as in the generator's own training
+        step, and the first samples of a stream do not depend on ``n``. Gradients flow unless the caller
+        disables them."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        batch = n if batch is None else int(batch)
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        passes = [self(self.sample_latent(batch, generator)) for _ in range(0, n, batch)]
+        return torch.cat(passes)[:n]
+
 
 class MLPGenerator(_Latent):
     """``z -> [Linear, activation] x depth -> Linear(out_dim)``: 2D points or feature vectors (no output squashing)."""
@@ -76,7 +92,9 @@ class MLPGenerator(_Latent):
 
 class ImageGenerator(_Latent):
     """S Tab. 4 generator: ``z (100) -> FC 500, BN, softplus -> FC 500, BN, softplus -> FC C*H*W (weight norm) ->
-    sigmoid``, reshaped to ``(N, C, H, W)`` in [0, 1]."""
+    sigmoid``, reshaped to ``(N, C, H, W)`` in [0, 1]. BN normalises with the statistics of the batch at hand in
+    training and in eval mode alike (``track_running_stats=False``); a checkpoint written when it kept running
+    averages loads with them dropped."""
 
     def __init__(self, latent_dim: int = 100, channels: int = 1, size: int = 28, hidden: int = 500,
                  latent: str = "uniform") -> None:
@@ -86,13 +104,24 @@ class ImageGenerator(_Latent):
             raise ValueError(f"need channels, size, hidden >= 1, got {channels}, {size}, {hidden}")
         self.out_shape = (channels, size, size)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), nn.BatchNorm1d(hidden), nn.Softplus(),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.Softplus(),
+            nn.Linear(latent_dim, hidden), nn.BatchNorm1d(hidden, track_running_stats=False), nn.Softplus(),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden, track_running_stats=False), nn.Softplus(),
             weight_norm(nn.Linear(hidden, math.prod(self.out_shape))), nn.Sigmoid(),
         )
+        self.register_load_state_dict_pre_hook(_drop_running_statistics)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.out_shape)
+
+
+_RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _drop_running_statistics(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load hook of :class:`ImageGenerator`: the running averages of checkpoints written before its batch norm
+    stopped keeping them are not loaded (they were only ever used at sampling)."""
+    for key in [k for k in state_dict if k.startswith(prefix) and k.rsplit(".", 1)[-1] in _RUNNING_STATISTICS]:
+        del state_dict[key]
 
 
 GENERATORS: dict[str, type[_Latent]] = {"mlp": MLPGenerator, "image": ImageGenerator}

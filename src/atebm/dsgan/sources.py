@@ -5,7 +5,10 @@ generator produces:
 
 * :class:`NoisySource` - p_d convolved with Gaussian or uniform noise (S Fig. 2-4: the boundary and the
   low-density regions of p_d; S Sec. 5.2: uniform noise for adversarial training). Works on any tensor rows:
-  images (pixel space) or feature vectors (feature space, see :func:`feature_space`).
+  images (pixel space) or feature vectors (feature space, see :func:`feature_space`). Optionally clamped to a
+  box (``atebm dsgan train --pbar gaussian:STD`` clamps to [0, 1] so that p_dbar holds valid images): a
+  departure from S, whose p_dbar is the convolution itself, because the clamp puts point masses on the bounds
+  (about half the background pixels of a noisy MNIST digit become exactly 0).
 * :func:`class_subset` - a superset data set, e.g. digits {1, 7} as p_dbar when p_d is digit 1 (S Fig. 5-6).
 * :class:`InterpolationSource` - convex combinations ``beta x_1 + (1 - beta) x_2`` of rows of two sources,
   ``beta ~ U(lo, hi)`` (S Eq. 8: complement samples for semi-supervised learning; beta <= 0.3 on MNIST, Tab. 3).
@@ -65,7 +68,13 @@ class NoisySource:
         return x.clamp(*self.clamp) if self.clamp is not None else x
 
     def describe(self) -> str:
-        return f"p_d + {self.kind} noise (scale {self.scale:g})"
+        """One line for run records; names the clamp, the departure from S's ``p_d * noise``."""
+        text = f"p_d + {self.kind} noise (scale {self.scale:g})"
+        if self.clamp is None:
+            return text
+        low, high = self.clamp
+        return (f"{text}, clamped to [{low:g}, {high:g}]: point masses at {low:g} and {high:g}, not the convolution "
+                f"p_d * noise of S")
 
 
 def check_weight_range(weight_range: Sequence[float]) -> tuple[float, float]:

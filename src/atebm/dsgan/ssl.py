@@ -206,7 +206,7 @@ class SemiSupervised(Objective):
             f_lab = classifier.features(self._labelled_batch(trainer.device)[0][:m])
             real = interpolate(f_lab, f_pair[:len(f_lab)], self.weight_range, self.rng)
             n_gen, n_data = mixture_sizes(m, self.alpha)
-            f_gen = classifier.features(self.generator(self.generator.sample_latent(n_gen, self.rng)))
+            f_gen = classifier.features(self.generator.draw(n_gen, self.rng, batch=m))
         fake = torch.cat([f_gen, f_unl[:n_data]])
         weights = fake_weights(n_gen, n_data, self.alpha, True)
         critic_loss = discriminator_loss(self.critic(real), self.critic(fake), weights, "wgan-gp")
@@ -373,9 +373,8 @@ def run_ssl_benchmark(out: str | Path, *, modes: Sequence[str] = SSL_MODES, seed
             assert isinstance(objective, SemiSupervised)
             if objective.generator is not None and seed == seeds[0]:
                 with torch.no_grad():
-                    objective.generator.eval()
-                    samples = objective.generator(objective.generator.sample_latent(100, torch.Generator()
-                                                                                    .manual_seed(0))).cpu()
+                    samples = objective.generator.draw(100, torch.Generator().manual_seed(0),
+                                                       batch=config.batch_size).cpu()
                 save_grid(out / f"ssl_samples_{mode}.png", samples, nrow=10, scale=2)
             runs.append({"mode": mode, "seed": seed, **result, "last_log": trainer.history[-1]
                          if trainer.history else None,
