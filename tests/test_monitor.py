@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from atebm.monitor import EXPLODING_SCORES, NON_FINITE, STEP_SIZE_TOO_LARGE, FailureMonitor
+from atebm.monitor import EXPLODING_SCORES, NON_FINITE, PLATEAU, PLATEAU_LOSS, STEP_SIZE_TOO_LARGE, FailureMonitor
 from atebm.training import StopTraining
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -193,3 +193,69 @@ def test_the_report_names_the_checks_of_the_objective(tmp_path):
     report.save()
     page = (tmp_path / "report.html").read_text()
     assert "objective dsgan" in page and "step-size signature" not in page
+
+
+# ------------------------------------------------------------------------------------------ the 2 ln 2 plateau
+class _InOutConfig(_Config):
+    indist_at_warmup = 200
+
+
+class _InOutTrainer(_FakeTrainer):
+    config = _InOutConfig()
+
+
+def _plateau_log(steps, auc_adv=0.5):
+    """Log lines of a detector held at the loss of a constant classifier (2 ln 2, within +-0.004)."""
+    return [_record(step, 20, PLATEAU_LOSS + 0.004 * (-1) ** i, auc_adv, 0.5, s_data=0.01, s_adv=0.0)
+            for i, step in enumerate(steps)]
+
+
+def test_a_log_held_at_2_ln_2_is_flagged_after_the_warm_up_and_its_window():
+    assert PLATEAU_LOSS == pytest.approx(1.3863, abs=1e-4)
+    monitor = FailureMonitor(plateau_after=100, plateau_window=3)
+    lines = _plateau_log(range(50, 450, 50))          # steps 50 ... 400
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for record in lines[:4]:                      # up to step 200: inside plateau_after and the warm-up
+            monitor(_InOutTrainer(), record)
+    assert monitor.events == []
+    with pytest.warns(RuntimeWarning, match="2 ln 2 plateau"):
+        monitor(_InOutTrainer(), lines[4])             # step 250
+    monitor(_InOutTrainer(), lines[5])
+    with pytest.raises(StopTraining, match="plateau persisted for 3 log line.*indist_at_eps_start=0"):
+        monitor(_InOutTrainer(), lines[6])             # step 350: the third line in a row
+    assert monitor.stopped["kind"] == PLATEAU and monitor.stopped["step"] == 350
+    assert [e["kind"] for e in monitor.events] == [PLATEAU] * 3
+    below = FailureMonitor(plateau_after=0, plateau_window=1)   # an AUC below chance (the attacks win) counts too
+    with pytest.raises(StopTraining), pytest.warns(RuntimeWarning, match="2 ln 2 plateau"):
+        below(_FakeTrainer(), _plateau_log([10], auc_adv=0.02)[0])
+
+
+def test_a_healthy_detector_and_unbounded_binary_at_are_not_flagged():
+    monitor = FailureMonitor(plateau_after=0, plateau_window=2)
+    learning = [_record(50 * i, 20, 1.39 - 0.1 * i, 0.5 + 0.06 * i, 0.9) for i in range(1, 8)]
+    separating = _plateau_log(range(400, 600, 50), auc_adv=0.9)   # 2 ln 2 loss but the scores separate
+    _feed(monitor, learning + separating)
+    assert monitor.status == "healthy" and monitor.events == []
+    off = FailureMonitor()              # default: no plateau check (E's binary AT approaches it as K grows)
+    _feed(off, _plateau_log(range(50, 1000, 50)))
+    assert off.status == "healthy"
+    ebm = FailureMonitor(plateau_after=0, plateau_window=1)
+    _FakeTrainer.config.loss = "ebm"    # the logit-gap loss has no 2 ln 2 plateau
+    try:
+        _feed(ebm, _plateau_log(range(50, 300, 50)))
+    finally:
+        _FakeTrainer.config.loss = "bce"
+    assert ebm.status == "healthy"
+
+
+def test_the_report_names_the_plateau_check_when_it_is_on(tmp_path):
+    from atebm.report import Report
+
+    monitor = FailureMonitor(plateau_after=100, stop=False)
+    _feed(monitor, _plateau_log([150]))
+    assert monitor.status == "warned" and monitor.summary()["thresholds"]["plateau_after"] == 100
+    report = Report.open(tmp_path)
+    monitor.add_to_report(report)
+    report.save()
+    assert "2 ln 2 plateau" in (tmp_path / "report.html").read_text()

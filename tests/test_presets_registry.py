@@ -43,7 +43,8 @@ def _option(path: tuple[str, ...], dest: str) -> Any:
 def test_get_gat_preset_finds_the_classification_recipes_the_cli_accepts():
     recipe = get_gat_preset("mnist-inout")
     assert recipe is CLASSIFY_PRESETS["mnist-inout"]
-    assert recipe.train["indist_at_eps"] == 0.2 and recipe.train["max_iters"] == 400  # the T Sec. 3.4 recipe
+    assert recipe.train["indist_at_eps"] == 0.3 and recipe.train["indist_at_eps_start"] == 0.0  # the T Sec. 3.4
+    assert recipe.train["indist_at_warmup"] == 250 and recipe.train["max_iters"] == 500        # recipe, ramped
     for name in _option(("gat", "train"), "preset").choices:
         assert get_gat_preset(name).name == name
 

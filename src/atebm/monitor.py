@@ -11,6 +11,14 @@ A trainer callback (``Trainer(..., callbacks=[FailureMonitor()])``) that reads e
   overflows).
 * **exploding scores**: ``|score|`` of data or perturbed samples beyond ``score_limit`` (BCE training keeps
   logits moderate; a runaway means divergence).
+* **the 2 ln 2 plateau** (checked only when ``plateau_after`` is set, as :mod:`atebm.gat.training` does for the
+  detectors): the BCE loss stays within ``plateau_loss_band`` of 2 ln 2 = 1.386, the loss of a constant classifier
+  on a balanced batch (``BCE(0, 1) + BCE(0, 0)``; with in- and out-distribution AT, T Eq. 3.45, both terms sit at
+  ln 2), while AUC(p_data vs perturbed p_0) is at chance or below, for ``plateau_window`` consecutive log lines
+  after ``plateau_after`` iterations and the in-distribution warm-up (``indist_at_warmup``). A bounded-attack
+  detector that sits there has stopped learning (T Sec. 3.4 in+out AT from scratch, benchmarks/results/gat/
+  README_classify.md); it is off by default because unbounded binary AT (E) approaches the same loss and AUC as a
+  healthy equilibrium while K grows.
 
 What is checked and what is suggested depends on the run's objective (:data:`ADVICE`, by
 :attr:`atebm.training.Objective.kind`): the step-size signature and the PGD hints only where the negatives are PGD
@@ -39,12 +47,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES", "Advice", "ADVICE",
-           "advice_for"]
+__all__ = ["FailureMonitor", "STEP_SIZE_TOO_LARGE", "NON_FINITE", "EXPLODING_SCORES", "PLATEAU", "PLATEAU_LOSS",
+           "Advice", "ADVICE", "advice_for"]
 
 STEP_SIZE_TOO_LARGE = "step_size_too_large"
 NON_FINITE = "non_finite"
 EXPLODING_SCORES = "exploding_scores"
+PLATEAU = "plateau"
+
+#: 2 ln 2: the BCE loss of binary AT for a constant logit 0 on a balanced batch, ``BCE(0, 1) + BCE(0, 0)``.
+PLATEAU_LOSS = 2 * math.log(2)
 
 logger = logging.getLogger("atebm.monitor")
 
@@ -58,12 +70,15 @@ class Advice:
     step_size_signature: bool    # G App. I's signature applies: PGD negatives from p_0, ``k`` and the AUCs logged
     non_finite: str              # the suggested change on non-finite values
     exploding: str               # the suggested change on exploding scores
+    plateau: str | None = None   # the suggested change at the 2 ln 2 plateau (None: BCE's plateau does not apply)
 
 
 _PGD = Advice(finite=("loss", "score_data", "score_adv"), scores=("score_data", "score_adv"),
               step_size_signature=True,
               non_finite="lower the learning rate or the PGD step size, or add R1 regularisation",
-              exploding="lower the learning rate; check the data range and normalisation")
+              exploding="lower the learning rate; check the data range and normalisation",
+              plateau="restart from a new seed; with in-distribution AT ramp its radius from 0 (indist_at_eps_start=0, "
+                      "indist_at_warmup=N iterations) or lower indist_at_eps or lr")
 
 #: :class:`Advice` by objective kind (:attr:`atebm.training.Objective.kind`); other kinds get ``binary-at``'s. The
 #: keys are those of each objective's log lines (``log_names``, e.g. :class:`atebm.dsgan.DSGAN`'s docstring).
@@ -91,7 +106,8 @@ def advice_for(objective: str = "binary-at", loss_kind: str = "bce") -> Advice:
     if advice.step_size_signature and loss_kind == "ebm":
         advice = dataclasses.replace(
             advice, non_finite="the EBM loss diverges with PGD samples (E Sec. 5.3): use loss='bce'",
-            exploding="the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'")
+            exploding="the EBM loss lets the score gap grow without bound (E Sec. 5.3): use loss='bce'",
+            plateau=None)  # the logit gap has no 2 ln 2 plateau
     return advice
 
 
@@ -128,17 +144,30 @@ class FailureMonitor:
     raise ``StopTraining`` (else only warn); ``snapshot`` – keep the last healthy weights in memory (and write
     them on stop). The AUC and K thresholds concern the step-size signature, which only objectives with PGD
     negatives are checked for (:data:`ADVICE`).
+
+    The 2 ln 2 plateau (module docstring): ``plateau_after`` – iterations before it is checked (None: never; the
+    check also waits for the config's ``indist_at_warmup``); ``plateau_loss_band`` – a loss within this distance of
+    :data:`PLATEAU_LOSS` counts; ``plateau_auc_high`` – AUC(p_data vs perturbed p_0) at or below it counts as
+    chance (a nearly constant detector scores near 0.5, or lower when the attacks win its tiny margins);
+    ``plateau_window`` – consecutive log lines before stopping (instead of ``patience``).
     """
 
     def __init__(self, *, loss_floor: float = 0.05, auc_adv_high: float = 0.99, auc_clean_drop: float = 0.15,
                  min_k: int = 1, score_limit: float = 1e3, patience: int = 3, stop: bool = True,
-                 snapshot: bool = True) -> None:
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
+                 snapshot: bool = True, plateau_after: int | None = None, plateau_window: int = 3,
+                 plateau_loss_band: float = 0.02, plateau_auc_high: float = 0.6) -> None:
+        if patience < 1 or plateau_window < 1:
+            raise ValueError(f"patience and plateau_window must be >= 1, got {patience} and {plateau_window}")
         if not 0 < auc_adv_high <= 1 or not 0 < auc_clean_drop < 1 or loss_floor < 0 or score_limit <= 0:
             raise ValueError("need 0 < auc_adv_high <= 1, 0 < auc_clean_drop < 1, loss_floor >= 0, score_limit > 0")
+        if (plateau_after is not None and plateau_after < 0) or plateau_loss_band <= 0 \
+                or not 0 <= plateau_auc_high <= 1:
+            raise ValueError("need plateau_after >= 0 (or None: no plateau check), plateau_loss_band > 0, "
+                             "0 <= plateau_auc_high <= 1")
         self.loss_floor, self.auc_adv_high, self.auc_clean_drop = loss_floor, auc_adv_high, auc_clean_drop
         self.min_k, self.score_limit, self.patience = min_k, score_limit, patience
+        self.plateau_after, self.plateau_window = plateau_after, plateau_window
+        self.plateau_loss_band, self.plateau_auc_high = plateau_loss_band, plateau_auc_high
         self.stop, self.snapshot = stop, snapshot
         self.events: list[dict[str, Any]] = []
         self.lines_seen = 0
@@ -154,9 +183,10 @@ class FailureMonitor:
 
     # ------------------------------------------------------------------------------------------ checks
     def check(self, record: Mapping[str, Any], step_size: float | None = None,
-              loss_kind: str = "bce", objective: str = "binary-at") -> list[tuple[str, str, str]]:
+              loss_kind: str = "bce", objective: str = "binary-at", warmup: int = 0) -> list[tuple[str, str, str]]:
         """The failure signatures present in one log record of an ``objective`` kind (:data:`ADVICE`):
-        ``[(kind, message, suggestion), ...]``. Updates the running best AUC(p_data vs clean p_0)."""
+        ``[(kind, message, suggestion), ...]``. Updates the running best AUC(p_data vs clean p_0). ``warmup``: the
+        run's in-distribution warm-up (iterations), during which the plateau is not checked."""
         advice = advice_for(objective, loss_kind)
         found = []
         step, k = record.get("step"), int(record.get("k", 0) or 0)
@@ -171,9 +201,15 @@ class FailureMonitor:
             shown = ", ".join(f"{name}={value:.4g}" for name, value in scores.items() if value is not None)
             found.append((EXPLODING_SCORES, f"step {step}: |{'|, |'.join(big)}| above {self.score_limit:g} "
                           f"({shown})", advice.exploding))
+        loss, auc_adv, auc_clean = _value(record, "loss"), _value(record, "auc_adv"), _value(record, "auc_clean")
+        if advice.plateau is not None and self.plateau_after is not None and step is not None \
+                and int(step) > max(self.plateau_after, warmup) and loss is not None and auc_adv is not None \
+                and abs(loss - PLATEAU_LOSS) <= self.plateau_loss_band and auc_adv <= self.plateau_auc_high:
+            found.append((PLATEAU, f"step {step}: loss {loss:.4f} within {self.plateau_loss_band:g} of 2 ln 2 = "
+                          f"{PLATEAU_LOSS:.4f} (a constant classifier's) and AUC(data vs perturbed p0) {auc_adv:.3f} "
+                          f"<= {self.plateau_auc_high:g}: stuck at the 2 ln 2 plateau", advice.plateau))
         if not advice.step_size_signature:
             return found
-        loss, auc_adv, auc_clean = _value(record, "loss"), _value(record, "auc_adv"), _value(record, "auc_clean")
         if auc_clean is not None and math.isfinite(auc_clean):
             previous_best = self.best_auc_clean
             if k >= self.min_k and loss is not None and auc_adv is not None and previous_best is not None \
@@ -197,7 +233,8 @@ class FailureMonitor:
         step_size = getattr(config, "step_size", None)
         loss_kind = getattr(config, "loss", "bce")
         self.objective = str(getattr(getattr(trainer, "objective", None), "kind", "binary-at"))
-        found = self.check(record, step_size, loss_kind, self.objective)
+        warmup = int(getattr(config, "indist_at_warmup", 0) or 0)
+        found = self.check(record, step_size, loss_kind, self.objective, warmup)
         kinds = {kind for kind, _, _ in found}
         for kind in list(self.streaks):
             if kind not in kinds:
@@ -213,7 +250,7 @@ class FailureMonitor:
                 text = f"training failure signature: {message}. Suggested change: {suggestion}."
                 logger.warning(text)
                 warnings.warn(text, RuntimeWarning, stacklevel=2)
-            limit = 1 if kind == NON_FINITE else self.patience
+            limit = 1 if kind == NON_FINITE else self.plateau_window if kind == PLATEAU else self.patience
             if self.stop and streak >= limit and stop_now is None:
                 stop_now = event
         if not found:
@@ -296,7 +333,10 @@ class FailureMonitor:
                 "last_good_checkpoint": self.last_good_path,
                 "thresholds": {"loss_floor": self.loss_floor, "auc_adv_high": self.auc_adv_high,
                                "auc_clean_drop": self.auc_clean_drop, "min_k": self.min_k,
-                               "score_limit": self.score_limit, "patience": self.patience}}
+                               "score_limit": self.score_limit, "patience": self.patience,
+                               "plateau_after": self.plateau_after, "plateau_window": self.plateau_window,
+                               "plateau_loss_band": self.plateau_loss_band,
+                               "plateau_auc_high": self.plateau_auc_high}}
 
     def add_to_report(self, report: Any, key: str = "train/monitor", heading: str = "Training monitor") -> None:
         """Adds a table of the events (or a line saying the run looked healthy) to an :class:`atebm.report.Report`
@@ -311,6 +351,10 @@ class FailureMonitor:
             scores = "|, |".join(advice.scores)
             checks = (f"objective {self.objective}: non-finite {', '.join(advice.finite)}; |{scores}| > "
                       f"{self.score_limit:g}; stop after {self.patience} line(s)")
+        if advice.plateau is not None and self.plateau_after is not None:
+            checks += ("; 2 ln 2 plateau (|loss - 2 ln 2| <= {plateau_loss_band}, AUC adv <= {plateau_auc_high}, after "
+                       "{plateau_after} iterations and the in-distribution warm-up, for {plateau_window} line(s))"
+                       .format(**info["thresholds"]))
         protocol = {"checks": checks, "log_lines_checked": info["log_lines"]}
         if not info["events"]:
             report.add_table(key, f"{heading}: healthy", ["status", "log lines checked", "events"],

@@ -306,8 +306,8 @@ GAT_SUMMARIES: dict[str, str] = {
     "mnist-linf0.5-cpu": "CPU preset: the `mnist` recipe at Linf eps 0.5, every radius and step scaled with eps",
     "mnist-l2-2.5-cpu": "CPU preset: the `mnist` recipe at L2 eps 2.5, every radius and step scaled with eps",
     "mnist-l2-5.0-cpu": "CPU preset: the `mnist` recipe at L2 eps 5, every radius and step scaled with eps",
-    "mnist-inout": "robust classification (T Sec. 3.4): `mnist` + in-distribution AT inside Linf eps_1 0.2 "
-                   "(T Eq. 3.45), 400 iterations per detector",
+    "mnist-inout": "robust classification (T Sec. 3.4): `mnist` + in-distribution AT (T Eq. 3.45), Linf eps_1 ramped "
+                   "0 -> 0.3 over 250 of 500 iterations per detector",
 }
 
 #: Hardware and measured time of the DSGAN case studies (``python benchmarks/dsgan_cases.py``, the same runs as

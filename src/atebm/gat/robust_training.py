@@ -6,8 +6,9 @@ classification (defined there, with every other recipe ``atebm gat train --prese
 
 * ``mnist-inout``: the CPU preset ``mnist`` with its in-distribution AT (class-k inputs *lowered* inside eps_1 by
   ``indist_at_steps`` sign-descent steps on d_k from the clean image, T Eq. 3.45 first term; ``mnist`` itself uses
-  eps_1 = 0.1 for detection) widened to eps_1 = 0.2 for robust classification, while the other classes are raised
-  inside eps_2 = the preset's eps as before.
+  eps_1 = 0.1 for detection) widened to eps_1 = 0.3 for robust classification, ramped from 0 by the trainer's
+  curriculum (``indist_at_eps_start``, ``indist_at_warmup``), while the other classes are raised inside eps_2 = the
+  preset's eps as before.
 
 :func:`train_madry_classifier` is the baseline: the softmax network of :mod:`atebm.gat.softmax_classifier` trained with
 cross-entropy on PGD examples that maximise the cross-entropy inside the eps-ball from a random start
@@ -192,7 +193,8 @@ def finetune_inout(committee: Any, splits: LabelledSplits, *, preset: str | GatP
             step_size = base.indist_at_step_size if eps_in_schedule is None else eps_in / 4
             config = chosen.detector_config(seed=seed * 100 + k + 1000 * stage, max_iters=steps, progress=False,
                                             log_every=max(1, steps // 2), ckpt_every=10 ** 9,
-                                            indist_at_eps=eps_in, indist_at_step_size=step_size)
+                                            indist_at_eps=eps_in, indist_at_step_size=step_size,
+                                            indist_at_eps_start=None, indist_at_warmup=0)  # its own ramp, no curriculum
             trainer = DetectorTrainer(config, positives, negatives,
                                       extra={"attack_rule": chosen.train_attack, "clamp": (0.0, 1.0)})
             trainer.model.load_state_dict(state)

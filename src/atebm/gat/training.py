@@ -13,6 +13,12 @@ under the preset's validation attack; the best (AUC, then lower validation loss)
 (:class:`DetectorValidation` judged by :class:`atebm.training.SelectBest`, :func:`detector_selection`). A resume
 with another preset, data source or a changed detector setting outside the core's resumable budgets and cadences is
 refused (:func:`check_detector_resume`).
+
+Every detector is watched by the failure monitor's 2 ln 2 plateau check (:func:`detector_monitor`,
+:mod:`atebm.monitor`): a detector that stays at the loss of a constant classifier with its adversarial AUC at chance
+is set aside (``detector_k/plateau_attempt_N/``: its log, config and ``monitor.json``) and trained once more from a
+new seed; flagged again, training stops with an error that names the class and the fix. ``done.json`` lists the
+flagged attempts (``plateau_restarts``), so no plateau detector is shipped silently.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from torch.nn import functional as F
 
 from ..attacks import AttackSpec, ThreatModel, raise_score
 from ..metrics import auroc
+from ..monitor import PLATEAU, FailureMonitor
 from ..sampling import pgd
 from ..training import (
                         CHECKPOINT_FILE,
@@ -48,7 +55,16 @@ from .data import LabelledSplits, class_view
 from .presets import ATTACK_RULES, GatPreset
 
 __all__ = ["DetectorTrainer", "DetectorValidation", "detector_selection", "train_detector", "train_detectors",
-           "detector_dir", "assemble_committee", "check_detector_resume", "refuse_other_run"]
+           "detector_dir", "assemble_committee", "check_detector_resume", "refuse_other_run", "detector_monitor",
+           "PLATEAU_RESTARTS"]
+
+#: How often a detector flagged at the 2 ln 2 plateau is trained again from a new seed before training stops.
+PLATEAU_RESTARTS = 1
+#: The fix named when a detector is flagged again after its restarts (``atebm.monitor``'s advice, made concrete).
+_PLATEAU_FIX = ("ramp the in-distribution radius from 0 (indist_at_eps_start=0 indist_at_warmup=N iterations), or "
+                "lower indist_at_eps or lr")
+#: Seed offset of restart ``n`` (detector seeds are ``seed * 100 + k``; restarts add ``n`` times this).
+_RESTART_SEED_OFFSET = 100_000
 
 
 def detector_dir(out_dir: str | Path, k: int) -> Path:
@@ -177,9 +193,41 @@ def _validation_negatives(splits: LabelledSplits, k: int, count: int | None, see
     return others[torch.randperm(len(others), generator=generator)[:count]]
 
 
-def _detector_config(preset: GatPreset, k: int, overrides: dict[str, Any], seed: int) -> TrainConfig:
-    """The TrainConfig of d_k: the preset's with ``overrides``, seeded per detector."""
-    return preset.detector_config(seed=seed * 100 + k, **overrides)
+def _detector_config(preset: GatPreset, k: int, overrides: dict[str, Any], seed: int, attempt: int = 0) -> TrainConfig:
+    """The TrainConfig of d_k: the preset's with ``overrides``, seeded per detector and per plateau restart
+    (``attempt``)."""
+    return preset.detector_config(seed=seed * 100 + k + _RESTART_SEED_OFFSET * attempt, **overrides)
+
+
+def detector_monitor() -> FailureMonitor:
+    """The failure monitor of every detector run: :class:`~atebm.monitor.FailureMonitor` with its 2 ln 2 plateau
+    check on from iteration 100 (and after the in-distribution warm-up, ``indist_at_warmup``), flagging after 3
+    consecutive log lines at the plateau; no weight snapshots (a flagged run is set aside, and the selection keeps
+    the best-validation weights otherwise)."""
+    return FailureMonitor(snapshot=False, plateau_after=100, plateau_window=3)
+
+
+def _plateau_attempts(run: Path) -> list[dict[str, Any]]:
+    """The flagged attempts of detector run ``run`` (``plateau_attempt_N/monitor.json``), in order."""
+    found = sorted(run.glob("plateau_attempt_*/monitor.json"),
+                   key=lambda path: int(path.parent.name.rpartition("_")[2]))
+    return [json.loads(path.read_text()) for path in found]
+
+
+def _set_aside(run: Path, attempt: int, trainer: Trainer, monitor: FailureMonitor) -> dict[str, Any]:
+    """Moves the files of a run flagged at the plateau into ``run/plateau_attempt_<attempt>/`` with its monitor
+    summary (``monitor.json``); returns that record."""
+    folder = run / f"plateau_attempt_{attempt}"
+    folder.mkdir()
+    for path in list(run.iterdir()):
+        if path.is_file():
+            path.rename(folder / path.name)
+    stopped = monitor.stopped or {}
+    record = {"attempt": attempt, "seed": trainer.config.seed, "iterations": trainer.step,
+              "train_seconds": round(trainer.elapsed_s, 1), "step": stopped.get("step"),
+              "message": stopped.get("message"), "folder": folder.name}
+    write_json(folder / "monitor.json", record)
+    return record
 
 
 def refuse_other_run(folder: str | Path, recorded: dict[str, Any], preset: str, data: str) -> None:
@@ -204,8 +252,9 @@ def check_detector_resume(run: str | Path, preset: GatPreset, k: int, data: str,
     if not checkpoint.exists():
         return
     payload = load_checkpoint(checkpoint)
-    refuse_other_run(run, (payload.get("extra") or {}).get("gat") or {}, preset.name, data)
-    wanted = _detector_config(preset, k, overrides or {}, seed).to_dict()
+    recorded = (payload.get("extra") or {}).get("gat") or {}
+    refuse_other_run(run, recorded, preset.name, data)
+    wanted = _detector_config(preset, k, overrides or {}, seed, int(recorded.get("attempt", 0))).to_dict()
     try:
         check_resume_overrides(payload["config"], wanted, TrainConfig.from_dict)
     except ValueError as err:
@@ -218,7 +267,12 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     written to ``detector_k/done.json``. The run folder's ``model.pt`` holds the best-validation weights among
     the periodic candidates and the final ones (:func:`detector_selection`, T Sec. 3.2.3). ``resume`` refuses
     another preset, data source, ``seed`` or an ``overrides`` entry that changes a saved setting outside
-    :data:`~atebm.training.trainer.RESUME_OVERRIDABLE` (:func:`check_detector_resume`)."""
+    :data:`~atebm.training.trainer.RESUME_OVERRIDABLE` (:func:`check_detector_resume`).
+
+    A run that :func:`detector_monitor` flags at the 2 ln 2 plateau is set aside and trained again from a new seed
+    (up to :data:`PLATEAU_RESTARTS` times); flagged once more, a RuntimeError names the class and the fix. The
+    summary's ``plateau_restarts`` lists the flagged attempts; ``train_seconds``, ``wall_seconds`` and
+    ``cpu_seconds`` include them."""
     run = detector_dir(out_dir, k)
     done = run / "done.json"
     overrides = dict(overrides or {})
@@ -232,36 +286,59 @@ def train_detector(preset: GatPreset, k: int, splits: LabelledSplits, out_dir: s
     validation = DetectorValidation(val_pos, _validation_negatives(splits, k, v.negatives, seed),
                                     norm=preset.norm, eps=preset.eps, rule=v.rule, steps=v.steps,
                                     step_size=v.step_size, seed=seed)
-    selector = detector_selection(validation, v.every)
-    config = _detector_config(preset, k, overrides, seed)
-    selector.check_period(config.log_every)
-    meta = {"preset": preset.name, "data": splits.source, "class": k, "size": preset.size,
-            "channels": preset.channels, "norm": preset.norm, "eps": preset.eps}
-    extra = {"attack_rule": preset.train_attack, "jitter": preset.extra.get("jitter"), "clamp": (0.0, 1.0),
-             "size": preset.size,
-             "channels": preset.channels, "gat": meta, "meta": meta}
-    checkpoint = run / CHECKPOINT_FILE
-    if resume and checkpoint.exists():
-        trainer = DetectorTrainer.resume(checkpoint, positives, negatives, out_dir=run, callbacks=[selector],
-                                         overrides=overrides, extra={"meta": meta})
-    else:
-        if checkpoint.exists():
-            raise ValueError(f"{checkpoint} exists: pass resume=True (--resume) to continue, or choose another out")
-        trainer = DetectorTrainer(config, positives, negatives, out_dir=run, callbacks=[selector], extra=extra)
-    if log:
-        sys.stderr.write(f"detector {k}: {len(positives)} class-{k} vs {len(negatives)} other images, "
-                         f"{preset.norm} eps {preset.eps:g}, {config.k_max} x {config.step_size:g} "
-                         f"{preset.train_attack} steps, device {trainer.device}\n")
+    if not resume and any(run.glob("plateau_attempt_*")):
+        raise ValueError(f"{run} holds an earlier run's attempts: pass resume=True (--resume) to continue, or choose "
+                         "another out")
+    flagged = _plateau_attempts(run)
     start, cpu_start = time.perf_counter(), time.process_time()
-    trainer.fit()  # the selector judges the final weights too (SelectBest.on_fit_end)
+    while True:
+        attempt = len(flagged)
+        if attempt > PLATEAU_RESTARTS:
+            raise RuntimeError(
+                f"the class-{k} detector d_{k} stayed at the 2 ln 2 loss plateau in {attempt} runs from different "
+                f"seeds (logs in {run}/plateau_attempt_*): train into a new --out with key=value overrides that "
+                f"{_PLATEAU_FIX}")
+        selector = detector_selection(validation, v.every)
+        monitor = detector_monitor()
+        config = _detector_config(preset, k, overrides, seed, attempt)
+        selector.check_period(config.log_every)
+        meta = {"preset": preset.name, "data": splits.source, "class": k, "size": preset.size,
+                "channels": preset.channels, "norm": preset.norm, "eps": preset.eps,
+                **({"attempt": attempt} if attempt else {})}
+        extra = {"attack_rule": preset.train_attack, "jitter": preset.extra.get("jitter"), "clamp": (0.0, 1.0),
+                 "size": preset.size, "channels": preset.channels, "gat": meta, "meta": meta}
+        checkpoint = run / CHECKPOINT_FILE
+        if resume and checkpoint.exists():
+            trainer = DetectorTrainer.resume(checkpoint, positives, negatives, out_dir=run,
+                                             callbacks=[monitor, selector], overrides=overrides, extra={"meta": meta})
+        else:
+            if checkpoint.exists():
+                raise ValueError(f"{checkpoint} exists: pass resume=True (--resume) to continue, or choose another "
+                                 "out")
+            trainer = DetectorTrainer(config, positives, negatives, out_dir=run, callbacks=[monitor, selector],
+                                      extra=extra)
+        if log:
+            sys.stderr.write(f"detector {k}: {len(positives)} class-{k} vs {len(negatives)} other images, "
+                             f"{preset.norm} eps {preset.eps:g}, {config.k_max} x {config.step_size:g} "
+                             f"{preset.train_attack} steps, device {trainer.device}"
+                             f"{f', restart {attempt} (seed {config.seed})' if attempt else ''}\n")
+        trainer.fit()  # the selector judges the final weights too (SelectBest.on_fit_end)
+        if monitor.stopped is None or monitor.stopped["kind"] != PLATEAU:
+            break
+        flagged.append(_set_aside(run, attempt, trainer, monitor))
+        if log:
+            sys.stderr.write(f"detector {k}: at the 2 ln 2 plateau ({monitor.stopped['message']}); set aside in "
+                             f"{flagged[-1]['folder']}\n")
     _, selection = trainer.model_weights()
     summary = {"class": k, "iterations": trainer.step, "stop_reason": trainer.stop_reason,
-               "train_seconds": round(trainer.elapsed_s, 1), "wall_seconds": round(time.perf_counter() - start, 1),
+               "train_seconds": round(trainer.elapsed_s + sum(f["train_seconds"] for f in flagged), 1),
+               "wall_seconds": round(time.perf_counter() - start, 1),
                "cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
                "selection": selection,
                "validations": [{"step": v["step"], "auc": v["val_auc_adv"], "loss": v["val_loss"]}
                                for v in selector.history],
-               "validation_protocol": validation.protocol()}
+               "validation_protocol": validation.protocol(),
+               "monitor": monitor.status_text(), "plateau_restarts": flagged}
     write_json(done, summary)
     if log:
         value = selection.get("value", float("nan"))

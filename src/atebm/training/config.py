@@ -91,6 +91,13 @@ class TrainConfig(TrainerOptions):
     perturbed p_0) over the last ``auc_window`` batches exceeds ``auc_threshold`` or after ``epochs_per_k``
     epochs of p_data, whichever comes first. The last stage (K = ``k_max``) ends after ``final_iters``
     iterations or ``final_epochs`` epochs; ``max_iters`` and ``time_budget_s`` cap the whole run.
+
+    In-distribution AT (T Eq. 3.45, first term: ``max_{||δ|| <= eps_1} BCE(f(x + δ), 1)``): with ``indist_at_steps``
+    > 0 every p_data batch is lowered by that many PGD descent steps inside the ``pgd_norm`` ball of radius eps_1.
+    Its curriculum, like K's: eps_1 grows linearly from ``indist_at_eps_start`` (None: ``indist_at_eps``, no
+    curriculum) at iteration 0 to ``indist_at_eps`` at iteration ``indist_at_warmup`` and stays there; the step
+    size keeps the ratio ``indist_at_step_size / indist_at_eps``, so the attack reaches the edge of every ball on
+    the way (:meth:`indist_radius`).
     """
 
     # progressive K (E Alg. 2)
@@ -110,6 +117,8 @@ class TrainConfig(TrainerOptions):
     indist_at_steps: int = setting(0, at_least(0))
     indist_at_eps: float = setting(0.25, at_least(0))
     indist_at_step_size: float = setting(0.1, at_least(0))
+    indist_at_eps_start: float | None = setting(None, at_least(0, why="None: indist_at_eps from the start"))
+    indist_at_warmup: int = setting(0, at_least(0, why="iterations of the linear ramp; 0: none"))
 
     def check(self) -> Iterator[str]:
         yield from super().check()
@@ -117,6 +126,25 @@ class TrainConfig(TrainerOptions):
             yield f"need k_start <= k_max, got k_start={self.k_start}, k_max={self.k_max}"
         if self.pgd_random_start and not math.isfinite(self.pgd_eps):
             yield "pgd_random_start needs a finite pgd_eps (it starts uniformly inside the ball)"
+        start = self.indist_at_eps_start
+        if start is not None and start > self.indist_at_eps:
+            yield (f"need indist_at_eps_start <= indist_at_eps (the curriculum widens the radius), got "
+                   f"indist_at_eps_start={start:g}, indist_at_eps={self.indist_at_eps:g}")
+        if start is not None and start != self.indist_at_eps and self.indist_at_warmup == 0:
+            yield (f"indist_at_eps_start={start:g} differs from indist_at_eps={self.indist_at_eps:g} but "
+                   "indist_at_warmup=0: set indist_at_warmup to the iterations of the ramp")
+
+    def indist_radius(self, step: int) -> tuple[float, float]:
+        """The in-distribution radius eps_1 and step size of the iteration that follows ``step`` completed
+        iterations: ``eps_1(t) = a + (b - a) · min(1, t / indist_at_warmup)`` with a = ``indist_at_eps_start``,
+        b = ``indist_at_eps`` (b from the first iteration without a warm-up); step size ``indist_at_step_size ·
+        eps_1(t) / b``. A function of the step alone, so a resumed run continues the curriculum exactly."""
+        final = self.indist_at_eps
+        start = final if self.indist_at_eps_start is None else self.indist_at_eps_start
+        if self.indist_at_warmup == 0 or step >= self.indist_at_warmup or start == final:
+            return final, self.indist_at_step_size
+        radius = start + (final - start) * step / self.indist_at_warmup
+        return radius, self.indist_at_step_size * radius / final
 
     def train_config(self) -> TrainConfig:
         """This config itself: binary AT trains with every field."""

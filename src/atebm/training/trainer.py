@@ -5,6 +5,7 @@ One iteration::
     x      ~ p_data  (augmented: random resized crop, flip)
     x0     ~ p_0
     x*     = pgd(f, x0, steps=K, step_size)                      # contrastive samples, E Eq. (8)
+    x      = pgd(f, x, descent, eps_1(t))  if indist_at_steps    # in-distribution AT, T Eq. 3.45 (eps_1 ramped)
     loss   = BCE(f(x), 1) + BCE(f(x*), 0)                       # = -[mean log D(x) + mean log(1 - D(x*))]
            + r1 · 0.5 · mean ||∇_x f(x)||²                       # R1 on p_data (E Sec. 4.4)
     θ     <- optimiser step on loss
@@ -460,8 +461,10 @@ class Trainer:
         x0 = self._read("p0")
         x_adv = self.objective.negatives(self, x0)
         if c.indist_at_steps > 0:
-            x = pgd(self.model, x, steps=c.indist_at_steps, step_size=c.indist_at_step_size, norm=c.pgd_norm,
-                    eps=c.indist_at_eps, descent=True, clamp=self._clamp(), precision=self.precision)
+            radius, step_size = c.indist_radius(self.step)  # the curriculum of eps_1 (TrainConfig)
+            if radius > 0:  # radius 0 (a ramp's start) leaves the batch as drawn
+                x = pgd(self.model, x, steps=c.indist_at_steps, step_size=step_size, norm=c.pgd_norm, eps=radius,
+                        descent=True, clamp=self._clamp(), precision=self.precision)
 
         self.network.train()
         if c.freeze_bn:
@@ -617,6 +620,8 @@ class Trainer:
         if self.world > 1:
             auc_clean = self._all_mean(auc_clean)
         record = {"step": self.step, "k": k, "epoch": self.step / self.iters_per_epoch}
+        if self.config.indist_at_steps > 0:  # the in-distribution radius of the last iteration
+            record["indist_eps"] = self.config.indist_radius(self.step - 1)[0]
         record.update({key: float(np.mean(values)) for key, values in acc.items()})
         record["auc_clean"] = auc_clean
         record["iters_per_s"] = its
