@@ -144,6 +144,16 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
     "atebm.attacks.specs.AttackSpec": {"method": "pgd", "steps": 7, "step_size": 0.1},
     "atebm.training.config.TrainerOptions": {"max_iters": 5, "betas": (0.5, 0.9)},
     "atebm.training.config.TrainConfig": {"max_iters": 5, "augment_crop_scale": (0.5, 1.0)},
+    "atebm.gat.presets.ValidationRecipe": {"steps": 2, "step_size": 0.2, "every": 5},
+    "atebm.gat.presets.ClassifierRecipe": {"epochs": 1},
+    "atebm.gat.presets.GatPreset": {"name": "tiny", "description": "d", "data": "mnist", "norm": "linf", "eps": 0.3,
+                                    "train": {"max_iters": 5}, "train_attack": "pgd",
+                                    "validation": {"steps": 2, "step_size": 0.2, "every": 5},
+                                    "classifier": {"epochs": 1}, "hardware": "cpu", "wall_clock": "-"},
+    "atebm.presets.GenerationSettings": {"steps": 8, "step_size": 1.0},
+    "atebm.presets.Preset": {"name": "tiny", "description": "d", "data": "mnist", "p0": "photos", "seeds": "photos",
+                             "size": 28, "channels": 1, "train": {"max_iters": 5},
+                             "generate": {"steps": 8, "step_size": 1.0}, "hardware": "cpu", "wall_clock": "-"},
 }
 
 
