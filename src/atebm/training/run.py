@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from ..presets import Preset
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 from .trainer import Trainer
@@ -77,7 +79,13 @@ def run_training(preset: Preset, out_dir: str | Path, overrides: dict[str, Any] 
     if log and trainer.is_main:
         print(f"training preset {preset.name!r}: {len(data)} data vs {len(p0)} p0 samples, device {trainer.device},"
               f" {trainer.world} process(es), out {out_dir}", file=sys.stderr)
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            # the trainer joined the process group torchrun set up: leave it before the interpreter exits, or the
+            # backend's threads may still be running at exit and abort the process
+            dist.destroy_process_group()
     return trainer
 
 
