@@ -141,7 +141,7 @@ def test_a_fashion_recipe_trains_on_fashion_mnist_and_caches_under_its_own_name(
     net = recipe_features(tiny)
     assert [p.name for p in tmp_path.iterdir()] == [f"fashion-features-{feature_module._recipe_tag(tiny)}.pt"]
     assert "Fashion-MNIST train split (300 images)" in net.info["network"] and net.info["recipe"] == tiny
-    assert 0.0 <= net.info["test_accuracy"] <= 1.0 and net.features(torch.rand(3, 1, 28, 28)).shape == (3, 8)
+    assert net.features(torch.rand(3, 1, 28, 28)).shape == (3, 8)
     feature_module._DIGIT_NET.clear()
     again = recipe_features(tiny)     # from the cache file
     x = torch.rand(2, 1, 28, 28)
