@@ -5,6 +5,7 @@ Restoration quality is checked with a score whose data distribution is known: a 
 fixed MNIST digits, ``f(x) = logsumexp_k(-||x - t_k||² / 2τ²)``. Ascending it moves an image toward its nearest
 template, so a working denoiser/inpainter must bring a corrupted template closer to the clean one.
 """
+import inspect
 import math
 
 import numpy as np
@@ -49,6 +50,7 @@ from atebm.apps import (
 )
 from atebm.data import blur
 from atebm.metrics import ssim
+from atebm.sampling import PGDTrace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -265,6 +267,10 @@ def test_translate_converts_the_domain_and_raises_the_target_score(digits):
     assert torch.equal(path[0], conform(faces_rgb, 1, 28))
     scores = torch.stack([model(p) for p in path])
     assert (scores[1:] > scores[:-1]).all()
+    # denoise's options reach the ascent: the eps-ball around the converted source bounds the change
+    bounded = translate(model, faces_rgb, steps=10, step_size=1.0, channels=1, size=28, eps=0.5, norm="l2")
+    change = (bounded - path[0]).flatten(1).norm(dim=1)
+    assert (change <= 0.5 + 1e-5).all() and (change > 0.4).all()
 
 
 def test_conform_refuses_unknown_channel_changes():
@@ -384,6 +390,31 @@ def test_every_application_returns_a_tensor_and_its_trajectory_twin_the_same_res
         assert not torch.equal(path[1], path[0]), name  # the path moves
         with pytest.raises(TypeError):
             plain(record=[0, 3])  # no argument changes what a plain application returns
+
+
+def test_an_application_given_a_trace_records_the_path_its_twin_returns():
+    model, x = tiny_convnet(seed=4), torch.rand(4, 1, 12, 12)
+    for name, plain, with_path in _apps(model, x):
+        trace = PGDTrace(record=[0, 2, 3])
+        result = plain(trace=trace)
+        again, path = with_path(record=[0, 2, 3])
+        assert trace.path is not None and trace.path.shape == (3, *result.shape), name
+        torch.testing.assert_close(trace.path, path, rtol=0, atol=1e-6, msg=name)
+        torch.testing.assert_close(again, result, rtol=0, atol=1e-6, msg=name)
+
+
+def test_trajectory_twins_show_their_applications_arguments_plus_record():
+    def parameters(function):
+        return list(inspect.signature(function).parameters)
+
+    assert parameters(denoise_trajectory) == ["model", "x", "steps", "step_size", "record", "eps", "norm"]
+    assert parameters(translate_trajectory) == ["model", "x", "steps", "step_size", "record", "channels", "size",
+                                                "denoise_options"]
+    assert parameters(interpolate_trajectory) == ["model", "a", "b", "num", "steps", "step_size", "blur_sigma",
+                                                  "record", "generate_options"]
+    assert translate_trajectory.__name__ == "translate_trajectory"
+    assert translate_trajectory.__module__ == "atebm.apps.translate"
+    assert ":func:`translate`" in (translate_trajectory.__doc__ or "")
 
 
 def _bad_images():

@@ -2,6 +2,7 @@
 origin=, corner cases and refused inputs."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from atebm import build_score_model, pgd, pgd_trajectory, sgld
-from atebm.sampling import check_inputs, project_onto_ball
+from atebm.sampling import PGDTrace, check_inputs, pgd_best, project_onto_ball, trajectory_twin
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -246,6 +247,52 @@ def test_trajectory_returns_requested_steps_and_final():
     assert torch.equal(traj[0], x) and torch.equal(traj[2], y)
     assert torch.equal(traj[1], pgd(model, x, steps=2, step_size=0.1))
     assert torch.equal(y, pgd(model, x, steps=5, step_size=0.1))
+
+
+def test_a_trace_receives_the_path_and_restarts_keep_each_samples_own_path():
+    model = Quadratic(torch.full((1, 4, 4), 0.5))
+    x = torch.rand(3, 1, 4, 4)
+    options = dict(steps=4, step_size=0.1, eps=0.3, random_start=True, restarts=3)
+    trace = PGDTrace(record=[4, 0, 2])
+    final = pgd(model, x, trace=trace, generator=torch.Generator().manual_seed(7), **options)
+    assert trace.path is not None and trace.path.shape == (3, *x.shape) and trace.values is None
+    assert torch.equal(trace.path[0], final)     # record order is kept, step 4 first
+    again, path = pgd_trajectory(model, x, record=[4, 0, 2], generator=torch.Generator().manual_seed(7), **options)
+    assert torch.equal(again, final) and torch.equal(path, trace.path)
+    assert torch.equal(pgd(model, x, steps=3, step_size=0.1, trace=PGDTrace()), pgd(model, x, steps=3, step_size=0.1))
+
+
+@pytest.mark.parametrize("descent", [False, True])
+def test_a_keep_best_trace_receives_the_kept_values_pgd_best_returns(descent):
+    model = Quadratic(torch.full((1, 4, 4), 0.5))
+    x = torch.rand(3, 1, 4, 4)
+    trace = PGDTrace()
+    best = pgd(model, x, steps=5, step_size=0.2, descent=descent, keep="best", trace=trace)
+    assert trace.path is None and trace.values is not None
+    torch.testing.assert_close(trace.values, model(best))   # the score at the kept iterate, not its negation
+    same, values = pgd_best(model, x, steps=5, step_size=0.2, descent=descent)
+    assert torch.equal(same, best) and torch.equal(values, trace.values)
+
+
+def test_trajectory_twin_adds_record_and_refuses_what_it_cannot_record():
+    model = Quadratic(torch.zeros(1, 2, 2))
+    x = torch.rand(2, 1, 2, 2)
+    signature = inspect.signature(pgd_trajectory)
+    assert pgd_trajectory.__name__ == "pgd_trajectory" and "trace" not in signature.parameters
+    assert list(signature.parameters)[:4] == ["score", "x", "record", "steps"]
+    assert signature.parameters["record"].kind is inspect.Parameter.KEYWORD_ONLY
+    with pytest.raises(ValueError, match="at least one step"):
+        pgd_trajectory(model, x, steps=2, step_size=0.1, record=[])
+    with pytest.raises(TypeError, match="records its own trace"):
+        pgd_trajectory(model, x, steps=2, step_size=0.1, record=[1], trace=PGDTrace())
+    with pytest.raises(ValueError, match="keep='last'"):
+        pgd_trajectory(model, x, steps=2, step_size=0.1, record=[1], keep="best")
+
+    def forgets_the_trace(score, x, *, steps, trace=None):
+        return pgd(score, x, steps=steps, step_size=0.1)
+
+    with pytest.raises(RuntimeError, match="did not pass its trace"):
+        trajectory_twin(forgets_the_trace)(model, x, steps=1, record=[1])
 
 
 def test_bad_arguments_are_rejected_with_clear_messages():

@@ -20,6 +20,7 @@ attack layer (:mod:`atebm.attacks`) uses to count a success found mid-run.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -28,9 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["pgd", "pgd_best", "pgd_trajectory", "sgld", "ScoreFn", "eval_mode", "per_sample_scores", "input_gradient",
-           "scores_gradient", "check_inputs", "declared_input_shape", "project_onto_ball",
-           "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
+__all__ = ["pgd", "pgd_best", "pgd_trajectory", "PGDTrace", "trajectory_twin", "sgld", "ScoreFn", "eval_mode",
+           "per_sample_scores", "input_gradient", "scores_gradient", "check_inputs", "declared_input_shape",
+           "project_onto_ball", "AdamStep", "PRECISIONS", "STEP_RULES", "autocast"]
 
 ScoreFn = Callable[[Tensor], Tensor]
 _NORMS = ("l2", "linf")
@@ -230,6 +231,48 @@ def _prepare_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
                          f"{tuple(x.shape)}") from err
 
 
+#: Step rules of :func:`pgd`: the normalised (sign / unit-L2) step of E Eq. 8, or an Adam update (T Tab. 3.2).
+STEP_RULES = ("normalised", "adam")
+_KEEP = ("last", "best")
+
+
+class PGDTrace:
+    """What a :func:`pgd` run hands back beside its result when passed as ``trace=``.
+
+    ``record``: the step counts whose iterates to keep (0 = the start). After a ``keep="last"`` run with a
+    non-empty ``record``, ``path`` holds them, shape ``(len(record), *x.shape)`` (with restarts, per sample those of
+    the run that was kept). After a ``keep="best"`` run, ``values`` holds the kept iterates' values: ``select`` at
+    them when given, else the score. A function built on :func:`pgd` that passes ``trace=`` on gets its
+    ``*_trajectory`` twin from :func:`trajectory_twin`.
+    """
+
+    def __init__(self, record: Sequence[int] = ()) -> None:
+        self.record = [int(step) for step in record]
+        self.path: Tensor | None = None
+        self.values: Tensor | None = None
+
+
+class _BestIterate:
+    """Per sample the iterate with the highest criterion value met so far (ties keep the earlier one)."""
+
+    def __init__(self) -> None:
+        self.x: Tensor | None = None
+        self.value: Tensor | None = None
+
+    def offer(self, x: Tensor, value: Tensor) -> None:
+        value = value.detach().float()
+        if self.x is None or self.value is None:
+            self.x, self.value = x, value
+            return
+        better = value > self.value
+        if bool(better.all()):      # the usual ascent step: keep a reference, copy nothing (iterates are fresh)
+            self.x, self.value = x, value
+            return
+        self.x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, self.x)
+        self.value = torch.where(better, value, self.value)
+
+
+@torch.no_grad()
 def pgd(
     score: ScoreFn,
     x: Tensor,
@@ -249,6 +292,7 @@ def pgd(
     rule: str = "normalised",
     keep: str = "last",
     select: ScoreFn | None = None,
+    trace: PGDTrace | None = None,
 ) -> Tensor:
     """Projected gradient ascent on ``score`` (E Eq. 6-8; descent with ``descent=True``).
 
@@ -283,81 +327,9 @@ def pgd(
     device; the iterate, its gradient and the projections stay float32. A caller already inside ``torch.autocast``
     (the trainer) needs no ``precision``: its context holds here too.
 
-    Returns the chosen iterate, detached. :func:`pgd_trajectory` runs the same loop and also returns iterates.
+    Returns the chosen iterate, detached. A :class:`PGDTrace` given as ``trace`` also receives the iterates after
+    the steps in its ``record`` (the path, :func:`pgd_trajectory`) or the kept iterates' values (:func:`pgd_best`).
     """
-    final, _ = _pgd(score, x, steps=steps, step_size=step_size, norm=norm, eps=eps, descent=descent, mask=mask,
-                    random_start=random_start, restarts=restarts, clamp=clamp, record=None, generator=generator,
-                    origin=origin, precision=precision, rule=rule, keep=keep, select=select)
-    return final
-
-
-def pgd_best(score: ScoreFn, x: Tensor, **pgd_options: Any) -> tuple[Tensor, Tensor]:
-    """:func:`pgd` with ``keep="best"`` that also returns the kept iterates' values: ``select`` at them when given,
-    else the score (so a caller that judges by the same criterion needs no further pass)."""
-    values: list[Tensor] = []
-    best, _ = _pgd(score, x, record=None, keep="best", values_out=values, **pgd_options)
-    return best, values[0]
-
-
-def pgd_trajectory(score: ScoreFn, x: Tensor, *, record: Sequence[int], **pgd_options) -> tuple[Tensor, Tensor]:
-    """:func:`pgd` that also keeps iterates: returns ``(x_final, path)`` where ``path[r]`` is the iterate after
-    ``record[r]`` steps (0 = the start), shape ``(len(record), *x.shape)``. ``pgd_options`` are :func:`pgd`'s
-    (``keep="last"`` only)."""
-    if pgd_options.get("keep", "last") != "last":
-        raise ValueError("pgd_trajectory records one path per run; it takes keep='last' only")
-    final, path = _pgd(score, x, record=list(record), **pgd_options)
-    assert path is not None
-    return final, path
-
-
-#: Step rules of :func:`pgd`: the normalised (sign / unit-L2) step of E Eq. 8, or an Adam update (T Tab. 3.2).
-STEP_RULES = ("normalised", "adam")
-_KEEP = ("last", "best")
-
-
-class _BestIterate:
-    """Per sample the iterate with the highest criterion value met so far (ties keep the earlier one)."""
-
-    def __init__(self) -> None:
-        self.x: Tensor | None = None
-        self.value: Tensor | None = None
-
-    def offer(self, x: Tensor, value: Tensor) -> None:
-        value = value.detach().float()
-        if self.x is None or self.value is None:
-            self.x, self.value = x, value
-            return
-        better = value > self.value
-        if bool(better.all()):      # the usual ascent step: keep a reference, copy nothing (iterates are fresh)
-            self.x, self.value = x, value
-            return
-        self.x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, self.x)
-        self.value = torch.where(better, value, self.value)
-
-
-@torch.no_grad()
-def _pgd(
-    score: ScoreFn,
-    x: Tensor,
-    *,
-    steps: int,
-    step_size: float,
-    norm: str = "l2",
-    eps: float = float("inf"),
-    descent: bool = False,
-    mask: Tensor | None = None,
-    random_start: bool = False,
-    restarts: int = 1,
-    clamp: tuple[float, float] | None = (0.0, 1.0),
-    record: Sequence[int] | None,
-    generator: torch.Generator | None = None,
-    origin: Tensor | None = None,
-    precision: str | None = None,
-    rule: str = "normalised",
-    keep: str = "last",
-    select: ScoreFn | None = None,
-    values_out: list[Tensor] | None = None,
-) -> tuple[Tensor, Tensor | None]:
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     if rule not in STEP_RULES:
@@ -366,8 +338,10 @@ def _pgd(
         raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
     if select is not None and keep != "best":
         raise ValueError("select= judges iterates for keep='best'; with keep='last' it would be ignored")
+    if trace is not None and trace.record and keep != "last":
+        raise ValueError("a trace records the path of the run it keeps; recording steps takes keep='last' only")
     check_inputs(x, box=clamp, score=score)
-    wanted = _check_common(x, steps, step_size, record)
+    wanted = _check_common(x, steps, step_size, trace.record if trace is not None and trace.record else None)
     if origin is not None:
         check_inputs(origin, what="origin", box=clamp)
         if origin.shape != x.shape:
@@ -426,13 +400,63 @@ def _pgd(
             best_final = torch.where(better, final, best_final)
 
     assert best.x is not None       # restarts >= 1
-    if keep == "best" and values_out is not None:
+    if trace is not None and keep == "best":
         assert best.value is not None
-        values_out.append(best.value if select is not None or not descent else -best.value)
-    if wanted is None:
-        return best.x, None
-    by_step = dict(zip(sorted(set(wanted)), best_traj))
-    return best.x, torch.stack([by_step[i] for i in wanted])
+        trace.values = best.value if select is not None or not descent else -best.value
+    if trace is not None and wanted is not None:
+        by_step = dict(zip(sorted(set(wanted)), best_traj))
+        trace.path = torch.stack([by_step[i] for i in wanted])
+    return best.x
+
+
+def pgd_best(score: ScoreFn, x: Tensor, **pgd_options: Any) -> tuple[Tensor, Tensor]:
+    """:func:`pgd` with ``keep="best"`` that also returns the kept iterates' values: ``select`` at them when given,
+    else the score (so a caller that judges by the same criterion needs no further pass)."""
+    trace = PGDTrace()
+    best = pgd(score, x, keep="best", trace=trace, **pgd_options)
+    assert trace.values is not None      # filled by every keep="best" run
+    return best, trace.values
+
+
+def trajectory_twin(sampler: Callable[..., Tensor]) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The ``<name>_trajectory`` twin of ``sampler``, a function that samples by :func:`pgd` and passes its
+    ``trace=`` argument on (:func:`pgd` itself and every application of :mod:`atebm.apps`).
+
+    The twin takes ``sampler``'s arguments (less ``trace``) plus ``record``, the step counts whose iterates to keep
+    (0 = the start), and returns ``(result, path)``: ``path[r]`` is the iterate after ``record[r]`` steps, shaped
+    like the result behind a leading axis of ``len(record)``. Its signature and docstring say so to ``help()``.
+    """
+    name = f"{sampler.__name__}_trajectory"
+
+    def twin(*args: Any, record: Sequence[int], **options: Any) -> tuple[Tensor, Tensor]:
+        if "trace" in options:
+            raise TypeError(f"{name}() records its own trace; pass trace= to {sampler.__name__}() instead")
+        trace = PGDTrace(record)
+        if not trace.record:
+            raise ValueError(f"{name}() needs record= with at least one step count (0 = the start)")
+        result = sampler(*args, trace=trace, **options)
+        if trace.path is None:
+            raise RuntimeError(f"{sampler.__name__}() did not pass its trace= on to pgd, so no path was recorded")
+        return result, trace.path
+
+    signature = inspect.signature(sampler)
+    positional = [p for p in signature.parameters.values()
+                  if p.name != "trace" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    keyword = [p for p in signature.parameters.values() if p.name != "trace" and p not in positional]
+    record = inspect.Parameter("record", inspect.Parameter.KEYWORD_ONLY, annotation="Sequence[int]")
+    twin.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*positional, record, *keyword], return_annotation="tuple[Tensor, Tensor]")
+    twin.__name__ = twin.__qualname__ = name
+    twin.__module__ = sampler.__module__
+    twin.__doc__ = (f":func:`{sampler.__name__}` that also returns the path: ``(result, path)`` with ``path[r]`` "
+                    f"the iterate after ``record[r]`` steps (0 = the start), shaped like the result behind a leading "
+                    f"axis of ``len(record)``. Every other argument is :func:`{sampler.__name__}`'s.")
+    return twin
+
+
+#: :func:`pgd` that also keeps iterates: ``pgd_trajectory(score, x, record=steps, **pgd_options)`` returns
+#: ``(x_final, path)``, ``path[r]`` the iterate after ``record[r]`` steps, shape ``(len(record), *x.shape)``.
+pgd_trajectory = trajectory_twin(pgd)
 
 
 def _criterion(select: ScoreFn, x: Tensor) -> Tensor:

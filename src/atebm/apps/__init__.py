@@ -10,9 +10,10 @@
 * :func:`save_trajectory` – any path as an image strip, an animated GIF and an NPZ.
 
 One scheme for the results, the sampler's (:func:`atebm.pgd` / :func:`atebm.pgd_trajectory`): every
-application returns a tensor; its ``*_trajectory`` twin takes ``record=steps`` and returns ``(result, path)``
-with ``path[r]`` the iterate after ``record[r]`` steps. Inputs are float tensors in [0, 1], NCHW; anything else
-raises TypeError / ValueError naming the problem.
+application returns a tensor and passes its ``trace=`` (:class:`atebm.sampling.PGDTrace`) on to the sampler; its
+``*_trajectory`` twin, made from it by :func:`atebm.sampling.trajectory_twin`, takes ``record=steps`` and returns
+``(result, path)`` with ``path[r]`` the iterate after ``record[r]`` steps. Inputs are float tensors in [0, 1],
+NCHW; anything else raises TypeError / ValueError naming the problem.
 
 The command pipelines (``atebm restore denoise|inpaint``, ``translate``, ``interpolate``, ``compose``) are
 :func:`run_denoise`, :func:`run_inpaint`, :func:`run_translate`, :func:`run_interpolate` and

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..sampling import ScoreFn, per_sample_scores
-from .generate import generate, generate_trajectory
+from ..sampling import PGDTrace, ScoreFn, per_sample_scores, trajectory_twin
+from .generate import generate
 
 __all__ = ["WeightedSum", "compose", "compose_trajectory"]
 
@@ -74,23 +74,12 @@ def compose(
     mode: str = "score",
     blur_sigma: float = 0.0,
     norm: str = "l2",
+    trace: PGDTrace | None = None,
 ) -> Tensor:
-    """Generates from the composition ``Σ_i w_i f_i`` (see :class:`WeightedSum`) with :func:`generate`."""
-    return generate(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma, norm=norm)
+    """Generates from the composition ``Σ_i w_i f_i`` (see :class:`WeightedSum`) with :func:`generate`;
+    :func:`compose_trajectory` also returns the path."""
+    return generate(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma, norm=norm,
+                    trace=trace)
 
 
-def compose_trajectory(
-    models: Sequence[ScoreFn],
-    seeds: Tensor,
-    steps: int,
-    step_size: float,
-    weights: Sequence[float] | None = None,
-    *,
-    record: Sequence[int],
-    mode: str = "score",
-    blur_sigma: float = 0.0,
-    norm: str = "l2",
-) -> tuple[Tensor, Tensor]:
-    """:func:`compose` that also returns the path: ``(samples, path)``, ``path[r]`` after ``record[r]`` steps."""
-    return generate_trajectory(WeightedSum(models, weights, mode=mode), seeds, steps, step_size, blur_sigma,
-                               record=record, norm=norm)
+compose_trajectory = trajectory_twin(compose)

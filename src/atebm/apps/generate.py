@@ -1,17 +1,16 @@
 """Generation: unconstrained PGD ascent on the score from p_0 seeds (E Sec. 5.1, supp. Sec. 4.3).
 
 Every application comes as a pair, like the sampler itself (:func:`atebm.pgd` / :func:`atebm.pgd_trajectory`):
-the plain function returns the result tensor; ``<name>_trajectory(..., record=steps)`` runs the same ascent and
-returns ``(result, path)`` with ``path[r]`` the iterate after ``record[r]`` steps.
+the plain function returns the result tensor and passes its ``trace=`` (:class:`atebm.sampling.PGDTrace`) on to
+the sampler; ``<name>_trajectory(..., record=steps)``, made from it by :func:`atebm.sampling.trajectory_twin`, runs
+the same ascent and returns ``(result, path)`` with ``path[r]`` the iterate after ``record[r]`` steps.
 """
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from torch import Tensor
 
 from ..data import blur
-from ..sampling import ScoreFn, pgd, pgd_trajectory
+from ..sampling import PGDTrace, ScoreFn, pgd, trajectory_twin
 from ._images import check_images, model_device
 
 __all__ = ["generate", "generate_trajectory"]
@@ -33,6 +32,7 @@ def generate(
     *,
     norm: str = "l2",
     clamp: tuple[float, float] | None = (0.0, 1.0),
+    trace: PGDTrace | None = None,
 ) -> Tensor:
     """Samples by ascending the score from ``seeds`` (E Eq. 8, no eps-ball)::
 
@@ -42,22 +42,10 @@ def generate(
     (:func:`atebm.data.blur`); the paper uses σ = 10 at 256 px and reports fewer artifacts at a slightly worse
     FID (E supp. Sec. 4.3, Fig. 5). The paper's settings are 32 steps x 0.2 on CIFAR-10 and 14-20 steps x 8.0
     at 256 px (METHOD Sec. 2). Seeds (in [0, 1], NCHW) are moved to the model's device; returns the samples.
+    :func:`generate_trajectory` also returns the path (0 = the blurred seed).
     """
-    return pgd(model, _seeds(model, seeds, blur_sigma), steps=steps, step_size=step_size, norm=norm, clamp=clamp)
+    return pgd(model, _seeds(model, seeds, blur_sigma), steps=steps, step_size=step_size, norm=norm, clamp=clamp,
+               trace=trace)
 
 
-def generate_trajectory(
-    model: ScoreFn,
-    seeds: Tensor,
-    steps: int,
-    step_size: float,
-    blur_sigma: float = 0.0,
-    *,
-    record: Sequence[int],
-    norm: str = "l2",
-    clamp: tuple[float, float] | None = (0.0, 1.0),
-) -> tuple[Tensor, Tensor]:
-    """:func:`generate` that also returns the path: ``(samples, path)``, ``path[r]`` after ``record[r]`` steps
-    (0 = the blurred seed), shape ``(len(record), *seeds.shape)``."""
-    return pgd_trajectory(model, _seeds(model, seeds, blur_sigma), record=record, steps=steps, step_size=step_size,
-                          norm=norm, clamp=clamp)
+generate_trajectory = trajectory_twin(generate)

@@ -1,16 +1,15 @@
 """Interpolation: the sampler run on linear interpolations between two seeds (E supp. Fig. 11-13, T Fig. 2.16)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..sampling import ScoreFn
+from ..sampling import PGDTrace, ScoreFn, trajectory_twin
 from ._images import check_images
-from .generate import generate, generate_trajectory
+from .generate import generate
 
 __all__ = ["interpolate", "interpolate_trajectory", "interpolation_seeds", "measure_interpolation"]
 
@@ -30,11 +29,6 @@ def interpolation_seeds(a: Tensor, b: Tensor, num: int) -> Tensor:
     return (1 - t) * a[:, None] + t * b.to(a)[:, None]
 
 
-def _flat_seeds(a: Tensor, b: Tensor, num: int) -> tuple[Tensor, tuple[int, ...]]:
-    seeds = interpolation_seeds(a, b, num)
-    return seeds.reshape(-1, *seeds.shape[2:]), tuple(seeds.shape)
-
-
 def interpolate(
     model: ScoreFn,
     a: Tensor,
@@ -44,35 +38,25 @@ def interpolate(
     step_size: float,
     blur_sigma: float = 0.0,
     *,
-    norm: str = "l2",
+    trace: PGDTrace | None = None,
+    **generate_options: Any,
 ) -> Tensor:
     """Generates from ``num`` evenly spaced linear interpolations of each seed pair ``(a[m], b[m])``.
 
     Every interpolated seed is sampled exactly as :func:`atebm.apps.generate` would sample it alone (blur, then
-    ``steps`` PGD ascent steps), so the first and last columns are the samples of ``a`` and ``b``. Returns the
-    samples, shape (M, num, C, H, W); the seeds they started from are :func:`interpolation_seeds`.
+    ``steps`` PGD ascent steps; ``generate_options`` are its ``norm`` and ``clamp``), so the first and last columns
+    are the samples of ``a`` and ``b``. Returns the samples, shape (M, num, C, H, W); the seeds they started from
+    are :func:`interpolation_seeds`. A ``trace`` path (:func:`interpolate_trajectory`) has the samples' shape
+    behind its step axis, (T, M, num, C, H, W).
     """
-    flat, shape = _flat_seeds(a, b, num)
-    return generate(model, flat, steps, step_size, blur_sigma, norm=norm).reshape(shape)
+    seeds = interpolation_seeds(a, b, num)
+    samples = generate(model, seeds.flatten(0, 1), steps, step_size, blur_sigma, trace=trace, **generate_options)
+    if trace is not None and trace.path is not None:
+        trace.path = trace.path.reshape(len(trace.path), *seeds.shape)
+    return samples.reshape(seeds.shape)
 
 
-def interpolate_trajectory(
-    model: ScoreFn,
-    a: Tensor,
-    b: Tensor,
-    num: int,
-    steps: int,
-    step_size: float,
-    blur_sigma: float = 0.0,
-    *,
-    record: Sequence[int],
-    norm: str = "l2",
-) -> tuple[Tensor, Tensor]:
-    """:func:`interpolate` that also returns the path: ``(samples, path)`` with ``path`` of shape
-    (T, M, num, C, H, W), ``path[r]`` after ``record[r]`` steps."""
-    flat, shape = _flat_seeds(a, b, num)
-    samples, path = generate_trajectory(model, flat, steps, step_size, blur_sigma, record=record, norm=norm)
-    return samples.reshape(shape), path.reshape(len(path), *shape)
+interpolate_trajectory = trajectory_twin(interpolate)
 
 
 def measure_interpolation(samples: Tensor, classifier: Any, reference_features: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..data.core import DataFormatError
 from ..data.readers import read_npy
-from ..sampling import ScoreFn, pgd, pgd_trajectory
+from ..sampling import PGDTrace, ScoreFn, pgd, trajectory_twin
 from ._images import check_images, model_device
 
 __all__ = [
@@ -89,31 +89,21 @@ def denoise(
     *,
     eps: float = math.inf,
     norm: str = "l2",
+    trace: PGDTrace | None = None,
 ) -> Tensor:
     """Denoises by PGD ascent from the noisy images ``x`` (T Sec. 2.5.3)::
 
         x_0 = x,   x_{i+1} = Proj_{B(x, eps) ∩ [0,1]}( x_i + λ · ∇f(x_i) / ||∇f(x_i)||_2 )
 
     ``steps`` is the strength (``||x_K - x||_2 <= λK``); a finite ``eps`` bounds the change outright. Returns the
-    restored images on the model's device. The same ascent from images of another domain is
-    :func:`atebm.apps.translate`.
+    restored images on the model's device; :func:`denoise_trajectory` also returns the path. The same ascent from
+    images of another domain is :func:`atebm.apps.translate`.
     """
-    return pgd(model, _noisy_start(model, x, "noisy images"), steps=steps, step_size=step_size, norm=norm, eps=eps)
+    return pgd(model, _noisy_start(model, x, "noisy images"), steps=steps, step_size=step_size, norm=norm, eps=eps,
+               trace=trace)
 
 
-def denoise_trajectory(
-    model: ScoreFn,
-    x: Tensor,
-    steps: int,
-    step_size: float,
-    *,
-    record: Sequence[int],
-    eps: float = math.inf,
-    norm: str = "l2",
-) -> tuple[Tensor, Tensor]:
-    """:func:`denoise` that also returns the path: ``(restored, path)``, ``path[r]`` after ``record[r]`` steps."""
-    return pgd_trajectory(model, _noisy_start(model, x, "noisy images"), record=record, steps=steps,
-                          step_size=step_size, norm=norm, eps=eps)
+denoise_trajectory = trajectory_twin(denoise)
 
 
 # --------------------------------------------------------------------------------------------- masks
@@ -272,28 +262,18 @@ def inpaint(
     step_size: float,
     *,
     norm: str = "l2",
+    trace: PGDTrace | None = None,
 ) -> Tensor:
     """Inpaints by PGD ascent that moves only the missing pixels (``mask`` True) of ``x`` (T Sec. 2.5.3)::
 
         x_{i+1} = clamp( x_i + λ · M ⊙ ∇f(x_i) / ||M ⊙ ∇f(x_i)||_2 ),   visible pixels fixed
 
     ``x`` is the occluded image (see :func:`occlude` for the fill of the hole). Visible pixels are returned
-    bit-identical to the input. ``mask`` has shape (N or 1, 1 or C, H, W).
+    bit-identical to the input. ``mask`` has shape (N or 1, 1 or C, H, W). :func:`inpaint_trajectory` also returns
+    the path.
     """
     x, m = _occluded_start(model, x, mask)
-    return pgd(model, x, steps=steps, step_size=step_size, norm=norm, mask=m)
+    return pgd(model, x, steps=steps, step_size=step_size, norm=norm, mask=m, trace=trace)
 
 
-def inpaint_trajectory(
-    model: ScoreFn,
-    x: Tensor,
-    mask: Tensor,
-    steps: int,
-    step_size: float,
-    *,
-    record: Sequence[int],
-    norm: str = "l2",
-) -> tuple[Tensor, Tensor]:
-    """:func:`inpaint` that also returns the path: ``(restored, path)``, ``path[r]`` after ``record[r]`` steps."""
-    x, m = _occluded_start(model, x, mask)
-    return pgd_trajectory(model, x, record=record, steps=steps, step_size=step_size, norm=norm, mask=m)
+inpaint_trajectory = trajectory_twin(inpaint)

@@ -37,26 +37,24 @@ import torch
 from torch import Tensor
 
 from ..io import save_grid, save_images, save_npz
-from ..sampling import ScoreFn, per_sample_scores
+from ..sampling import PGDTrace, ScoreFn, per_sample_scores
 from ..training import load_model, resolve_device, write_json
 from ._images import check_images, conform, model_channels, model_device, model_size
 from .compose import WeightedSum
-from .generate import generate, generate_trajectory
-from .interpolate import interpolate, interpolate_trajectory, interpolation_seeds
+from .generate import generate
+from .interpolate import interpolate, interpolation_seeds
 from .quality import summarize
 from .restore import (
     MASK_KINDS,
     NOISE_MODELS,
     corrupt,
     denoise,
-    denoise_trajectory,
     inpaint,
-    inpaint_trajectory,
     make_mask,
     occlude,
 )
 from .trajectory import parse_steps, save_trajectory
-from .translate import translate, translate_trajectory
+from .translate import translate
 
 __all__ = ["AppRun", "read_images", "run_denoise", "run_inpaint", "run_translate", "run_interpolate", "run_compose",
            "RESTORATION_STEPS", "DATA_COUNT", "NOISE_CHOICES", "FILL_CHOICES", "COMPOSE_MODES"]
@@ -164,13 +162,13 @@ def _model_name(model: ModelLike) -> str:
     return str(meta.get("path")) if isinstance(meta, dict) and meta.get("path") else type(model).__name__
 
 
-def _ascent(record: list[int] | None, plain: Callable[..., Tensor],
-            with_path: Callable[..., tuple[Tensor, Tensor]], *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
-    """Runs an application, through its ``*_trajectory`` variant when a path is to be recorded."""
-    if record is None:
-        return plain(*args, **kwargs).cpu(), None
-    result, path = with_path(*args, record=record, **kwargs)
-    return result.cpu(), path.cpu()
+def _ascent(record: list[int] | None, app: Callable[..., Tensor], *args: Any,
+            **kwargs: Any) -> tuple[Tensor, Tensor | None]:
+    """Runs an application, with a :class:`~atebm.sampling.PGDTrace` that records its path at the steps of
+    ``record`` when one is to be recorded; returns the result and the path (``None`` without ``record``) on CPU."""
+    trace = None if record is None else PGDTrace(record)
+    result = app(*args, trace=trace, **kwargs)
+    return result.cpu(), (None if trace is None or trace.path is None else trace.path.cpu())
 
 
 def _stat_row(label: str, values: Any) -> list[Any]:
@@ -333,8 +331,7 @@ def run_denoise(models: Models, images: ImagesLike, out: str | os.PathLike, *, w
     x, where = run.read(images, n, split, seed)
     clean = x if noise != "none" else None
     noisy = corrupt(x, noise, sigma if noise == "gaussian" else amount, seed=seed) if clean is not None else x
-    restored, path = _ascent(record, denoise, denoise_trajectory, run.score, noisy, steps, step_size, eps=eps,
-                             norm=norm)
+    restored, path = _ascent(record, denoise, run.score, noisy, steps, step_size, eps=eps, norm=norm)
     if clean is not None:
         run.save("noisy", noisy)
     run.save("denoise", restored)
@@ -379,7 +376,7 @@ def run_inpaint(models: Models, images: ImagesLike, out: str | os.PathLike, *, w
                       fraction=fraction, path=mask_file, seed=seed)
     clean = None if occluded else x
     start = x if occluded else occlude(x, holes, fill, seed=seed)
-    restored, path = _ascent(record, inpaint, inpaint_trajectory, run.score, start, holes, steps, step_size, norm=norm)
+    restored, path = _ascent(record, inpaint, run.score, start, holes, steps, step_size, norm=norm)
     run.save("inpaint", restored)
     run.out.mkdir(parents=True, exist_ok=True)
     save_npz(run.out / "mask.npz", holes.float())
@@ -413,8 +410,7 @@ def run_translate(models: Models, images: ImagesLike, out: str | os.PathLike, *,
     step_size = run.default(step_size, "step_size", "step_size", "step_size")
     record = run.record(trajectory, steps)
     source, where = run.read(images, n, split, seed)
-    result, path = _ascent(record, translate, translate_trajectory, run.score, source, steps, step_size, eps=eps,
-                           norm=norm)
+    result, path = _ascent(record, translate, run.score, source, steps, step_size, eps=eps, norm=norm)
     run.save("translate_source", source)
     run.save("translate", result)
     run.trajectory(path, record, trajectory_samples)
@@ -460,8 +456,7 @@ def run_interpolate(models: Models, images: ImagesLike, out: str | os.PathLike, 
             raise ValueError("interpolation needs at least two images (pairs x[0]-x[1], x[2]-x[3], ...)")
         pairs = x.shape[0] // 2
         a, b = x[0:2 * pairs:2], x[1:2 * pairs:2]
-    samples, path = _ascent(record, interpolate, interpolate_trajectory, run.score, a, b, num, steps, step_size, blur,
-                            norm=norm)
+    samples, path = _ascent(record, interpolate, run.score, a, b, num, steps, step_size, blur, norm=norm)
     seeds = interpolation_seeds(a, b, num)
     run.save("interpolate", samples.reshape(-1, *samples.shape[2:]), nrow=num)
     run.save("interpolate_seeds", seeds.reshape(-1, *seeds.shape[2:]), nrow=num)
@@ -489,7 +484,7 @@ def run_compose(models: Models, images: ImagesLike, out: str | os.PathLike, *,
     blur = run.default(blur, "blur", "blur", None, fallback=0.0)
     record = run.record(trajectory, steps)
     seeds, where = run.read(images, n, split, seed)
-    result, path = _ascent(record, generate, generate_trajectory, run.score, seeds, steps, step_size, blur, norm=norm)
+    result, path = _ascent(record, generate, run.score, seeds, steps, step_size, blur, norm=norm)
     run.save("compose_seeds", seeds)
     run.save("compose", result)
     run.trajectory(path, record, trajectory_samples)

@@ -6,14 +6,13 @@ Translation is denoising (:func:`atebm.apps.denoise`, the same eps-bounded ascen
 to the model's input format."""
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
-from ..sampling import ScoreFn
+from ..sampling import ScoreFn, trajectory_twin
 from ._images import check_images, conform, model_channels, model_size
-from .restore import denoise, denoise_trajectory
+from .restore import denoise
 
 __all__ = ["translate", "translate_trajectory", "to_model_format"]
 
@@ -33,35 +32,21 @@ def translate(
     steps: int,
     step_size: float,
     *,
-    eps: float = math.inf,
-    norm: str = "l2",
     channels: int | None = None,
     size: int | tuple[int, int] | None = None,
+    **denoise_options: Any,
 ) -> Tensor:
     """Translates source-domain images ``x`` toward the target model by PGD ascent on its score::
 
         x_0 = conform(x),   x_{i+1} = Proj_{B(x_0, eps) ∩ [0,1]}( x_i + λ · ∇f(x_i) / ||∇f(x_i)||_2 )
 
     ``conform`` converts channels (RGB <-> grey) and resizes, by default to the model's recorded input format
-    (:func:`to_model_format`), so faces or letters can be fed to a digit model. ``steps`` is the amount of
-    transformation; :func:`translate_trajectory` keeps the intermediate images.
+    (:func:`to_model_format`), so faces or letters can be fed to a digit model. The ascent is :func:`denoise` from
+    ``x_0``, and ``denoise_options`` are its options (``eps``, default unbounded; ``norm``; ``trace``). ``steps`` is
+    the amount of transformation; :func:`translate_trajectory` keeps the intermediate images (``record`` step 0 is
+    the converted source).
     """
-    return denoise(model, to_model_format(model, x, channels, size), steps, step_size, eps=eps, norm=norm)
+    return denoise(model, to_model_format(model, x, channels, size), steps, step_size, **denoise_options)
 
 
-def translate_trajectory(
-    model: ScoreFn,
-    x: Tensor,
-    steps: int,
-    step_size: float,
-    *,
-    record: Sequence[int],
-    eps: float = math.inf,
-    norm: str = "l2",
-    channels: int | None = None,
-    size: int | tuple[int, int] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """:func:`translate` that also returns the path: ``(result, path)``, ``path[r]`` after ``record[r]`` steps
-    (``path[0]`` with ``record[0] = 0`` is the converted source)."""
-    return denoise_trajectory(model, to_model_format(model, x, channels, size), steps, step_size, record=record,
-                              eps=eps, norm=norm)
+translate_trajectory = trajectory_twin(translate)
