@@ -6,7 +6,9 @@ at the precision the README prints them."""
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,55 @@ def printed(value: float, like: float | str) -> bool:
 
 def _load(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+# A number as a README prints it: not part of a name (``p_0``, ``r1``, ``d_k``) and not a unit-suffixed word (``2x``,
+# ``1k``), thousands separated by commas, a sign only where it is not a range dash (``0.03-0.04``), ``1e-6`` whole.
+NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?(?![\w])")
+
+Quote = tuple[str, float, int]  # what the number is, its JSON value, the decimals the README prints (see fmt)
+
+
+def numbers_in(text: str) -> list[str]:
+    """Every number of ``text`` as printed, commas removed."""
+    return [n.replace(",", "") for n in NUMBER.findall(text)]
+
+
+def fmt(value: float, decimals: int) -> str:
+    """``value`` as a README prints it at ``decimals`` (negative: rounded to tens, hundreds, ...)."""
+    return f"{value:.{decimals}f}" if decimals >= 0 else str(int(round(value, decimals)))
+
+
+def assert_quotes(cell: str, quoted: list[Quote], others: list[str], where: str) -> None:
+    """The numbers of ``cell`` are exactly the JSON values of ``quoted`` (at their printed precision) plus
+    ``others`` (settings, bounds and paper numbers the cell names, which are not measurements): a changed, added or
+    dropped number fails."""
+    expected = Counter([fmt(value, decimals) for _, value, decimals in quoted] + others)
+    found = Counter(numbers_in(cell))
+    if found != expected:
+        missing = expected - found
+        named = [f"{what} = {fmt(value, d)}" for what, value, d in quoted if fmt(value, d) in missing]
+        raise AssertionError(f"{where}: README numbers {sorted((found - expected).elements())} are not in the JSON; "
+                             f"JSON values not printed: {named or sorted(missing.elements())}")
+
+
+def assert_printed_all(values: list[float], cell: str, where: str) -> None:
+    """``cell`` prints exactly ``values``, in order, each at the precision it is printed with."""
+    printed_numbers = numbers_in(cell)
+    assert len(printed_numbers) == len(values), f"{where}: README {cell!r}, JSON {values}"
+    for value, number in zip(values, printed_numbers):
+        assert printed(value, number), f"{where}: README {number}, JSON {value:.5g} (cell {cell!r})"
+
+
+def rows_by_label(table: list[list[str]], labels: dict[str, Any], where: str) -> dict[str, list[str]]:
+    """The table's rows keyed by the ``labels`` key their first cell starts with; every row and label must match."""
+    found: dict[str, list[str]] = {}
+    for row in table:
+        label = max((key for key in labels if row[0].startswith(key)), key=len, default=None)
+        assert label is not None, f"{where}: row {row[0]!r} has no JSON key in the test; add it"
+        found[label] = row
+    assert set(found) == set(labels), f"{where}: rows {sorted(set(labels) - set(found))} are missing from the README"
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ README.md: demo
@@ -126,3 +177,639 @@ def test_the_gat_readme_own_ball_table_is_committees_json():
                                            ("1,264.4", 1264.43, True), ("5", 5.4, True), ("5", 5.6, False)])
 def test_printed_compares_at_the_printed_precision(cell, value, ok):
     assert printed(value, cell) is ok
+
+
+# ------------------------------------------------------------------------------------------------ README.md: open items
+def test_the_readme_comparison_paragraphs_are_their_json():
+    """The SGLD step-size file, the other OE run and the open items quote their files."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    step = _load(RESULTS / "sgld_vs_at_sgld_step_0.5.json")
+    assert step["sgld_ebm"]["train"]["config"]["sgld_step_size"] == 0.5
+    sentence = text[text.index("with SGLD step 0.5"):text.index("its numbers do not compare")]
+    samples = step["sgld_ebm"]["samples"]
+    assert_quotes(sentence, [("AT", step["at"]["samples"]["pgd_from_photo_patches"]["fd"], 1),
+                             ("SGLD 20 steps", samples["short_run_from_noise"]["fd"], 1),
+                             ("SGLD buffer", samples["replay_buffer"]["fd"], 1),
+                             ("SGLD 100 steps", samples["long_run_from_noise"]["fd"], 1)],
+                  ["0.5", "10", "20", "100", "500"], "README SGLD step 0.5")
+    oe = _load(RESULTS / "ood_at_vs_oe.json")["mean_auroc_by_eps"]
+    sentence = text[text.index("another pair of models"):text.index("why the demo's OE holds up")]
+    assert_quotes(sentence, [("OE eps 5", oe["OE (K=0)"]["5"], 3), ("AT eps 5", oe["AT"]["5"], 3),
+                             ("AT eps 8", oe["AT"]["8"], 3)], ["5", "2e-5", "8"], "README ood_at_vs_oe")
+    assert f"{oe['OE (K=0)']['8']:.0e}".replace("e-05", "e-5") == "2e-5"
+    restore = _load(RESULTS / "apps_restore.json")["inpaint"]
+    centre, boxes = restore["centre square (1/2 side)"]["ssim"], restore["3 random boxes (15-35 % sides)"]["ssim"]
+    sentence = text[text.index("Explained: T Tab. 2.8"):text.index("## What it is")]
+    assert_quotes(sentence, [("NN image from original", centre["NN image from original (oracle)"]["mean"], 3),
+                             ("ours, centre square", centre["restored (ours)"]["mean"], 3),
+                             ("same NN value, repeated", centre["NN image from original (oracle)"]["mean"], 3),
+                             ("occluded, centre square", centre["occluded"]["mean"], 3),
+                             ("occluded, three boxes", boxes["occluded"]["mean"], 3),
+                             ("ours, three boxes", boxes["restored (ours)"]["mean"], 3)],
+                  ["2.8", "0.828", "0.311", "0.817"], "README T Tab. 2.8 item")  # the thesis's numbers
+    rows = _load(RESULTS / "demo" / "metrics.json")["generation"]["rows"]
+    sentence = text[text.index("Samples from blurred seeds"):text.index("No committed measurement says why")]
+    assert_quotes(sentence, [("blurred seeds", rows["samples (seeds blurred, sigma 1.0)"]["fd"], 1),
+                             ("photo seeds", rows["samples (photo seeds)"]["fd"], 1)], ["5"], "README blurred seeds")
+
+
+# ------------------------------------------------------------------------------------------------ ablations README
+def _arms(result: dict[str, Any], *names: str) -> list[dict[str, Any]]:
+    return [result["arms"][name] for name in names]
+
+
+def _p0_diversity(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    ev, uniform, photos = r["evidence"], r["arms"]["uniform"], r["arms"]["photos"]
+    real = {suite: v for suite, v in ev["uniform_clean_auroc_real_suites"].items() if suite != "letters"}
+    assert min(real.values()) >= 0.99, real  # the README's ">= 0.99 on photos/LFW/sklearn digits/inverted"
+    return ([("uniform p_0, clean AUROC on the noise suites", uniform["auroc_noise_suites"]["0"], 2),
+             ("uniform p_0, letters", ev["uniform_clean_auroc_real_suites"]["letters"], 2),
+             ("photo p_0, letters", ev["photos_clean_auroc_real_suites"]["letters"], 2),
+             ("uniform p_0, real suites at eps 8", uniform["auroc_real_suites"]["8"], 2),
+             ("photo p_0, real suites at eps 8", photos["auroc_real_suites"]["8"], 2)]
+            + [(f"FD {arm}", ev["fd"][arm], 0)
+               for arm in ("photos", "mixture", "uniform", "lfw", "gaussian", "digits")],
+            ["0.99", "8"])
+
+
+def _final_k(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    arms = r["arms"]
+    trained = [name for name in arms if name != "K=0"]
+    return ([(f"FD {name}", arms[name]["fd"], 0) for name in trained]
+            + [("Spearman K vs FD", r["evidence"]["spearman_k_vs_fd_k_gt_0"], 2),
+               ("K=0 mean AUROC at eps 8", arms["K=0"]["ood"]["mean_by_eps"]["8"], 2),
+               ("K_max 24 mean AUROC at eps 8", arms["K=24"]["ood"]["mean_by_eps"]["8"], 2),
+               ("K=0 mean AUROC at eps 3", arms["K=0"]["ood"]["mean_by_eps"]["3"], 2)],
+            [str(arms[name]["k_max"]) for name in trained] + ["8", "0", "24", "3"])
+
+
+def _step_size(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    large, small = _arms(r, "step 8", "step 0.25")
+    clean = {arm["final"]["auc_clean"] for arm in r["arms"].values()}
+    assert len(clean) == 1, clean  # "AUC(p_0) stays 1.00 everywhere"
+    assert all(arm["monitor"]["status"] == "healthy" for arm in r["arms"].values())  # "healthy x3"
+    return ([("large step", large["step_size"], 0), ("its loss", large["final"]["loss"], 2),
+             ("its AUC(p_T)", large["final"]["auc_adv"], 2), ("its final K", large["final_k"], 0),
+             ("small-step loss", small["final"]["loss"], 2), ("small-step AUC(p_T)", small["final"]["auc_adv"], 3),
+             ("small step", small["step_size"], 2), ("AUC(p_0)", clean.pop(), 2)],
+            ["4"])  # log 4
+
+
+def _r1(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    arms = r["arms"]
+    return [(f"FD {name}", arm["fd"], 0) for name, arm in arms.items()], [f"{arm['r1']:g}" for arm in arms.values()]
+
+
+def _perturbation_2d(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    inside, disjoint, partly = _arms(r, "support inside S", "support and S disjoint", "support partly in S")
+    assert fmt(inside["d_S_off_support_mean"], 3) == fmt(inside["d_support_in_S"], 3)  # "on the support and on S"
+    return ([("inside: D on the support", inside["d_support_in_S"], 3),
+             ("disjoint: D on the support", disjoint["d_support_outside_S"], 3),
+             ("disjoint: D on S", disjoint["d_S_off_support_mean"], 3),
+             ("partly: D on the support outside S", partly["d_support_outside_S"], 3),
+             ("partly: D inside S", partly["d_support_in_S"], 3),
+             ("partly: alpha predicted", partly["alpha_predicted"], 3)], [])
+
+
+def _progressive_vs_fixed(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    ev, arms = r["evidence"], r["arms"]
+    return ([("progressive, geometric-mean validation FD", math.exp(ev["mean_log_val_fd_progressive"]), 0),
+             ("fixed 16, geometric-mean validation FD", math.exp(ev["mean_log_val_fd_fixed K=16"]), 0),
+             ("progressive, final FD", ev["final_fd_progressive"], 0),
+             ("fixed 16, final FD", ev["final_fd_fixed K=16"], 0),
+             ("fixed 4, final FD", arms["fixed K=4"]["fd"], 0), ("fixed 8, final FD", arms["fixed K=8"]["fd"], 0)],
+            ["6", "0", "16", "4", "8"])
+
+
+def _composition(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    s = r["samples"]
+    own, photo = "p0 = photos + other's classes", "p0 = photos"
+
+    def share(design: str, sampler: str, steps: int, key: str) -> float:
+        return float(s[f"{design} | {sampler} | {steps} steps"][key])
+
+    ratios = [share(own, m, 32, "fraction_in_both") / share(photo, m, 32, "fraction_in_both")
+              for m in ("sum of log D", "sum of logits")]
+    assert [round(min(ratios)), round(max(ratios))] == [4, 5], ratios  # "4-5x"
+    assert fmt(share(own, "sum of logits", 96, "fraction_in_both"), 2) == fmt(
+        share(own, "sum of log D", 96, "fraction_in_both"), 2)  # "96 steps do not help (0.11)": both sums
+    return ([("A alone, own design, 32 steps, % in A", 100 * share(own, "A alone", 32, "fraction_in_A"), 0),
+             ("A alone, own design, 96 steps, % in A", 100 * share(own, "A alone", 96, "fraction_in_A"), 0),
+             ("A alone, photo p_0, % in A", 100 * share(photo, "A alone", 32, "fraction_in_A"), 0),
+             ("B alone, own design, 32 steps, % in B", 100 * share(own, "B alone", 32, "fraction_in_B"), 0),
+             ("B alone, own design, 96 steps, % in B", 100 * share(own, "B alone", 96, "fraction_in_B"), 0),
+             ("B alone, photo p_0, % in B", 100 * share(photo, "B alone", 32, "fraction_in_B"), 0),
+             ("sum of log D, overlap", share(own, "sum of log D", 32, "fraction_in_both"), 2),
+             ("sum of logits, overlap", share(own, "sum of logits", 32, "fraction_in_both"), 2),
+             ("photo p_0, sum of logits", share(photo, "sum of logits", 32, "fraction_in_both"), 2),
+             ("photo p_0, sum of log D", share(photo, "sum of log D", 32, "fraction_in_both"), 2),
+             ("the best composition again", r["evidence"]["fraction_in_both"], 2),
+             ("96 steps", share(own, "sum of log D", 96, "fraction_in_both"), 2)],
+            ["4", "32", "96"])
+
+
+def _stability(r: dict[str, Any]) -> tuple[list[Quote], list[str]]:
+    bce_low, ebm_low, bce_high, ebm_high = _arms(r, "bce lr 1e-06", "ebm lr 1e-06", "bce lr 0.0001", "ebm lr 0.0001")
+    assert bce_low["final_k"] == ebm_low["final_k"]
+    return ([("iterations at lr 1e-6, fewest", min(bce_low["iterations"], ebm_low["iterations"]), 0),
+             ("iterations at lr 1e-6, most", max(bce_low["iterations"], ebm_low["iterations"]), 0),
+             ("K reached", ebm_low["final_k"], 0),
+             ("EBM gap at lr 1e-6", ebm_low["growth"]["last"], 3), ("BCE gap at lr 1e-6", bce_low["growth"]["last"], 3),
+             ("EBM gap at lr 1e-4, first", ebm_high["growth"]["first"], 2),
+             ("EBM gap at lr 1e-4, last", ebm_high["growth"]["last"], 0),
+             ("EBM gap at lr 1e-4, max", ebm_high["growth"]["max"], 0),
+             ("EBM slope per 1k iterations", ebm_high["growth"]["slope_second_half_per_1k"], 0),
+             ("iterations to overflow", ebm_high["iterations_to_overflow_at_this_slope"], -2),
+             ("BCE gap at lr 1e-4", bce_high["growth"]["last"], 1)],
+            ["1e-6", "1e-4", "1e4"])
+
+
+ABLATIONS = {  # README row -> (result.json folder, the numbers its "ours" cell quotes)
+    "p_0 diversity": ("p0-diversity", _p0_diversity),
+    "final K": ("final-k", _final_k),
+    "step size": ("step-size", _step_size),
+    "R1 from scratch": ("r1", _r1),
+    "perturbation space 2D": ("perturbation-2d", _perturbation_2d),
+    "progressive vs fixed K": ("progressive-vs-fixed", _progressive_vs_fixed),
+    "composition": ("composition", _composition),
+    "stability": ("stability", _stability),
+}
+VERDICTS = {  # the README's "holds?" cell starts with ... -> result.json's verdict starts with one of ...
+    "partly": ("Partly holds",), "no": ("Does not hold",), "not decided": ("Not decided", "Consistent, not decided"),
+    "2 of 3": ("Holds in 2 of 3",), "not reproduced": ("Not reproduced",)}
+
+
+def _ablations_table() -> dict[str, list[str]]:
+    table = table_after((RESULTS / "ablations" / "README.md").read_text(), "| ablation | command |")
+    return rows_by_label(table, ABLATIONS, "ablations README")
+
+
+@pytest.mark.parametrize("row", list(ABLATIONS))
+def test_the_ablations_table_is_each_result_json(row):
+    folder, quotes = ABLATIONS[row]
+    result = _load(RESULTS / "ablations" / folder / "result.json")
+    cells = _ablations_table()[row]
+    assert f"--out benchmarks/results/ablations/{folder} " in cells[1] + " " and cells[1] == result["command"]
+    quoted, others = quotes(result)
+    assert_quotes(cells[3], quoted, others, f"ablations README, {row}")
+    holds = cells[4].lower()
+    start = max((key for key in VERDICTS if holds.startswith(key)), key=len, default=None)
+    assert start is not None, f"ablations README, {row}: 'holds?' cell {cells[4]!r} names no verdict the test knows"
+    assert result["verdict"].startswith(VERDICTS[start]), (row, cells[4], result["verdict"])
+
+
+def test_the_ablations_open_items_are_their_json():
+    """The "Open" section quotes final-k's clean AUROC per arm and suite, and the three OE runs."""
+    text = " ".join((RESULTS / "ablations" / "README.md").read_text().split())
+    arms = _load(RESULTS / "ablations" / "final-k" / "result.json")["arms"]
+    clean = {name: {suite: v["0"] for suite, v in arm["ood"]["per_suite"].items()} for name, arm in arms.items()}
+    others = min(v for suites in clean.values() for suite, v in suites.items() if suite != "letters")
+    item = text[text.index("**Clean AUROC rises with K**"):text.index("**OE collapses in one run")]
+    assert_quotes(item, [("K=0 mean clean AUROC", arms["K=0"]["ood"]["mean_by_eps"]["0"], 3),
+                         ("K_max 24 mean clean AUROC", arms["K=24"]["ood"]["mean_by_eps"]["0"], 3),
+                         ("K=0 letters", clean["K=0"]["letters"], 3),
+                         ("K_max 24 letters", clean["K=24"]["letters"], 3)],
+                  ["0", "24", "0", "24", "0.996",  # K = 0, K_max = 24, twice; the bound below
+                   "2", "10", "0.974", "0", "0.860", "25"],  # G Tab. 2 on CIFAR-10: 0.974 at K = 0, 0.860 at K = 25
+                  "ablations, Open item 1")
+    assert others >= 0.996, others  # "the other six suites score 0.996 or more clean in every arm"
+    item = text[text.index("**OE collapses in one run"):text.index("## Left undone")]
+    oe_other = _load(RESULTS / "ood_at_vs_oe.json")["mean_auroc_by_eps"]["OE (K=0)"]["8"]
+    oe_demo = _load(RESULTS / "demo" / "ood.json")["models"]["OE (K=0)"]["mean_auroc_by_eps"]["8"]
+    assert f"{oe_other:.0e}" == "2e-05" and "(OE mean AUROC 2e-5 at eps 8)" in item
+    assert_quotes(item, [("demo OE at eps 8", oe_demo, 2),
+                         ("final-k K=0 at eps 8", arms["K=0"]["ood"]["mean_by_eps"]["8"], 2)],
+                  ["2e-5", "8", "0"], "ablations, Open item 2")
+
+
+# ------------------------------------------------------------------------------------------------ DSGAN README
+def _dsgan_readme() -> str:
+    return (RESULTS / "dsgan" / "README.md").read_text()
+
+
+def _case_runs(case: str) -> list[dict[str, Any]]:
+    runs = _load(RESULTS / "dsgan" / "cases.json")["runs"]
+    return [runs[case], runs[f"{case}-seed1"], runs[f"{case}-seed2"]]
+
+
+def _percent_range(values: list[float], what: str) -> list[Quote]:
+    return [(f"{what}, lowest", 100 * min(values), 0), (f"{what}, highest", 100 * max(values), 0)]
+
+
+def _dsgan_items() -> dict[str, tuple[list[Quote], list[str]]]:
+    """The "ours" cell of each row of the issue-13 table that quotes a JSON file."""
+    runs = _load(RESULTS / "dsgan" / "cases.json")["runs"]
+    roll = [run["evaluation"] for run in _case_runs("swissroll-boundary")]
+    assert {e["p_d"]["pbar_has_mass_and_pd_little"] for e in roll} == {0.05000000074505806}
+    ssl, fashion = (_load(RESULTS / "dsgan" / f)["results"] for f in ("ssl.json", "ssl_fashion.json"))
+    robust = _load(RESULTS / "dsgan" / "robust.json")
+    results = robust["results"]
+    weights = [f"{w:g}" for w in robust["settings"]["weights"]]
+    dsgan_pgd = [results[f"DSGAN low-density, w = {w}"]["pgd_linf"]["0.1"] for w in weights]
+    most_robust = max(results, key=lambda name: results[name]["pgd_linf"]["0.1"])
+    assert most_robust == "noise baseline U(-0.3, 0.3)", most_robust
+    control = results["baseline + CE fine-tuning"]
+    for w in weights:  # "within 0.03 of the CE fine-tuning control at every eps"
+        model = results[f"DSGAN low-density, w = {w}"]
+        gaps = [abs(model[attack][eps] - control[attack][eps]) for attack in ("fgsm_linf", "pgd_linf", "deepfool_l2")
+                for eps in control[attack]] + [abs(model["clean"] - control["clean"])]
+        assert max(gaps) <= 0.03, (w, max(gaps))
+    gan = _load(RESULTS / "dsgan" / "gan_baseline.json")
+    p0 = _load(RESULTS / "dsgan" / "p0.json")
+    mean, gen = p0["ood"]["mean_auroc_by_eps"], p0["generation"]["arms"]
+
+    def ssl_row(res: dict[str, Any]) -> list[Quote]:
+        return [q for mode in ("dsgan", "feature-matching", "supervised")
+                for q in ((f"{mode} mean", res[mode]["error_percent_mean"], 2),
+                          (f"{mode} sd", res[mode]["error_percent_std"], 2))]
+
+    return {
+        "3. MNIST difference set": ([("judged 7", 100 * runs["mnist-difference"]["evaluation"]["fraction_target"], 0),
+                                     ("samples", runs["mnist-difference"]["n_eval"], 0)], ["7"]),
+        "3. swiss-roll boundary": (
+            _percent_range([e["generated"]["in_target_support"] for e in roll], "in the target support")
+            + [("p_dbar > alpha p_d", roll[0]["thresholds"]["alpha"], 1)]
+            + _percent_range([e["generated"]["pbar_has_mass_and_pd_little"] for e in roll], "generated, off p_d")
+            + _percent_range([e["target"]["pbar_has_mass_and_pd_little"] for e in roll], "exact target, off p_d")
+            + [("p_d, off p_d", 100 * roll[0]["p_d"]["pbar_has_mass_and_pd_little"], 0)], []),
+        "3. sampling trick": ([("no trick, judged 7 %",
+                                100 * runs["mnist-difference-no-trick"]["evaluation"]["fraction_target"], 1),
+                               ("trick, judged 7 %",
+                                100 * runs["mnist-difference"]["evaluation"]["fraction_target"], 0)], []),
+        "4. SSL, MNIST": (ssl_row(ssl), []),
+        "4. SSL, Fashion-MNIST": (ssl_row(fashion), []),
+        "5. AT with low-density samples": ([("U(-0.3, 0.3) noise, PGD 0.1", results["noise baseline U(-0.3, 0.3)"]
+                                             ["pgd_linf"]["0.1"], 3), ("best DSGAN, PGD 0.1", max(dsgan_pgd), 3)],
+                                           weights + ["0.03", "-0.3", "0.3", "0.1"]),
+        "6. GAN baseline for free": ([("GAN FD", gan["gan"]["samples"]["fd"], 1),
+                                      ("binary AT FD", gan["binary_at (benchmarks/results/sgld_vs_at.json)"]["samples"]
+                                       ["fd"], 1)], ["0"]),
+        "7. DSGAN samples as p_0": ([(f"{arm} mean AUROC at eps 5", mean[arm]["5"], 3)
+                                     for arm in ("photos", "uniform", "dsgan")]
+                                    + [(f"{arm} FD", gen[arm]["photo seeds"]["fd"], 1)
+                                       for arm in ("uniform", "photos", "dsgan")], ["5"]),
+    }
+
+
+def test_the_dsgan_items_table_is_its_json():
+    table = table_after(_dsgan_readme(), "| item | what was measured (file) |")
+    items = _dsgan_items()
+    quoted_rows = {label: row for row in table for label in items if row[0].startswith(label)}
+    assert set(quoted_rows) == set(items), sorted(set(items) - set(quoted_rows))
+    for label, (quoted, others) in items.items():
+        assert_quotes(quoted_rows[label][2], quoted, others, f"DSGAN README, {label}")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the 2D table prints 0.073 for swissroll-boundary seed 2's energy distance, cases.json has "
+                          "0.0725 (0.072); that paragraph is being rewritten by another engineer (issue 27), who "
+                          "removes this mark with the fix")
+def test_the_dsgan_2d_cases_table_is_cases_json():
+    table = table_after(_dsgan_readme(), "| 2D run (seed) |")
+    runs = _load(RESULTS / "dsgan" / "cases.json")["runs"]
+    assert len(table) == 6
+    for row in table:
+        match = re.fullmatch(r"(\S+) \((\d)\)", row[0])  # "swissroll-boundary (1)"
+        assert match is not None, row[0]
+        case, seed = match.groups()
+        e = runs[case if seed == "0" else f"{case}-seed{seed}"]["evaluation"]
+        columns = {"in the target support": [e[k]["in_target_support"] for k in ("generated", "p_d", "p_dbar")],
+                   "p_dbar has mass, p_d little": [e[k]["pbar_has_mass_and_pd_little"]
+                                                   for k in ("generated", "target", "p_d")],
+                   "centre fraction": [e[k]["centre_fraction"] for k in ("generated", "target", "p_d")],
+                   "energy distance": [e[k]["energy_distance_to_target"] for k in ("generated", "p_d")]}
+        for cell, (column, values) in zip(row[1:], columns.items()):
+            assert_printed_all(values, cell, f"DSGAN README 2D table, {row[0]}, {column}")
+
+
+DSGAN_MNIST_RUNS = {"mnist-difference": "mnist-difference", "control alpha = 0": "mnist-difference-alpha0",
+                    "control: no sampling trick": "mnist-difference-no-trick"}
+
+
+def test_the_dsgan_mnist_cases_table_is_cases_json():
+    readme = _dsgan_readme()
+    runs = _load(RESULTS / "dsgan" / "cases.json")["runs"]
+    header = next(line for line in readme.splitlines() if line.startswith("| MNIST run |"))
+    held_out = {run["evaluation"]["held_out_target_nearest_train_l2_mean"] for run in runs.values()
+                if "held_out_target_nearest_train_l2_mean" in run["evaluation"]}
+    assert len(held_out) == 1 and f"held-out test 7s: {held_out.pop():.2f}" in header
+    rows = rows_by_label(table_after(readme, "| MNIST run |"), DSGAN_MNIST_RUNS, "DSGAN README MNIST table")
+    for label, key in DSGAN_MNIST_RUNS.items():
+        e = runs[key]["evaluation"]
+        judged, judged_1, confidence, nearest_is_7, l2 = rows[label][1:]
+        rest = re.findall(r"(\d) (0\.\d+)", judged)  # "0.285 (rest: 9 0.419, 2 0.295)"
+        counted = [e["n"]] if " of " in judged else []  # the first row says "of 2,000"
+        assert_printed_all([e["fraction_target"], *counted], judged.split("(rest")[0], f"{label}, judged 7")
+        for digit, share in rest:
+            assert printed(e["class_fractions"][digit], share), (label, digit, share)
+        assert_printed_all([e["class_fractions"]["1"]], judged_1, f"{label}, judged 1")
+        assert_printed_all([e["mean_confidence"]], confidence, f"{label}, mean confidence")
+        assert_printed_all([e["nearest_train_is_target"]], nearest_is_7, f"{label}, nearest is a 7")
+        assert_printed_all([e["nearest_train_l2_mean"]], l2, f"{label}, mean L2")
+
+
+SSL_MODES = {"DSGAN complements": "dsgan", "feature matching": "feature-matching", "the 100 labels alone": "supervised"}
+
+
+@pytest.mark.parametrize("file,header", [("ssl.json", "| method | MNIST 5,000"),
+                                         ("ssl_fashion.json", "| method | Fashion-MNIST")])
+def test_the_dsgan_ssl_tables_are_their_json(file, header):
+    data = _load(RESULTS / "dsgan" / file)
+    rows = rows_by_label(table_after(_dsgan_readme(), header), SSL_MODES, f"DSGAN README {file}")
+    paper = {"dsgan": data.get("paper_mnist_errors_of_10000", {}).get("DSGAN (S Tab. 1, with the sampling trick)"),
+             "feature-matching": data.get("paper_mnist_errors_of_10000", {}).get(
+                 "feature matching (Salimans et al. 2016, S Tab. 1)")}
+    for label, mode in SSL_MODES.items():
+        res = data["results"][mode]
+        assert_printed_all([res["error_percent_mean"], res["error_percent_std"], *res["per_seed"]], rows[label][1],
+                           f"{file}, {label}")
+        if file == "ssl.json":  # S's column, from the file's record of the paper
+            cited = paper.get(mode)
+            if cited is None:
+                assert rows[label][2] == "-", rows[label]
+            else:
+                assert_printed_all([cited["mean"], cited["std"], cited["mean"] / 100], rows[label][2],
+                                   f"{file}, S's {label}")
+
+
+ROBUST_MODELS = {"baseline + CE fine-tuning (control)": "baseline + CE fine-tuning", "baseline": "baseline",
+                 **{f"noise U(-{r}, {r})": f"noise baseline U(-{r}, {r})" for r in ("0.1", "0.2", "0.3")},
+                 **{f"DSGAN, w = {w}": f"DSGAN low-density, w = {w}" for w in (1, 3, 10)}}
+
+
+def test_the_dsgan_robust_table_is_robust_json():
+    results = _load(RESULTS / "dsgan" / "robust.json")["results"]
+    rows = rows_by_label(table_after(_dsgan_readme(), "| model | clean | FGSM 0.1 |"), ROBUST_MODELS,
+                         "DSGAN README robust table")
+    for label, key in ROBUST_MODELS.items():
+        m = results[key]
+        values = [m["clean"], m["fgsm_linf"]["0.1"], m["pgd_linf"]["0.1"], m["pgd_linf"]["0.15"],
+                  m["deepfool_l2"]["1.0"], m["deepfool_l2"]["1.5"]]
+        for cell, value in zip(rows[label][1:], values):
+            assert printed(value, cell), f"robust table, {label}: README {cell}, robust.json {value}"
+
+
+def test_the_dsgan_gan_baseline_table_is_gan_baseline_json():
+    data = _load(RESULTS / "dsgan" / "gan_baseline.json")
+    gan, at = data["gan"]["samples"], data["binary_at (benchmarks/results/sgld_vs_at.json)"]["samples"]
+    held_out = data["reference"]["held_out_test_digits"]
+    expected = {"GAN": [gan["fd"], gan["label_entropy"], gan["nn_l2_to_train"]],
+                "binary AT": [at["fd"], at["label_entropy"]],
+                "held-out test digits": [held_out["fd"], held_out["label_entropy"], held_out["nn_l2_to_train"]]}
+    rows = rows_by_label(table_after(_dsgan_readme(), "| model | FD | label entropy"), expected, "GAN table")
+    for label, values in expected.items():
+        assert_printed_all(values, " ".join(c for c in rows[label][1:] if c != "-"), f"GAN table, {label}")
+
+
+P0_ARMS = ("dsgan", "photos", "uniform")
+
+
+def test_the_dsgan_p0_tables_are_p0_json():
+    p0 = _load(RESULTS / "dsgan" / "p0.json")
+    auroc, mean = p0["ood"]["worst_case_auroc"], p0["ood"]["mean_auroc_by_eps"]
+    suites = {"digits (other fonts)": "digits", **{s: s for s in auroc["dsgan"] if s != "digits"}, "mean": "mean"}
+    rows = rows_by_label(table_after(_dsgan_readme(), "| suite | p_0 = DSGAN"), suites, "p0 AUROC table")
+    for label, suite in suites.items():
+        for cell, arm in zip(rows[label][1:], P0_ARMS):
+            values = ([mean[arm][e] for e in ("0", "1", "2", "3", "5", "8")] if suite == "mean" else
+                      [auroc[arm][suite]["clean"],
+                       *(auroc[arm][suite]["worst_case"][e] for e in ("1", "2", "3", "5", "8"))])
+            assert_printed_all(values, cell, f"p0 AUROC table, {label}, {arm}")
+    seeds = {"held-out photo patches": "photo seeds", "held-out draws of the arm's own p_0": "own p0 seeds"}
+    rows = rows_by_label(table_after(_dsgan_readme(), "| seeds | p_0 = DSGAN |"), seeds, "p0 generation table")
+    for label, key in seeds.items():
+        for cell, arm in zip(rows[label][1:], P0_ARMS):
+            g = p0["generation"]["arms"][arm][key]
+            assert_printed_all([g["fd"], g["classes_covered"]], cell, f"p0 generation table, {label}, {arm}")
+
+
+def test_the_dsgan_generator_loss_table_is_generator_loss_json():
+    data = _load(RESULTS / "dsgan" / "generator_loss.json")
+    summary = data["summary"]
+    table = table_after(_dsgan_readme(), "| case | measure | minimax")
+    assert len(table) == 6
+    for case, measure, *cells in table:
+        for cell, loss in zip(cells, ("minimax", "non-saturating")):
+            s = summary[case][loss]
+            where = f"generator-loss table, {case}, {measure}, {loss}"
+            if measure.startswith("energy distance"):
+                assert_printed_all([s["energy_distance_to_target"][k] for k in ("mean", "min", "max")], cell, where)
+                assert_printed_all([s["p_d_energy_distance_to_target"]["mean"],
+                                    s["p_dbar_energy_distance_to_target"]["mean"]], measure, where)
+            elif measure == "in the target's support":
+                assert_printed_all([s["in_target_support"][k] for k in ("mean", "min", "max")], cell, where)
+            elif measure == "judged 7":
+                seeds = [run["measured"]["fraction_target"] for run in data["runs"].values()
+                         if run["case"] == case and run["generator_loss"] == loss]
+                assert cell == f"{seeds.count(1.0)} of {len(seeds)} seeds 100 %, {seeds.count(0.0)} seed 0 %", where
+            else:
+                assert measure.startswith("Fréchet ratio"), where
+                assert_printed_all([s["fd_ratio"]["mean"], s["fd_ratio"]["min"], s["fd_ratio"]["max"],
+                                    s["classes_covered"]["mean"]], cell, where)
+
+
+# ------------------------------------------------------------------------------------------------ GAT README_classify
+def _classify_readme() -> str:
+    return (RESULTS / "gat" / "README_classify.md").read_text()
+
+
+def _grid_row(rows: list[dict[str, Any]], eps: float) -> dict[str, Any]:
+    found = [row for row in rows if math.isclose(row["eps"], eps)]
+    assert len(found) == 1, (eps, [row["eps"] for row in rows])
+    return found[0]
+
+
+GRID = [("linf", 0.0), ("linf", 0.1), ("linf", 0.2), ("linf", 0.3), ("linf", 0.4),
+        ("l2", 1.0), ("l2", 2.0), ("l2", 3.0)]  # the attack-layer grid's columns, as the READMEs print them
+
+
+def test_the_classify_attack_layer_grid_is_its_json():
+    models = _load(RESULTS / "gat" / "classify_attack_layer.json")["eval"]["models"]
+    rows = {"generative": "generative_out", "robust softmax": "robust_softmax", "per-class attack alone": "per_class"}
+    table = rows_by_label(table_after(_classify_readme(), "| worst-case accuracy | clean | Linf 0.1 |"), rows,
+                          "README_classify attack-layer grid")
+    for label, key in rows.items():
+        for cell, (norm, eps) in zip(table[label][1:], GRID):
+            if key == "per_class":
+                if eps == 0:
+                    assert cell == "", "the per-class row has no clean cell"
+                    continue
+                value = _grid_row(models["generative_out"][norm], eps)["attackers"]["per_class"]["own_robust_accuracy"]
+            else:
+                value = _grid_row(models[key][norm], eps)["robust_accuracy"]
+            assert printed(value, cell), f"attack-layer grid, {label}, {norm} {eps}: README {cell}, JSON {value}"
+
+
+def _signed(values: list[float]) -> str:
+    return " ".join(f"{v:+.2f}" for v in values)
+
+
+def test_the_classify_calibration_table_is_classify_json():
+    data = _load(RESULTS / "gat" / "classify.json")
+    records = {"generative_out": data["calibrate"]["generative_out"],
+               "generative_inout_ft": data["inout"]["calibration"]}
+    rows = rows_by_label(table_after(_classify_readme(), "| committee | val acc. c=0 |"), records, "calibration table")
+    for label, c in records.items():
+        values = [c["fit"]["before"]["accuracy"], c["fit"]["after"]["accuracy"], c["eval"]["before"]["accuracy"],
+                  c["eval"]["after"]["accuracy"]]
+        for cell, value in zip(rows[label][1:5], values):
+            assert printed(value, cell), f"calibration table, {label}: README {cell}, classify.json {value}"
+        assert rows[label][5] == _signed(c["offsets"]), f"calibration table, {label}: offsets"
+
+
+def _broken(attackers: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {a['broke']}/{a['attacked']}" for name, a in attackers.items()) or "-"
+
+
+def test_the_classify_accuracy_table_is_classify_json():
+    data = _load(RESULTS / "gat" / "classify.json")
+    grids = {**data["eval"]["models"], **data["eval_inout"]["models"]}
+    table = table_after(_classify_readme(), "| model | norm | eps | clean | first attacker alone |")
+    assert len(table) == sum(len(rows) for model in grids.values() for rows in model.values())
+    for model, norm, eps, clean, first, worst, broken in table:
+        row = _grid_row(grids[model][norm], float(eps))
+        where = f"accuracy table, {model} {norm} {eps}"
+        assert printed(row["clean_accuracy"], clean) and printed(row["robust_accuracy"], worst), where
+        if row["attackers"]:
+            name, attacker = next(iter(row["attackers"].items()))
+            assert first.split()[0] == name and printed(attacker["own_robust_accuracy"], first.split()[1]), where
+        else:
+            assert first == "-", where
+        assert broken == _broken(row["attackers"]), where
+
+
+def test_the_classify_capacity_and_explain_tables_are_classify_json():
+    data = _load(RESULTS / "gat" / "classify.json")
+    readme = _classify_readme()
+    capacity = data["eval"]["capacity"]
+    for model, parameters, macs in table_after(readme, "| model | parameters | MACs per forward pass |"):
+        assert (parameters, macs) == (f"{capacity[model]['parameters']:,}", f"{capacity[model]['macs_per_forward']:,}")
+    explain = data["explain"]
+    table = table_after(readme, "| model | samples FD |")
+    assert [row[0] for row in table] == list(explain["models"])
+    keys = ("samples_fd", "samples_digit_net_agrees", "counterfactual_fd", "counterfactual_success",
+            "counterfactual_digit_net_target", "counterfactual_mean_l2", "ig_completeness_max_abs_gap")
+    for model, *cells in table:
+        for cell, key in zip(cells, keys, strict=True):
+            value = explain["models"][model][key]
+            assert printed(value, cell), f"explain table, {model}, {key}: README {cell}, classify.json {value}"
+    methods = {m["ig_method"] for m in explain["models"].values()}
+    assert (f"FD of the Gaussian seeds themselves: {explain['seeds_fd']:.1f}; IG method: {methods.pop()}" in readme
+            and not methods)
+
+
+def test_the_classify_follow_up_table_is_its_json():
+    inat = _load(RESULTS / "gat" / "classify_mnist_inat.json")["models"]["generative"]["linf"]
+    old = _load(RESULTS / "gat" / "classify.json")
+    sources = {"worst-case robust accuracy, a committee of the current": inat,
+               "generative (out-AT)": old["eval"]["models"]["generative_out"]["linf"],
+               "generative in+out fine-tuned": old["eval_inout"]["models"]["generative_inout_ft"]["linf"],
+               "robust softmax": old["eval"]["models"]["robust_softmax"]["linf"]}
+    readme = _classify_readme()
+    header = next(line for line in readme.splitlines() if line.startswith("| Linf eps |"))
+    eps = [float(e) for e in header.strip("|").split("|")[1:]]
+    rows = rows_by_label(table_after(readme, "| Linf eps |"), sources, "README_classify follow-up table")
+    for label, grid in sources.items():
+        for cell, e in zip(rows[label][1:], eps, strict=True):
+            value = _grid_row(grid, e)["robust_accuracy"]
+            assert printed(value, cell), f"follow-up table, {label}, Linf {e}: README {cell}, JSON {value}"
+
+
+# ------------------------------------------------------------------------------------------------ GAT README.md
+GAT_ATTACKS = {"classifier": "classifier", "detector": "detector", "combined": "combined", "switching": "switching",
+               "acceptance": "acceptance", "ART APGD-CE": "apgd-ce", "ART APGD-DLR": "apgd-dlr",
+               "ART Square": "square", "worst case of all": "worst"}
+
+
+def test_the_gat_readme_attack_layer_tables_are_mnist_json():
+    e = _load(RESULTS / "gat" / "mnist.json")["eval"]
+    readme = (RESULTS / "gat" / "README.md").read_text()
+    for tab, detectors, attack, ball, restarts, ours, thesis in table_after(readme, "| T Tab. | detector | attack"):
+        assert detectors == "d_0 / d_1"
+        method = "adam" if attack.startswith("Adam") else "pgd"
+        steps = int(attack.split()[1])
+        norm, eps = ball.split()
+        matches = [[r for r in e["auc"] if r["detector"] == d and r["protocol"]["method"] == method
+                    and r["protocol"]["steps"] == steps and r["protocol"]["norm"] == norm.lower()
+                    and math.isclose(r["protocol"]["eps"], float(eps)) and r["protocol"]["restarts"] == int(restarts)]
+                   for d in (0, 1)]
+        assert all(len(m) == 1 for m in matches), (tab, attack, ball, matches)
+        assert_printed_all([m[0]["auc"] for m in matches], ours, f"GAT README Tab. {tab}, {attack}, {ball}")
+        if tab in ("3.2", "3.3"):
+            cited = next(t for t in e["thesis"]["auc"] if t["attack"] == matches[0][0]["attack"])
+        elif tab == "3.4":
+            cited = next(t for t in e["thesis"]["cross_norm"] if t["norm"] == norm.lower()
+                         and math.isclose(t["eps"], float(eps)))
+        else:
+            continue  # Tab. 3.5: the thesis reports restarts only for other models (the cell says so)
+        assert_printed_all([cited["d_0"], cited["d_1"]], thesis, f"GAT README Tab. {tab} thesis, {attack}")
+    runs = e["detection"]["runs"]
+    rows = rows_by_label(table_after(readme, "| attack | integrated detection | generative detection |"),
+                         GAT_ATTACKS, "GAT README detection table")
+    for label, attack in GAT_ATTACKS.items():
+        for cell, rule in zip(rows[label][1:], ("integrated", "generative")):
+            value = runs[f"{rule}/{attack}"]["at_tpr"]["fpr"]
+            assert printed(value, cell), f"detection table, {label}, {rule}: README {cell}, mnist.json {value}"
+
+
+# ------------------------------------------------------------------------------------------------ docs/commands/gat.md
+def _gat_page_output() -> str:
+    text = (REPO / "docs" / "commands" / "gat.md").read_text()
+    return text[text.index("## Measured output"):]
+
+
+def test_the_gat_page_measured_output_is_the_committed_json():
+    page = _gat_page_output()
+    mnist = _load(RESULTS / "gat" / "mnist.json")
+    layer = _load(RESULTS / "gat" / "classify_attack_layer.json")
+    assert mnist["eval"]["checkpoint"] in layer["calibrate"]["command"], "the two files measure the same committee"
+    calibration = mnist["train"]["calibration"]
+    rows = table_after(page, "| accuracy of the generative classifier |")
+    for row, split in zip(rows, ("fit", "eval"), strict=True):
+        assert_printed_all([calibration[split]["before"]["accuracy"], calibration[split]["after"]["accuracy"]],
+                           " ".join(row[1:]), f"gat.md calibration, {row[0]}")
+    assert f"offsets c_k: {', '.join(f'{c:+.3f}' for c in calibration['offsets'])}" in page
+    e = mnist["eval"]
+    restarts = [r["auc"] for r in e["auc"] if r["table"] == "restarts"]
+    values = [[e["clean"]["classifier_accuracy"], e["clean"]["generative_accuracy"],
+               e["clean"]["generative_accuracy_uncalibrated"]], restarts,
+              [e["detection"]["runs"][f"{rule}/worst"]["at_tpr"]["fpr"] for rule in ("integrated", "generative")],
+              [e["distortion"]["mean_l2"], e["distortion"]["failures"]]]
+    table = table_after(page, "`atebm gat eval --checkpoint RUN")
+    for row, expected in zip(table, values, strict=True):
+        assert_printed_all(expected, row[1], f"gat.md eval, {row[0]}")
+    meta = layer["softmax"]["meta"]
+    validations = {v["iteration"]: v for v in meta["validations"]}
+    for iteration, loss, clean, robust in table_after(page, "| iteration | loss | val clean | val robust |"):
+        v = validations[int(iteration)]
+        assert_printed_all([v["loss"], v["val_clean"], v["val_robust"]], f"{loss} {clean} {robust}",
+                           f"gat.md robust-softmax, iteration {iteration}")
+    assert (f"robust softmax: {meta['parameters']:,} parameters, test accuracy {meta['test_accuracy']:.4f}, val robust "
+            f"{meta['val_robust_accuracy']:.3f} (iteration {meta['selected_iteration']}), {meta['cpu_seconds']:.0f} "
+            "CPU-s") in page
+    models = layer["eval"]["models"]
+    rows = rows_by_label(table_after(page, "| model | clean | Linf 0.1 |"),
+                         {"generative": "generative_out", "robust softmax": "robust_softmax"}, "gat.md classify-eval")
+    for label, key in (("generative", "generative_out"), ("robust softmax", "robust_softmax")):
+        assert_printed_all([_grid_row(models[key][norm], eps)["robust_accuracy"] for norm, eps in GRID],
+                           " ".join(rows[label][1:]), f"gat.md classify-eval, {label}")
+    flat = " ".join(page.split())
+    sentence = flat[flat.index("for the committee at Linf 0.2"):]
+    attackers = _grid_row(models["generative_out"]["linf"], 0.2)["attackers"]
+    listed = ", ".join(f"{name} {a['broke']} of {a['attacked']}" for name, a in attackers.items())
+    assert listed + "." in sentence, f"gat.md classify-eval attackers at Linf 0.2: JSON says {listed}"
+
+
+# ------------------------------------------------------------------------------------------------ the checker itself
+def test_assert_quotes_fails_on_a_changed_or_extra_number():
+    quoted: list[Quote] = [("FD", 353.97, 0), ("AUROC", 0.8053, 2)]
+    assert_quotes("FD 354, AUROC 0.81 at eps 8", quoted, ["8"], "ok")
+    for cell in ("FD 355, AUROC 0.81 at eps 8", "FD 354, AUROC 0.81 at eps 8 and 0.5", "FD 354 at eps 8",
+                 "FD 354, AUROC 0.805 at eps 8"):
+        with pytest.raises(AssertionError):
+            assert_quotes(cell, quoted, ["8"], "changed")
+
+
+def test_numbers_in_reads_numbers_as_a_readme_prints_them():
+    assert numbers_in("p_0 K=0 r1 2x 1k 5,441 -0.94 0.03-0.04 1e-6 (0.285)") == [
+        "0", "5441", "-0.94", "0.03", "0.04", "1e-6", "0.285"]
