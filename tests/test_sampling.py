@@ -239,6 +239,38 @@ def test_model_mode_and_parameter_grads_untouched():
     assert not model.training
 
 
+class RecordsRequiresGrad(Quadratic):
+    """The quadratic score that notes its parameters' ``requires_grad`` on every call and fails on call ``fail_at``."""
+
+    def __init__(self, centre: torch.Tensor, fail_at: int | None = None):
+        super().__init__(centre)
+        self.offset = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.fail_at, self.seen = fail_at, []
+
+    def forward(self, x):
+        self.seen.append((self.centre.requires_grad, self.offset.requires_grad))
+        if len(self.seen) == self.fail_at:
+            raise RuntimeError("score failed")
+        return super().forward(x) + self.offset
+
+
+@pytest.mark.parametrize("sampler", [pgd, sgld])
+def test_the_ascent_freezes_parameters_and_restores_each_flag_also_after_an_error(sampler):
+    """The ascent needs the input gradient only: parameters stop requiring grad while it runs, and each gets its
+    own flag back afterwards, also when the score raises."""
+    x = torch.rand(4, 1, 2, 2)
+    model = RecordsRequiresGrad(torch.full((1, 2, 2), 0.5))
+    y = sampler(model, x, steps=3, step_size=0.1)
+    assert model.seen == [(False, False)] * 3
+    assert (model.centre.requires_grad, model.offset.requires_grad) == (True, False)
+    assert not torch.equal(y, x) and model.centre.grad is None
+
+    failing = RecordsRequiresGrad(torch.full((1, 2, 2), 0.5), fail_at=2)
+    with pytest.raises(RuntimeError, match="score failed"):
+        sampler(failing, x, steps=3, step_size=0.1)
+    assert (failing.centre.requires_grad, failing.offset.requires_grad) == (True, False)
+
+
 def test_trajectory_returns_requested_steps_and_final():
     model = Quadratic(torch.full((1, 4, 4), 0.5))
     x = torch.rand(3, 1, 4, 4)

@@ -148,6 +148,51 @@ def test_r1_is_measured_on_the_data_batch_not_on_p0(toy2d, config_2d, box_2d):
     assert trainer.train_step()["r1"] == pytest.approx(on_data, rel=1e-5)
 
 
+def _sgd_step_with_r1(model, x, x0, r1, lr, *, apart=False):
+    """One SGD step of binary AT with R1 (E Sec. 4.4) computed by hand: one forward of the whole batch, R1 =
+    0.5 mean_data ||grad_x f||^2 through that pass (``apart=True``: the data and x* scored by two forwards).
+    Returns the parameters after the step."""
+    model = copy.deepcopy(model).train()
+    m = x.shape[0]
+    if apart:
+        inputs = x.clone().requires_grad_(True)
+        s_data, s_adv = model(inputs), model(x0)
+    else:
+        inputs = torch.cat([x, x0]).requires_grad_(True)
+        scores = model(inputs)
+        s_data, s_adv = scores[:m], scores[m:]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    loss = bce(s_data, torch.ones_like(s_data)) + bce(s_adv, torch.zeros_like(s_adv))
+    (grad_x,) = torch.autograd.grad(s_data.sum(), inputs, create_graph=True)
+    loss = loss + r1 * 0.5 * grad_x[:m].pow(2).flatten(1).sum(1).mean()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return [(p - lr * g).detach() for p, g in zip(model.parameters(), grads)]
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_r1_step_equals_the_penalty_through_one_pass_of_the_whole_batch(tiny_images, image_config, batchnorm):
+    """The trainer scores the data apart from x* when the network scores each sample on its own (R1's passes then
+    skip the p_0 half) and in one pass when BatchNorm's batch statistics couple the samples; either way a step
+    equals the hand-computed step of one joint pass, up to the summation order of floating point."""
+    data, p0 = tiny_images(64)
+    data = 0.2 + 0.3 * data  # batch statistics unlike p_0's, so that scoring the halves apart would show
+    spec = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 4, "batchnorm": batchnorm}}
+    lr, r1 = 0.05, 1.0
+    trainer = Trainer(image_config(model=spec, optimizer="sgd", lr=lr, r1=r1, k_start=0, k_max=0), data, p0)
+    x = data[copy.deepcopy(trainer.data_stream).next(trainer.local_batch)]
+    x0 = p0[copy.deepcopy(trainer.p0_stream).next(trainer.local_batch)]
+    expected = _sgd_step_with_r1(trainer.model, x, x0, r1, lr)
+    apart = _sgd_step_with_r1(trainer.model, x, x0, r1, lr, apart=True)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_step()
+    names = [name for name, _ in trainer.model.named_parameters()]
+    for name, after, want, start in zip(names, [p.detach() for p in trainer.model.parameters()], expected, before):
+        assert not torch.equal(after, start), f"{name} did not move"
+        assert torch.allclose(after, want, atol=1e-6, rtol=1e-5), f"{name}: {float((after - want).abs().max()):.2e}"
+    if batchnorm:  # the tolerance separates right from wrong: with BatchNorm, two passes give another step
+        assert max(float((a - b).abs().max()) for a, b in zip(apart, expected)) > 1e-4
+
+
 # ------------------------------------------------------------------------------------------------ in-distribution AT
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_in_distribution_at_moves_data_inside_its_ball_and_lowers_the_score(toy2d, config_2d, box_2d, norm):

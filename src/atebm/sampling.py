@@ -66,6 +66,23 @@ def eval_mode(score: ScoreFn) -> Iterator[None]:
             module.training = training
 
 
+@contextmanager
+def _input_gradient_only(score: ScoreFn) -> Iterator[None]:
+    """Makes the parameters of an ``nn.Module`` score stop requiring grad (the ascent needs ``∇_x f`` only, so no
+    parameter enters the recorded graph) and restores each one's flag afterwards, also after an exception."""
+    if not isinstance(score, nn.Module):
+        yield
+        return
+    trainable = [p for p in score.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
 def per_sample_scores(score: ScoreFn, x: Tensor) -> Tensor:
     """``score(x)`` as shape ``(N,)`` (an ``(N, 1)`` output is squeezed); any other shape is a clear error."""
     out = score(x)
@@ -112,13 +129,14 @@ def check_inputs(x: object, *, what: str = "x", box: tuple[float, float] | None 
         raise ValueError(f"{what} must be batched, shape (N, ...); got {tuple(x.shape)}")
     if x.numel() == 0:
         return
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
+    # one pass and one host transfer: min and max propagate NaN and show an inf, so both finite <=> all finite
+    low, high = torch.stack(torch.aminmax(x.detach())).tolist()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite = torch.isfinite(x)
         rows = int((~finite).flatten(1).any(dim=1).sum())
         kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
         raise ValueError(f"{what} holds {kind} values ({rows} of {x.shape[0]} samples)")
     if box is not None:
-        low, high = float(x.min()), float(x.max())
         tolerance = 1e-6 * (box[1] - box[0])
         if low < box[0] - tolerance or high > box[1] + tolerance:
             raise ValueError(f"{what} must lie in [{box[0]:g}, {box[1]:g}]; its values span [{low:.4g}, {high:.4g}]")
@@ -365,7 +383,7 @@ def pgd(
     best = _BestIterate()
     best_traj: list[Tensor] = []
     best_final: Tensor | None = None
-    with eval_mode(score), autocast(precision, x.device):
+    with eval_mode(score), _input_gradient_only(score), autocast(precision, x.device):
         for _ in range(restarts):
             xi = _random_start(x0, norm, eps, generator) if random_start else start.clone()
             xi = _apply_box_and_mask(_project(xi, x0, norm, eps), x0, clamp, moving)
@@ -489,7 +507,7 @@ def sgld(
     xi = x.detach().clone()
     if clamp is not None:
         xi = xi.clamp(clamp[0], clamp[1])
-    with eval_mode(score):
+    with eval_mode(score), _input_gradient_only(score):
         for _ in range(steps):
             _, grad = input_gradient(score, xi)
             noise = torch.randn(xi.shape, generator=generator, device="cpu").to(xi)

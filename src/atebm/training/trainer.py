@@ -235,8 +235,29 @@ def resolve_device(name: str) -> torch.device:
 def batch_auc(positive: Tensor, negative: Tensor) -> float:
     """Mann-Whitney AUROC of ``positive`` scores against ``negative`` ones (ties count 1/2). Used for the
     online gate; the evaluation reports use scikit-learn."""
+    return float(_mann_whitney_auc(positive, negative))
+
+
+def _mann_whitney_auc(positive: Tensor, negative: Tensor) -> Tensor:
+    """:func:`batch_auc` as a 0-d tensor on the scores' device (no host transfer)."""
     diff = positive.detach().view(-1, 1) - negative.detach().view(1, -1)
-    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+    return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean()
+
+
+def _to_floats(values: dict[str, Tensor]) -> dict[str, float]:
+    """One-element tensors as Python floats with one transfer to the host (one synchronisation on a GPU instead of
+    one per value); each float equals ``float(value)``."""
+    stacked = torch.stack([value.detach().reshape(()).to(torch.float64) for value in values.values()])
+    return dict(zip(values, stacked.tolist()))
+
+
+def _scores_samples_apart(model: nn.Module) -> bool:
+    """Whether ``model``, in its current train/eval modes, scores each sample on its own, so that scoring a batch
+    in parts gives the scores of the whole: no BatchNorm layer in training mode (its batch statistics couple the
+    samples) and no Dropout layer in training mode (its random draws would be split differently)."""
+    return not any(module.training and isinstance(module, (nn.modules.batchnorm._BatchNorm,
+                                                           nn.modules.dropout._DropoutNd))
+                   for module in model.modules())
 
 
 def fetch_batch(source: Tensor | ImageSource, indices: Tensor) -> Tensor:
@@ -470,11 +491,18 @@ class Trainer:
         if c.freeze_bn:
             freeze_batchnorm(self.network)
         m = x.shape[0]
-        inputs = to_memory_format(torch.cat([x, x_adv]), c.channels_last)
-        if c.r1 > 0:
-            inputs.requires_grad_(True)
-        scores = self.network(inputs)
-        s_data, s_adv = scores[:m], scores[m:]
+        if c.r1 > 0 and _scores_samples_apart(self.model):
+            # R1's input gradient and its double backward need the data half only; scored apart from x*, neither
+            # pass runs over the p_0 half (same per-sample scores; parameter gradients summed in another order)
+            r1_inputs = to_memory_format(x.detach(), c.channels_last).requires_grad_(True)
+            s_data = self.network(r1_inputs)
+            s_adv = self.network(to_memory_format(x_adv, c.channels_last))
+        else:
+            r1_inputs = to_memory_format(torch.cat([x, x_adv]), c.channels_last)
+            if c.r1 > 0:
+                r1_inputs.requires_grad_(True)
+            scores = self.network(r1_inputs)
+            s_data, s_adv = scores[:m], scores[m:]
         loss, objective_stats = self.objective.loss(self, s_data, s_adv)
         penalty = self.objective.penalty(self, x, x_adv)
         if penalty is not None:
@@ -482,7 +510,7 @@ class Trainer:
             objective_stats = {**objective_stats, **penalty[1]}
         r1_value = torch.zeros((), device=self.device)
         if c.r1 > 0:
-            grad = scores_gradient(s_data, inputs, create_graph=True)
+            grad = scores_gradient(s_data, r1_inputs, create_graph=True)
             r1_value = 0.5 * grad[:m].pow(2).flatten(1).sum(1).mean()
             loss = loss + c.r1 * r1_value
         self.optimizer.zero_grad(set_to_none=True)
@@ -495,17 +523,15 @@ class Trainer:
         self.update_ema()
         objective_stats = {**objective_stats, **self.objective.after_step(self)}
 
-        auc = batch_auc(s_data, s_adv)
+        step_statistics = {"loss": loss, "r1": r1_value, "auc_adv": _mann_whitney_auc(s_data, s_adv),
+                           "score_data": s_data.detach().mean(), "score_adv": s_adv.detach().mean()}
+        if self.objective.perturbs_p0:
+            step_statistics["perturbation_l2"] = (x_adv - x0).flatten(1).norm(dim=1).mean()
+        values = _to_floats(step_statistics)
         if self.world > 1:
-            auc = self._all_mean(auc)
+            values["auc_adv"] = self._all_mean(values["auc_adv"])
         return {
-            "loss": float(loss.detach()),
-            "r1": float(r1_value.detach()),
-            "auc_adv": auc,
-            "score_data": float(s_data.detach().mean()),
-            "score_adv": float(s_adv.detach().mean()),
-            **({"perturbation_l2": float((x_adv - x0).flatten(1).norm(dim=1).mean())}
-               if self.objective.perturbs_p0 else {}),
+            **values,
             **objective_stats,
             "_x_data": x.detach(),
             "_x0": x0.detach(),
