@@ -8,8 +8,16 @@ its samples should be 7s) and the sampling trick switched off (S Eq. 2 instead o
 (``<run>_points.png`` or ``<run>_samples.png`` and ``<run>_nearest.png``) beside it; the run folders (checkpoints,
 reports) go to ``--runs``.
 
+A 2D run is judged by :func:`atebm.dsgan.toy.evaluate_2d` against the exact minimiser of S's criterion; the
+``summary`` of the JSON says per case on how many seeds the picture is reproduced. ``key=value`` DSGANConfig
+overrides with ``--arm NAME`` try a knob on the selected runs (the arm's name is added to the run names) and write
+to ``cases_arms.json`` instead (their figures stay in the run folders), so that every arm tried is kept beside
+the committed cases.
+
     nice python benchmarks/dsgan_cases.py                        # all runs, ~1.5 h on a busy 2-core machine
     nice python benchmarks/dsgan_cases.py --only mnist-difference
+    nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/dsgan_cases.py --only disc-low-centre \
+        disc-low-centre-seed1 disc-low-centre-seed2 --arm iters6000 max_iters=6000
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from typing import Any
 
 import torch
 
+from atebm.cli.options import parse_overrides
 from atebm.dsgan import train_case
 from atebm.training import write_json
 
@@ -47,15 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="run names to (re)run; the others keep their stored results")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-iters", type=int, default=None, help="override every run's budget")
+    parser.add_argument("--arm", help="name of a knob setting tried on the selected runs: results go to "
+                                      "cases_arms.json under '<run>+<arm>'")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="DSGANConfig fields of the arm")
     args = parser.parse_args(argv)
+    if args.overrides and not args.arm:
+        raise ValueError("key=value overrides make an arm: name it with --arm NAME (results go to cases_arms.json)")
+    arm_overrides = parse_overrides(args.overrides)
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "cases.json"
+    path = RESULTS / ("cases_arms.json" if args.arm else "cases.json")
     command = "python benchmarks/dsgan_cases.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for name, case, overrides in RUNS:
-        if args.only and name not in args.only:
+    for run_name, case, overrides in RUNS:
+        if args.only and run_name not in args.only:
             continue
-        overrides = dict(overrides, progress=False, device="cpu")
+        name = f"{run_name}+{args.arm}" if args.arm else run_name
+        overrides = dict(overrides, **arm_overrides, progress=False, device="cpu")
         if args.max_iters:
             overrides["max_iters"] = args.max_iters
         out = Path(args.runs) / name
@@ -69,23 +85,52 @@ def main(argv: list[str] | None = None) -> int:
         summary["equivalent_command"] = (f"atebm dsgan train --case {case} --out {out} --threads {args.threads} "
                                          + " ".join(f"{k}={v}" for k, v in overrides.items()))
         results = json.loads(path.read_text()) if path.exists() else {}  # other runs may have finished meanwhile
+        summary["arm"] = {"name": args.arm, "overrides": arm_overrides} if args.arm else None
         results["runs"] = {**results.get("runs", {}), name: summary}
         results["note"] = "each run records the command that produced it"
+        results["summary"] = summarise_2d(results["runs"])
         for figure in ("report_files/dsgan_points.png", "samples.png", "nearest.png"):
-            if (out / figure).exists():
+            if (out / figure).exists() and not args.arm:  # an arm's figures stay in its run folder
                 shutil.copy(out / figure, RESULTS / f"{name}_{Path(figure).name.replace('dsgan_', '')}")
         write_json(path, results)
         _print(name, summary)
     return 0
 
 
+def summarise_2d(runs: dict[str, Any]) -> dict[str, Any]:
+    """Per 2D case and arm: the seeds, on how many the picture is reproduced (``picture.reproduced`` of
+    :func:`atebm.dsgan.toy.evaluate_2d`) and whether the energy distance could resolve it, and per seed the
+    generated points' energy distances to the exact target, p_d and p_dbar."""
+    groups: dict[str, dict[str, Any]] = {}
+    for run in runs.values():
+        ev = run["evaluation"]
+        if "picture" not in ev:
+            continue
+        arm = (run.get("arm") or {}).get("name") or "case settings"
+        group = groups.setdefault(f"{run['case']} ({arm})", {"case": run["case"], "arm": arm, "seeds": {}})
+        g = ev["generated"]
+        group["seeds"][str(run["config"]["seed"])] = {
+            "reproduced": ev["picture"]["reproduced"], "resolvable": ev["picture"]["resolvable"],
+            "closer_to_target_ratio": g["closer_to_target_ratio"],
+            **{f"energy_distance_to_{ref}": g[f"energy_distance_to_{ref}"] for ref in ("target", "p_d", "p_dbar")},
+            "in_target_support": g["in_target_support"], "iterations": run["iterations"]}
+    for group in groups.values():
+        seeds = group["seeds"].values()
+        group["reproduced"] = f"{sum(s['reproduced'] for s in seeds)} of {len(seeds)}"
+        group["resolvable"] = f"{sum(s['resolvable'] for s in seeds)} of {len(seeds)}"
+        group["mean_energy_distance_to_target"] = sum(s["energy_distance_to_target"] for s in seeds) / len(seeds)
+    return groups
+
+
 def _print(name: str, summary: dict) -> None:
     ev = summary["evaluation"]
     if "generated" in ev:
-        g = ev["generated"]
-        print(f"{name}: in target support {g['in_target_support']:.3f} (p_d {ev['p_d']['in_target_support']:.3f}), "
-              f"p_dbar mass & p_d little {g['pbar_has_mass_and_pd_little']:.3f} (target "
-              f"{ev['target']['pbar_has_mass_and_pd_little']:.3f}), ED to target {g['energy_distance_to_target']:.4f}")
+        g, picture = ev["generated"], ev["picture"]
+        print(f"{name}: ED to target {g['energy_distance_to_target']:.4f}, p_d {g['energy_distance_to_p_d']:.4f}, "
+              f"p_dbar {g['energy_distance_to_p_dbar']:.4f}: picture {'reproduced' if picture['reproduced'] else 'not'}"
+              f" (resolvable: {picture['resolvable']}); in target support {g['in_target_support']:.3f} "
+              f"(p_d {ev['p_d']['in_target_support']:.3f}, p_dbar {ev['p_dbar']['in_target_support']:.3f})",
+              flush=True)
     else:
         print(f"{name}: judged {ev['target_classes']}: {ev['fraction_target']:.3f}, judged p_d classes "
               f"{ev['fraction_pd_classes']:.3f}")

@@ -150,6 +150,8 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
                                     "train": {"max_iters": 5}, "train_attack": "pgd",
                                     "validation": {"steps": 2, "step_size": 0.2, "every": 5},
                                     "classifier": {"epochs": 1}, "hardware": "cpu", "wall_clock": "-"},
+    "atebm.dsgan.cases.Case": {"name": "tiny", "description": "d", "paper": "S Fig. 3", "kind": "points",
+                               "mixture": "disc"},
     "atebm.presets.GenerationSettings": {"steps": 8, "step_size": 1.0},
     "atebm.presets.Preset": {"name": "tiny", "description": "d", "data": "mnist", "p0": "photos", "seeds": "photos",
                              "size": 28, "channels": 1, "train": {"max_iters": 5},

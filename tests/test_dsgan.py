@@ -17,6 +17,7 @@ from atebm.data import ImageSet
 from atebm.dsgan import (
     CASES,
     DSGAN,
+    Case,
     DSGANConfig,
     DSGANTrainer,
     InterpolationSource,
@@ -396,6 +397,25 @@ def test_exact_2d_densities_and_target_sampler():
     roll = swissroll_mixture()
     points = roll.sample(200, g)
     assert float(roll.density(points).mean()) > float(roll.density(points, extra_std=0.3).mean())
+
+
+def test_a_case_is_a_validated_config_and_refuses_what_cannot_run():
+    case = CASES["disc-low-centre"]
+    assert Case.from_dict(json.loads(json.dumps(case.to_dict()))) == case
+    assert case.dsgan_config(max_iters=7).max_iters == 7 and case_config(case.name) == case.dsgan_config()
+    with pytest.raises(ValueError, match="unknown Case key"):
+        Case.from_dict({**case.to_dict(), "sigma": 0.1})
+    with pytest.raises(ValueError, match="mixture must be one of"):
+        case.replace(mixture="spiral")
+    with pytest.raises(ValueError, match="a points case needs mixture"):
+        case.replace(mixture=None)
+    with pytest.raises(ValueError, match="config: .*alpha"):
+        case.replace(config={**case.config, "alpha": 1.0})
+    with pytest.raises(ValueError, match="kind must be one of"):
+        case.replace(kind="audio")
+    images = CASES["mnist-difference"]
+    with pytest.raises(ValueError, match="a class p_d lacks"):
+        images.replace(pbar_classes=(1,))
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -21,7 +21,8 @@ from atebm.dsgan.theory import (
     total_variation,
     virtual_criterion,
 )
-from atebm.dsgan.toy import BlurredMixture
+from atebm.dsgan.toy import BlurredMixture, evaluate_2d, minimiser_scale
+from atebm.dsgan.training import DSGAN
 
 ONE = BlurredMixture(torch.tensor([[-1.5, 0.0]]), torch.ones(1), 0.4, "one blob")
 TWO = BlurredMixture(torch.tensor([[-1.5, 0.0], [1.5, 0.0]]), torch.tensor([0.5, 0.5]), 0.4, "two blobs")
@@ -100,3 +101,43 @@ def test_energy_distances_put_the_target_next_to_itself_and_p_d_far_from_it(one_
     assert result["generated_to_minimiser"] < 0.05 < result["p_d_to_minimiser"]
     assert result["minimiser_to_minimiser"] < 0.05 and result["eq1_target_to_eq1_target"] < 0.05
     assert result["p_dbar_to_eq1_target"] < result["p_d_to_eq1_target"]
+
+
+def test_minimiser_scale_solves_the_kkt_mass_equation_exactly():
+    """sum_i (k p_dbar_i - alpha p_d_i)_+ = 1 - alpha on hand-built cells: p_dbar = (1/2, 1/2), p_d = (1, 0),
+    alpha 0.8 gives 0.5 k = 0.2 (the first cell stays off while k < 1.6), so k = 0.4 and alpha' = 2; where
+    alpha p_d <= p_dbar on every cell (S Thm. 1) k is exactly 1."""
+    half = torch.tensor([0.5, 0.5])
+    assert minimiser_scale(half, torch.tensor([1.0, 0.0]), 0.8) == pytest.approx(0.4, abs=1e-12)
+    assert minimiser_scale(half, half, 0.8) == 1.0
+    assert minimiser_scale(half, torch.tensor([1.0, 0.0]), 0.0) == 1.0
+    with pytest.raises(ValueError, match="same cells"):
+        minimiser_scale(half, torch.ones(3), 0.8)
+
+
+def test_the_2d_evaluation_compares_with_the_minimiser_not_eq1_at_the_nominal_alpha(one_thread):
+    """evaluate_2d's target is (p_dbar - alpha' p_d)+ with alpha' = alpha / k (k from samples of p_dbar, checked
+    against the exact grid solution): exact samples of it sit in its support and next to its held-out sample,
+    while exact samples of S Eq. 1's (p_dbar - alpha p_d)+ leave that support and lie farther from it (on the
+    code before this fix, which compared with Eq. 1 at alpha, the order was the reverse)."""
+    tau = 0.6
+    _, k = criterion_minimiser(GridDensities.of(ONE, tau=tau, cells=81), 0.8)
+    g = torch.Generator().manual_seed(0)
+    minimiser = ONE.target_sample(2000, tau, 0.8 / k, g)
+    eq1 = ONE.target_sample(2000, tau, 0.8, g)
+    at_minimiser = evaluate_2d(minimiser, ONE, tau, 0.8, seed=1)
+    at_eq1 = evaluate_2d(eq1, ONE, tau, 0.8, seed=1)
+    assert at_minimiser["thresholds"]["target_alpha"] == pytest.approx(0.8 / k, rel=0.02) and 0.8 / k > 1.2
+    assert at_minimiser["generated"]["in_target_support"] == 1.0 > 0.97 > at_eq1["generated"]["in_target_support"]
+    assert (at_minimiser["generated"]["energy_distance_to_target"] + 0.003
+            < at_eq1["generated"]["energy_distance_to_target"])
+    assert at_minimiser["picture"] == {**at_minimiser["picture"], "reproduced": True, "resolvable": True}
+    p_dbar = evaluate_2d(ONE.sample(2000, g, extra_std=tau), ONE, tau, 0.8, seed=1)
+    assert p_dbar["picture"]["reproduced"] is False  # an ordinary GAN's solution does not give the picture
+
+
+@pytest.mark.parametrize("trick, expected", [(True, 205 / 256), (False, 0.8)])
+def test_the_mixture_alpha_is_the_share_of_p_d_in_the_fake_batch(trick, expected):
+    assert DSGAN(alpha=0.8, batch_size=256, sampling_trick=trick,
+                 generator={"arch": "mlp", "kwargs": {"latent_dim": 2, "out_dim": 2, "hidden": 8,
+                                                       "depth": 1}}).mixture_alpha == pytest.approx(expected)

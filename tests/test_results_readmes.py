@@ -460,10 +460,6 @@ def test_the_dsgan_items_table_is_its_json():
         assert_quotes(quoted_rows[label][2], quoted, others, f"DSGAN README, {label}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the 2D table prints 0.073 for swissroll-boundary seed 2's energy distance, cases.json has "
-                          "0.0725 (0.072); that paragraph is being rewritten by another engineer (issue 27), who "
-                          "removes this mark with the fix")
 def test_the_dsgan_2d_cases_table_is_cases_json():
     table = table_after(_dsgan_readme(), "| 2D run (seed) |")
     runs = _load(RESULTS / "dsgan" / "cases.json")["runs"]

@@ -54,9 +54,11 @@ def _train(args: argparse.Namespace) -> int:
         ev = summary["evaluation"]
         if "generated" in ev:
             g = ev["generated"]
-            print(f"{args.case}: {g['in_target_support']:.1%} of the samples in the target's support "
-                  f"(p_dbar > alpha p_d), {g['pbar_has_mass_and_pd_little']:.1%} where p_dbar has mass and p_d "
-                  f"little; energy distance to the target {g['energy_distance_to_target']:.4f}")
+            print(f"{args.case}: {g['in_target_support']:.1%} of the samples in the exact target's support "
+                  f"(p_dbar > {ev['thresholds']['target_alpha']:.3g} p_d), {g['pbar_has_mass_and_pd_little']:.1%} "
+                  f"where p_dbar has mass and p_d little; energy distance to the target "
+                  f"{g['energy_distance_to_target']:.4f} (p_d {g['energy_distance_to_p_d']:.4f}, p_dbar "
+                  f"{g['energy_distance_to_p_dbar']:.4f})")
         else:
             print(f"{args.case}: {ev['fraction_target']:.1%} of {ev['n']} samples judged digit(s) "
                   f"{ev['target_classes']} by the digit classifier")

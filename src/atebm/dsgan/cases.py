@@ -16,10 +16,11 @@ resumable state with the generator), evaluates it, writes ``case.json``, figures
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import REQUIRED, Config, above, at_least, distinct, each, one_of, satisfies, setting
 from ..data import ImageSet, load_dataset, open_source
 from ..training import CHECKPOINT_FILE, MODEL_FILE, resolve_device, write_json
 from .sources import InterpolationSource, NoisySource, class_subset
 from .toy import TOY_MIXTURES, evaluate_2d
 from .training import DSGANConfig, DSGANTrainer, load_generator
 
-__all__ = ["Case", "CASES", "CASE_GENERATOR_LOSS", "get_case", "case_config", "train_case", "train_on_data",
-           "train_run", "sample_generator", "evaluate_difference", "difference_classes", "target_sets",
+__all__ = ["Case", "CASE_KINDS", "CASES", "CASE_GENERATOR_LOSS", "get_case", "case_config", "train_case",
+           "train_on_data", "train_run", "sample_generator", "evaluate_difference", "difference_classes", "target_sets",
            "describe_source", "parse_pbar", "POINTS_DISCRIMINATOR", "POINTS_GENERATOR"]
 
 #: Networks of the 2D cases: ReLU MLPs (a SiLU MLP of this size stays too smooth to resolve the roll's arms).
@@ -50,36 +52,69 @@ _POINTS_CONFIG: dict[str, Any] = {"model": POINTS_DISCRIMINATOR, "generator": PO
                                   "generator_loss": CASE_GENERATOR_LOSS}
 
 
-@dataclass(frozen=True)
-class Case:
-    """A named DSGAN case study: where p_d and p_dbar come from, the training config and the paper's figure."""
+def difference_classes(pd_classes: Sequence[int], pbar_classes: Sequence[int]) -> list[int]:
+    """The classes of p_dbar that p_d lacks: the ones the generator should make (S Fig. 5-6: {1, 7} - {1})."""
+    return sorted(set(pbar_classes) - set(pd_classes))
 
-    name: str
-    description: str
-    paper: str
-    kind: str                       # "points" (2D) or "images"
-    config: dict[str, Any] = field(default_factory=dict)
-    mixture: str | None = None      # 2D: a key of atebm.dsgan.toy.TOY_MIXTURES
-    tau: float = 0.3                # 2D: std of the Gaussian noise that makes p_dbar
-    n_points: int = 5000            # 2D: size of the fixed p_d sample
-    dataset: str = "mnist"          # images
-    pd_classes: tuple[int, ...] = ()
-    pbar_classes: tuple[int, ...] = ()
+
+#: What a case study trains on: ``points`` (2D, exact densities) or ``images`` (classes of a data set).
+CASE_KINDS = {"points": "2D points of a mixture of atebm.dsgan.toy.TOY_MIXTURES, p_dbar = p_d * N(0, tau^2 I)",
+              "images": "images of a data set, p_d and p_dbar = sets of its classes"}
+
+
+@dataclass(frozen=True)
+class Case(Config):
+    """A named DSGAN case study: where p_d and p_dbar come from, the training config and the paper's figure.
+
+    ``config`` holds :class:`DSGANConfig` fields (checked when the case is built). A ``points`` case draws
+    ``n_points`` points of the 2D ``mixture`` as p_d and adds N(0, ``tau``^2 I) for p_dbar; an ``images`` case takes
+    the train split of ``dataset``, p_d = its ``pd_classes`` and p_dbar = its ``pbar_classes``, which must hold a
+    class that p_d lacks (the difference the generator should make, S Fig. 5-6)."""
+
+    name: str = setting(REQUIRED, satisfies(bool, "a non-empty name"))
+    description: str = setting(REQUIRED, satisfies(bool, "a non-empty description"))
+    paper: str = setting(REQUIRED, satisfies(bool, "the paper's figure or section"))
+    kind: str = setting(REQUIRED, one_of(CASE_KINDS))
+    config: dict[str, Any] = setting(factory=dict)
+    mixture: str | None = setting(None, one_of(*TOY_MIXTURES))
+    tau: float = setting(0.3, above(0, why="the std of the noise that makes p_dbar"))
+    n_points: int = setting(5000, at_least(2))
+    dataset: str = setting("mnist", satisfies(bool, "a data set name"))
+    pd_classes: tuple[int, ...] = setting((), each(at_least(0)), distinct())
+    pbar_classes: tuple[int, ...] = setting((), each(at_least(0)), distinct())
+
+    def check(self) -> Iterator[str]:
+        try:
+            self.dsgan_config()
+        except (TypeError, ValueError) as error:
+            yield f"config: {error}"
+        if self.kind == "points" and self.mixture is None:
+            yield f"a points case needs mixture, one of {tuple(TOY_MIXTURES)}"
+        if self.kind == "images" and not (self.pd_classes and difference_classes(self.pd_classes, self.pbar_classes)):
+            yield (f"an images case needs pd_classes and pbar_classes with a class p_d lacks, got "
+                   f"{list(self.pd_classes)} and {list(self.pbar_classes)}")
+
+    def dsgan_config(self, **overrides: Any) -> DSGANConfig:
+        """The case's :class:`DSGANConfig` with ``overrides`` (any DSGANConfig field) applied."""
+        return DSGANConfig.from_dict({**copy.deepcopy(self.config), **overrides})
 
 
 #: Every case study ``atebm dsgan train --case`` accepts (:data:`atebm.presets.REGISTRY` lists them with their data
 #: needs and measured times beside the other commands' presets: ``atebm presets``).
 CASES: dict[str, Case] = {
     "swissroll-boundary": Case(
-        "swissroll-boundary", "p_d = swiss roll (sigma 0.1), p_dbar = p_d * N(0, 0.3^2 I): boundary points",
-        "S Fig. 2 and 4", "points", dict(_POINTS_CONFIG), mixture="swissroll", tau=0.3),
+        name="swissroll-boundary",
+        description="p_d = swiss roll (sigma 0.1), p_dbar = p_d * N(0, 0.3^2 I): boundary points",
+        paper="S Fig. 2 and 4", kind="points", config=dict(_POINTS_CONFIG), mixture="swissroll", tau=0.3),
     "disc-low-centre": Case(
-        "disc-low-centre", "p_d = disc of radius 2 with density ~ r^2 (low centre), p_dbar = p_d * N(0, 0.3^2 I)",
-        "S Fig. 3", "points", dict(_POINTS_CONFIG), mixture="disc", tau=0.3),
+        name="disc-low-centre",
+        description="p_d = disc of radius 2 with density ~ r^2 (low centre), p_dbar = p_d * N(0, 0.3^2 I)",
+        paper="S Fig. 3", kind="points", config=dict(_POINTS_CONFIG), mixture="disc", tau=0.3),
     "mnist-difference": Case(
-        "mnist-difference", "p_d = digit 1, p_dbar = digits {1, 7} (MNIST 5,000 train split): the generator makes 7s",
-        "S Fig. 5-6", "images", {"max_iters": 3000, "log_every": 100, "ckpt_every": 500,
-                                 "generator_loss": CASE_GENERATOR_LOSS},
+        name="mnist-difference",
+        description="p_d = digit 1, p_dbar = digits {1, 7} (MNIST 5,000 train split): the generator makes 7s",
+        paper="S Fig. 5-6", kind="images",
+        config={"max_iters": 3000, "log_every": 100, "ckpt_every": 500, "generator_loss": CASE_GENERATOR_LOSS},
         dataset="mnist", pd_classes=(1,), pbar_classes=(1, 7)),
 }
 
@@ -93,8 +128,8 @@ def get_case(name: str) -> Case:
 
 
 def case_config(name: str, **overrides: Any) -> DSGANConfig:
-    """The case's :class:`DSGANConfig` with ``overrides`` (any DSGANConfig field) applied."""
-    return DSGANConfig.from_dict({**get_case(name).config, **overrides})
+    """The :class:`DSGANConfig` of the case called ``name`` with ``overrides`` (any DSGANConfig field) applied."""
+    return get_case(name).dsgan_config(**overrides)
 
 
 def case_data(case: Case, seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
@@ -204,10 +239,10 @@ def train_case(name: str, out: str | os.PathLike, *, overrides: dict[str, Any] |
     out = Path(out)
     samples = trainer.generate(n_eval)
     if case.kind == "points":
-        evaluation = evaluate_2d(samples, info["mixture"], case.tau, trainer.dsgan.alpha, seed=config.seed,
+        evaluation = evaluate_2d(samples, info["mixture"], case.tau, trainer.dsgan.mixture_alpha, seed=config.seed,
                                  n_reference=min(2000, max(200, n_eval)))
         _write_points(out, samples)
-        figure = _points_figure(trainer, info["mixture"], case, samples, p_d)
+        figure = _points_figure(trainer, info["mixture"], case, samples, p_d, evaluation["thresholds"]["target_alpha"])
     else:
         evaluation = evaluate_difference(samples, info["train"], case.pd_classes, case.pbar_classes, out)
         figure = None
@@ -292,11 +327,6 @@ def parse_pbar(spec: str, p_d: ImageSet, full: ImageSet) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def difference_classes(pd_classes: Sequence[int], pbar_classes: Sequence[int]) -> list[int]:
-    """The classes of p_dbar that p_d lacks: the ones the generator should make (S Fig. 5-6: {1, 7} - {1})."""
-    return sorted(set(pbar_classes) - set(pd_classes))
-
-
 def target_sets(train: ImageSet, target: Sequence[int], dataset: str = "mnist") -> tuple[ImageSet, ImageSet]:
     """``(reference, held_out)``: the images of the ``target`` classes in ``train`` and in the test split of
     ``dataset``, the real images generated samples of those classes are compared with."""
@@ -357,13 +387,14 @@ def _write_points(out: Path, points: Tensor) -> None:
     np.savez_compressed(out / "samples.npz", x=points.detach().float().cpu().numpy().astype(np.float32))
 
 
-def _points_figure(trainer: DSGANTrainer, mixture: Any, case: Case, samples: Tensor, p_d: Tensor) -> Any:
-    """Four panels: p_d, p_dbar, the exact target (p_dbar - alpha p_d)_+ and the generated points over D."""
+def _points_figure(trainer: DSGANTrainer, mixture: Any, case: Case, samples: Tensor, p_d: Tensor,
+                   target_alpha: float) -> Any:
+    """Four panels: p_d, p_dbar, the exact target ``(p_dbar - target_alpha p_d)_+`` (the minimiser of S's
+    criterion, :func:`atebm.dsgan.toy.evaluate_2d`) and the generated points over D."""
     from matplotlib.figure import Figure
 
     from ..sampling import eval_mode, per_sample_scores
 
-    alpha = trainer.dsgan.alpha
     g = torch.Generator().manual_seed(1)
     lim, cells = 4.0, 101
     axis = torch.linspace(-lim, lim, cells)
@@ -371,11 +402,11 @@ def _points_figure(trainer: DSGANTrainer, mixture: Any, case: Case, samples: Ten
     grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
     with eval_mode(trainer.model), torch.no_grad():
         d = torch.sigmoid(per_sample_scores(trainer.model, grid.to(trainer.device))).cpu().view(cells, cells)
-    target_density = (mixture.density(grid, extra_std=case.tau) - alpha * mixture.density(grid)).clamp_min(0)
+    target_density = (mixture.density(grid, extra_std=case.tau) - target_alpha * mixture.density(grid)).clamp_min(0)
     n = min(1500, len(samples))
     panels = [("p_d", p_d[:n], None), (f"p_dbar = p_d * N(0, {case.tau:.2g}^2)",
                                        mixture.sample(n, g, extra_std=case.tau), None),
-              (f"target (p_dbar - {alpha:.1f} p_d)+", mixture.target_sample(n, case.tau, alpha, g),
+              (f"exact target (p_dbar - {target_alpha:.3g} p_d)+", mixture.target_sample(n, case.tau, target_alpha, g),
                target_density.view(cells, cells)),
               ("generated (over D(x))", samples[:n], d)]
     fig = Figure(figsize=(15, 3.9), dpi=100)
@@ -404,12 +435,16 @@ def _report_case(out: Path, summary: dict[str, Any], figure: Any) -> None:
                 "samples evaluated": summary["n_eval"]}
     if "generated" in ev:
         columns = ["points", "in target support", "p_dbar has mass, p_d little", "median p_d/p_dbar",
-                   "centre fraction", "energy distance to target"]
-        rows = [[name, ev[name]["in_target_support"], ev[name]["pbar_has_mass_and_pd_little"],
-                 ev[name]["median_pd_over_pbar"], ev[name]["centre_fraction"], ev[name]["energy_distance_to_target"]]
+                   "centre fraction", "energy distance to target", "to p_d", "to p_dbar", "target / nearer other"]
+        rows = [[name, *(ev[name][key] for key in ("in_target_support", "pbar_has_mass_and_pd_little",
+                                                    "median_pd_over_pbar", "centre_fraction",
+                                                    "energy_distance_to_target", "energy_distance_to_p_d",
+                                                    "energy_distance_to_p_dbar", "closer_to_target_ratio"))]
                 for name in ("generated", "p_d", "p_dbar", "target")]
+        target = f"(p_dbar - {ev['thresholds']['target_alpha']:.3g} p_d)+, the minimiser of S's criterion"
         report.add_table("dsgan/case", f"{summary['case']}: where the generated points lie ({summary['paper']})",
-                         columns, rows, protocol={**protocol, "thresholds": ev["thresholds"]})
+                         columns, rows, protocol={**protocol, "exact target": target, "picture": ev["picture"],
+                                                  "thresholds": ev["thresholds"]})
         if figure is not None:
             report.add_figure("dsgan/points", "p_d, p_dbar, the exact target and the generated points", figure)
     else:

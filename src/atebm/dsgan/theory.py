@@ -15,7 +15,8 @@ a number that can be checked:
   ``p_g* = (k p_dbar - alpha p_d)_+ / (1 - alpha)`` with the one ``k`` in (0, 1] that makes it integrate to 1
   (:func:`criterion_minimiser`; ``k = 1`` exactly when the assumption holds). This is S Eq. 1's target
   ``(p_dbar - alpha' p_d)_+ / Z`` (:func:`eq1_target`) with ``alpha' = alpha / k >= alpha``: a smaller support
-  than the ``(p_dbar - alpha p_d)_+`` that the 2D evaluation samples, inside Prop. 2's ``{p_dbar > alpha p_d}``.
+  than S Eq. 1's ``(p_dbar - alpha p_d)_+``, inside Prop. 2's ``{p_dbar > alpha p_d}``; the 2D evaluation
+  (:func:`atebm.dsgan.toy.evaluate_2d`) compares generators with it.
 * **Prop. 3** - Alg. 1 in function space: the discriminator optimal at every step (Prop. 1), then a step of p_g
   down ``dV/dp_g = (1 - alpha) log(1 - D*_G)`` (mirror descent, which keeps p_g a density) converges to p_g*
   (:func:`function_space_alg1`).
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from ..toy2d.metrics import energy_distance, grid_points
 from .losses import check_alpha
-from .toy import BlurredMixture
+from .toy import BlurredMixture, minimiser_scale
 
 __all__ = ["GridDensities", "optimal_discriminator", "discriminator_value", "virtual_criterion", "jensen_shannon",
            "eq1_target", "criterion_minimiser", "function_space_alg1", "total_variation", "check_theory",
@@ -116,24 +117,12 @@ def eq1_target(grid: GridDensities, alpha: float) -> Tensor:
     return positive / mass
 
 
-def criterion_minimiser(grid: GridDensities, alpha: float, iterations: int = 100) -> tuple[Tensor, float]:
+def criterion_minimiser(grid: GridDensities, alpha: float) -> tuple[Tensor, float]:
     """``(p_g*, k)``: the density that minimises ``C(G)``, ``p_g* = (k p_dbar - alpha p_d)_+ / (1 - alpha)``, with
-    ``k`` in (0, 1] found by bisection so that p_g* integrates to 1 (module doc: the KKT conditions of the convex
-    problem; ``k = 1`` iff ``alpha p_d <= p_dbar`` everywhere, S Thm. 1)."""
+    ``k`` in (0, 1] the one that makes p_g* integrate to 1 (:func:`atebm.dsgan.toy.minimiser_scale`, exact; module
+    doc: the KKT conditions of the convex problem; ``k = 1`` iff ``alpha p_d <= p_dbar`` everywhere, S Thm. 1)."""
     alpha = check_alpha(alpha)
-
-    def mass(k: float) -> float:
-        return grid.integral((k * grid.p_dbar - alpha * grid.p_d).clamp_min(0))
-
-    low, high = 0.0, 1.0
-    if mass(high) <= 1 - alpha:  # alpha p_d <= p_dbar on the grid: Thm. 1's case
-        low = high
-    for _ in range(iterations):
-        if low == high:
-            break
-        middle = (low + high) / 2
-        low, high = (middle, high) if mass(middle) < 1 - alpha else (low, middle)
-    k = (low + high) / 2
+    k = minimiser_scale(grid.p_dbar * grid.cell_area, grid.p_d * grid.cell_area, alpha)
     p_g = (k * grid.p_dbar - alpha * grid.p_d).clamp_min(0)
     return p_g / grid.integral(p_g), k
 

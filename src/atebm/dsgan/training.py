@@ -156,6 +156,16 @@ class DSGAN(Objective):
             return mixture_sizes(m, self.alpha)
         return m, (m if self.alpha > 0 else 0)
 
+    @property
+    def mixture_alpha(self) -> float:
+        """The weight of p_d in the fake mixture the discriminator is trained against, the alpha of S Eq. 2-3 that
+        the generator's optimum answers to: ``alpha`` without the sampling trick; with it the share of p_d rows in a
+        fake batch of ``batch_size`` (S Eq. 10 rounds ``(1 - alpha) m`` generator rows: 205 / 256 at alpha 0.8)."""
+        if not self.sampling_trick:
+            return self.alpha
+        n_gen, n_data = mixture_sizes(self.batch_size, self.alpha)
+        return n_data / (n_gen + n_data)
+
     def negatives(self, trainer: Trainer, x0: Tensor) -> Tensor:
         m = x0.shape[0]
         n_gen, n_data = self.fake_layout(m)
@@ -222,7 +232,6 @@ class DSGANConfig(TrainerOptions):
     (``benchmarks/dsgan_generator_loss.py``, ``benchmarks/results/dsgan/generator_loss.json``), neither is
     consistently better: energy distance to the target 0.090 vs 0.128 (swiss roll, minimax first) and 0.201 vs
     0.174 (disc), Fréchet ratio to held-out sevens 54 vs 37 (both collapsed, 2 of 3 seeds make 7s with either).
-    ``max_iters`` counts discriminator steps.
     ``max_iters`` counts discriminator steps."""
 
     model: dict[str, Any] = setting(factory=lambda: dict(IMAGE_DISCRIMINATOR))
