@@ -20,7 +20,8 @@ Stages, in order (each writes ``W/done/<stage>.json`` and, except with ``--smoke
 * ``train-sgld``: the maximum-likelihood EBM of :mod:`atebm.baselines` (SGLD with a replay buffer, p_0 uniform noise).
 * ``eval-clean``: Fashion-MNIST test (10,000, in-distribution, positive) against every MNIST image on this machine
   (the 5,000 of MNIST 5,000, :data:`MNIST_NOTE`): AUROC, AUPRC (both positive classes), FPR at 80 % and 95 % TPR for
-  every model. No detector saw MNIST in training or selection.
+  every model, and per model the AUROC of each garment class against all of MNIST and of all garments against each
+  digit (where a detector fails). No detector saw MNIST in training or selection.
 * ``eval-worst``: every MNIST image pushed up the score inside L2 balls (eps 1, 2, 3, 5) and Linf balls (0.05,
   0.1, 0.2) through the attack layer (:func:`atebm.ood.compute_ood`: PGD with a random restart, APGD and Square,
   per-sample worst case, :data:`WORST_CASE_ATTACK`), for AT, OE and the classifier.
@@ -177,21 +178,38 @@ def _feature_net(bench: Bench) -> Any:
     return net.eval()
 
 
-def _mnist_all() -> Tensor:
+def _mnist_all() -> tuple[Tensor, Tensor]:
+    """Every MNIST image on this machine and its digit (:data:`MNIST_NOTE`)."""
     from atebm.data import load_dataset
 
-    return torch.cat([load_dataset("mnist", split=split).x for split in ("train", "val", "test")])
+    splits = [load_dataset("mnist", split=split) for split in ("train", "val", "test")]
+    return torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits])
 
 
-def _in_and_out(bench: Bench) -> tuple[Tensor, Tensor]:
-    """The Fashion-MNIST test images (positives) and the MNIST images (OOD) of the protocol."""
+def _in_and_out(bench: Bench) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The Fashion-MNIST test images (positives) and the MNIST images (OOD) of the protocol, each with its labels
+    (garment class, digit)."""
     from atebm.data import load_dataset
 
-    x_in = load_dataset("fashion", split="test", seed=0, n=bench.budget["n_in"]).x
-    x_out = _mnist_all()
+    fashion = load_dataset("fashion", split="test", seed=0, n=bench.budget["n_in"])
+    x_out, y_out = _mnist_all()
     if bench.budget["n_ood"] is not None:
-        x_out = x_out[torch.randperm(len(x_out), generator=torch.Generator().manual_seed(0))[:bench.budget["n_ood"]]]
-    return x_in, x_out
+        keep = torch.randperm(len(x_out), generator=torch.Generator().manual_seed(0))[:bench.budget["n_ood"]]
+        x_out, y_out = x_out[keep], y_out[keep]
+    return fashion.x, fashion.y, x_out, y_out
+
+
+def _auroc_by_class(in_scores: np.ndarray, y_in: Tensor, out_scores: np.ndarray, y_out: Tensor) -> dict[str, Any]:
+    """Where a detector fails: the AUROC of each garment class against all MNIST images, and of all garments
+    against each digit."""
+    from atebm.data import FASHION_CLASSES
+    from atebm.metrics import detection_metrics
+
+    garment, digit = y_in.numpy(), y_out.numpy()
+    return {"garment_class_vs_all_mnist": {name: detection_metrics(in_scores[garment == c], out_scores)["auroc"]
+                                           for c, name in enumerate(FASHION_CLASSES) if (garment == c).any()},
+            "all_fashion_vs_digit": {str(d): detection_metrics(in_scores, out_scores[digit == d])["auroc"]
+                                     for d in range(10) if (digit == d).any()}}
 
 
 def _models(bench: Bench, names: tuple[str, ...] | None = None) -> dict[str, nn.Module]:
@@ -321,7 +339,7 @@ def _detection(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, Any]:
 def stage_eval_clean(bench: Bench) -> dict[str, Any]:
     from atebm.ood import compute_ood, write_ood
 
-    x_in, x_out = _in_and_out(bench)
+    x_in, y_in, x_out, y_out = _in_and_out(bench)
     models = _models(bench)
     evaluation = compute_ood(models, x_in, {"mnist": x_out}, eps=(0.0,),
                              protocol_extra={"in_distribution": f"fashion/test ({len(x_in)} images)",
@@ -329,18 +347,20 @@ def stage_eval_clean(bench: Bench) -> dict[str, Any]:
     write_ood(bench.work / "eval_clean", evaluation)
     scores = evaluation.scores
     table = {name: _detection(scores[f"{name}/in"], scores[f"{name}/mnist/eps=0"]) for name in models}
+    by_class = {name: _auroc_by_class(scores[f"{name}/in"], y_in, scores[f"{name}/mnist/eps=0"], y_out)
+                for name in models}
     return {"protocol": {"in_distribution": f"Fashion-MNIST test, {len(x_in)} images (positive)",
                          "ood": f"{len(x_out)} MNIST images: {MNIST_NOTE}",
                          "metrics": "AUROC; AUPR-in (Fashion-MNIST positive) and AUPR-out (MNIST positive); FPR at "
                                     "80 % and 95 % TPR with either set positive (scikit-learn)",
                          "selection": "no model saw MNIST in training or selection"},
-            "n_in": len(x_in), "n_ood": len(x_out), "models": table}
+            "n_in": len(x_in), "n_ood": len(x_out), "models": table, "auroc_by_class": by_class}
 
 
 def stage_eval_worst(bench: Bench) -> dict[str, Any]:
     from atebm.ood import AttackConfig, OODEvalConfig, compute_ood, write_ood
 
-    x_in, x_out = _in_and_out(bench)
+    x_in, _, x_out, _ = _in_and_out(bench)
     if bench.worst_n is not None:
         x_out = x_out[:bench.worst_n]
     models = _models(bench, tuple(bench.budget["worst_models"]))

@@ -809,3 +809,45 @@ def test_assert_quotes_fails_on_a_changed_or_extra_number():
 def test_numbers_in_reads_numbers_as_a_readme_prints_them():
     assert numbers_in("p_0 K=0 r1 2x 1k 5,441 -0.94 0.03-0.04 1e-6 (0.285)") == [
         "0", "5441", "-0.94", "0.03", "0.04", "1e-6", "0.285"]
+
+
+# ------------------------------------------------------------------------------------------------ fashion (issue 24)
+def _fashion_readme() -> str:
+    return (RESULTS / "fashion" / "README.md").read_text()
+
+
+FASHION_CLEAN_ROWS = {  # README row label (start) -> eval-clean.json model
+    "AT, fashion preset (ours)": "AT",
+    "Outlier Exposure, same trainer at K = 0 (ours)": "OE (K=0)",
+    "classifier, max softmax (ours)": "classifier (max softmax)",
+    "SGLD EBM": "SGLD EBM",
+}
+
+
+def test_the_fashion_clean_table_is_eval_clean_json():
+    models = _load(RESULTS / "fashion" / "eval-clean.json")["models"]
+    table = [row for row in table_after(_fashion_readme(), "| method | AUROC |") if "(ours)" in row[0]]
+    rows = rows_by_label(table, FASHION_CLEAN_ROWS, "fashion README clean table")
+    for label, model in FASHION_CLEAN_ROWS.items():
+        m = models[model]
+        assert_printed_all([m["auroc"]], rows[label][1], f"fashion clean {label} AUROC")
+        assert_printed_all([m["aupr_in"], m["aupr_out"]], rows[label][2], f"fashion clean {label} AUPRC")
+        assert_printed_all([m["fpr80"], m["fpr80_ood_positive"]], rows[label][3], f"fashion clean {label} FPR80")
+
+
+def test_the_fashion_by_class_table_is_eval_clean_json():
+    by_class = _load(RESULTS / "fashion" / "eval-clean.json")["auroc_by_class"]
+    rows = rows_by_label(table_after(_fashion_readme(), "| model | T-shirt |"), {m: m for m in by_class},
+                         "fashion README by-class table")
+    for model, row in rows.items():
+        digits = list(by_class[model]["all_fashion_vs_digit"].values())
+        values = [*by_class[model]["garment_class_vs_all_mnist"].values(), min(digits), max(digits)]
+        assert_printed_all(values, " ".join(row[1:]), f"fashion by-class {model}")
+
+
+def test_the_fashion_stage_table_is_the_stage_jsons():
+    rows = {row[0]: row for row in table_after(_fashion_readme(), "| stage | wall s |")}
+    assert rows, "no stage rows"
+    for stage, row in rows.items():
+        record = _load(RESULTS / "fashion" / f"{stage}.json")
+        assert_printed_all([record["wall_seconds"], record["cpu_seconds"]], f"{row[1]} {row[2]}", f"stage {stage}")
