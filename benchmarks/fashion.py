@@ -4,6 +4,11 @@
     python benchmarks/fashion.py --work W                        # every stage, resuming the ones already done
     python benchmarks/fashion.py --work W --stages eval-worst --worst-n 1000
     python benchmarks/fashion.py --work /tmp/fashion-smoke --smoke  # seconds: proves the pipeline, numbers mean nothing
+    python benchmarks/fashion.py --work W2 --stages train-at eval-clean --arm k24 k_max=24 max_iters=6000
+
+``--arm NAME key=value ...`` trains a variant of the AT model (TrainConfig overrides) and writes its stage records
+to ``benchmarks/results/fashion/arms/NAME/``; for its ``eval-clean`` link ``features.pt``, ``done/features.json``,
+``oe``, ``sgld`` and ``classifier.pt`` (and their ``done`` records) from the main work folder into ``W2``.
 
 Stages, in order (each writes ``W/done/<stage>.json`` and, except with ``--smoke``, ``benchmarks/results/fashion/
 <stage>.json``; a stage whose ``W/done`` file exists is skipped, ``--redo STAGE`` runs it again):
@@ -129,6 +134,14 @@ class Bench:
         self.device = args.device
         self.command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
         self.worst_n = args.worst_n if args.worst_n is not None else self.budget["worst_n"]
+        arm = getattr(args, "arm", None)
+        if arm:
+            from atebm.cli.options import parse_overrides
+
+            name, overrides = arm[0], parse_overrides(arm[1:])
+            self.budget = {**self.budget, "at": {**self.budget.get("at", {}), **overrides}}
+            if not self.smoke:
+                self.results = RESULTS / "arms" / name
 
     def done(self, stage: str) -> Path:
         return self.work / "done" / f"{stage}.json"
@@ -465,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="attack only the first N MNIST images in eval-worst (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="training device: cpu, cuda or auto (default cpu)")
+    parser.add_argument("--arm", nargs="+", metavar="NAME [key=value ...]", default=None,
+                        help="try a variant of the AT model: train-at with these TrainConfig overrides; its stage "
+                             "records go to benchmarks/results/fashion/arms/NAME/ instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = Bench(args)
