@@ -8,7 +8,15 @@ import warnings
 import pytest
 import torch
 
-from atebm.monitor import EXPLODING_SCORES, NON_FINITE, PLATEAU, PLATEAU_LOSS, STEP_SIZE_TOO_LARGE, FailureMonitor
+from atebm.monitor import (
+    ATTACK_BEATEN_AT_K_MAX,
+    EXPLODING_SCORES,
+    NON_FINITE,
+    PLATEAU,
+    PLATEAU_LOSS,
+    STEP_SIZE_TOO_LARGE,
+    FailureMonitor,
+)
 from atebm.training import StopTraining
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,6 +81,53 @@ def test_a_broken_streak_restarts_the_count():
     _feed(monitor, [_record(10, 1, 0.8, 0.9, 0.95), _record(20, 2, 0.01, 1.0, 0.5), _record(30, 2, 0.6, 0.9, 0.93),
                     _record(40, 2, 0.01, 1.0, 0.5)])
     assert monitor.status == "warned" and len(monitor.events) == 2
+
+
+class _CappedConfig(_Config):
+    k_max = 16
+
+
+class _CappedTrainer(_FakeTrainer):
+    config = _CappedConfig()
+
+
+def test_the_attack_beaten_at_k_max_is_warned_and_never_stops_training():
+    """The fashion preset's failure (benchmarks/results/fashion/README.md): at K = k_max the attacked p_0 becomes
+    separable (AUC 0.999) with the loss near 0.57, not 0; warned once per streak, recorded, never a stop. The same
+    numbers below k_max are what progressive K answers (not flagged), and a loss at 0 is G App. I's signature."""
+    monitor = FailureMonitor(patience=2)
+    healthy = [_record(4000, 16, 1.2, 0.76, 1.0), _record(4400, 16, 1.2, 0.78, 1.0)]
+    beaten = [_record(5600 + 400 * i, 16, 0.57, 0.999, 1.0) for i in range(6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for record in healthy:
+            monitor(_CappedTrainer(), record)
+    with pytest.warns(RuntimeWarning, match="attack no longer fools the network"):
+        monitor(_CappedTrainer(), beaten[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # one warning per streak
+        for record in beaten[1:]:
+            monitor(_CappedTrainer(), record)  # six lines, patience 2: no StopTraining
+    assert monitor.status == "warned" and monitor.stopped is None and monitor.last_good_step == 4400
+    assert {e["kind"] for e in monitor.events} == {ATTACK_BEATEN_AT_K_MAX} and len(monitor.events) == 6
+    assert "raise k_max or enlarge p_0" in monitor.summary()["status_text"]
+
+    below_cap = FailureMonitor()
+    for i in range(4):
+        below_cap(_CappedTrainer(), _record(100 * i, 8, 0.57, 0.999, 1.0))
+    assert below_cap.status == "healthy"
+    bounded = FailureMonitor()
+    bounded_trainer = _CappedTrainer()
+    bounded_trainer.config = type("_Bounded", (_CappedConfig,), {"pgd_eps": 0.3})()
+    for i in range(4):
+        bounded(bounded_trainer, _record(100 * i, 16, 0.57, 0.999, 1.0))
+    assert bounded.status == "healthy"  # a GAT detector beating its bounded attack
+    collapsed = FailureMonitor(patience=5)
+    _feed(collapsed, [_record(10, 16, 1.0, 0.8, 0.95)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        collapsed(_CappedTrainer(), _record(20, 16, 0.01, 1.0, 0.5))
+    assert [e["kind"] for e in collapsed.events] == [STEP_SIZE_TOO_LARGE]
 
 
 def test_non_finite_stops_at_once_and_exploding_scores_are_flagged():

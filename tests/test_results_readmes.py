@@ -851,3 +851,18 @@ def test_the_fashion_stage_table_is_the_stage_jsons():
     for stage, row in rows.items():
         record = _load(RESULTS / "fashion" / f"{stage}.json")
         assert_printed_all([record["wall_seconds"], record["cpu_seconds"]], f"{row[1]} {row[2]}", f"stage {stage}")
+
+
+FASHION_WORST_ROWS = {"AT (ours)": "AT", "OE, K = 0 (ours)": "OE (K=0)",
+                      "classifier, max softmax (ours)": "classifier (max softmax)"}
+
+
+def test_the_fashion_worst_case_table_is_eval_worst_json():
+    norms = _load(RESULTS / "fashion" / "eval-worst.json")["norms"]
+    rows = rows_by_label(table_after(_fashion_readme(), "| model | clean | L2 1 |"), FASHION_WORST_ROWS,
+                         "fashion README worst-case table")
+    for label, model in FASHION_WORST_ROWS.items():
+        l2, linf = norms["l2"]["auroc_by_eps"][model], norms["linf"]["auroc_by_eps"][model]
+        values = [l2["0"], l2["1"], l2["2"], l2["3"], l2["5"], linf["0.05"], linf["0.1"], linf["0.2"]]
+        assert linf["0"] == l2["0"], "both norms score the same clean images"
+        assert_printed_all(values, " ".join(rows[label][1:]), f"fashion worst case {label}")
