@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["curves_figure", "figure_png", "roc_figure", "histogram_figure", "plot_roc", "plot_histograms"]
 
-_EVENT_COLOURS = {"step_size_too_large": "tab:red", "non_finite": "black", "exploding_scores": "tab:purple"}
+_EVENT_COLOURS = {"step_size_too_large": "tab:red", "non_finite": "black", "exploding_scores": "tab:purple",
+                  "attack_beaten_at_k_max": "tab:orange", "plateau": "tab:grey"}
 
 
 def figure_png(figure: Any, dpi: int = 110) -> bytes:
