@@ -11,9 +11,9 @@ A trainer callback (``Trainer(..., callbacks=[FailureMonitor()])``) that reads e
   stay perfectly separable (AUC(p_data vs perturbed p_0) >= ``auc_adv_high``) while the loss has not collapsed (so
   not G App. I's signature); checked for an unbounded ascent only (``pgd_eps`` = inf: a detector that beats a
   bounded attack, as GAT trains, is doing its job). Progressive K would answer with more steps, but K is at its
-  cap. Seen on Fashion-MNIST with the ``fashion`` preset (benchmarks/results/fashion/README.md): from there on the
-  validation FD of the samples rose 3-4x in both 8,000-step runs. Suggested change: keep the best validated weights,
-  raise ``k_max`` or enlarge p_0.
+  cap. Seen on Fashion-MNIST with 20,000 p_0 patches (benchmarks/results/fashion/README.md): from there on the
+  validation FD of the samples rose 3-4x in both 8,000-step runs; with 100,000 patches the run did not fail, so
+  there it was p_0 memorised. Suggested change: enlarge p_0, keep the best validated weights, or raise ``k_max``.
 * **non-finite values**: NaN/inf in the loss or the scores (e.g. the EBM loss of E Sec. 5.3, whose score gap
   overflows).
 * **exploding scores**: ``|score|`` of data or perturbed samples beyond ``score_limit`` (BCE training keeps
@@ -228,7 +228,8 @@ class FailureMonitor:
             found.append((ATTACK_BEATEN_AT_K_MAX,
                           f"step {step}, K={k} (k_max): AUC(data vs perturbed p0) {auc_adv:.3f} with loss {loss:.4f}: "
                           "the attack no longer fools the network and K cannot grow; samples may degrade from here",
-                          "keep the best validated weights, raise k_max or enlarge p_0"))
+                          "enlarge p_0 (a memorised p_0 beats the attack), keep the best validated weights, or "
+                          "raise k_max"))
         if auc_clean is not None and math.isfinite(auc_clean):
             previous_best = self.best_auc_clean
             if k >= self.min_k and loss is not None and auc_adv is not None and previous_best is not None \
@@ -255,7 +256,8 @@ class FailureMonitor:
         warmup = int(getattr(config, "indist_at_warmup", 0) or 0)
         # unbounded ascent only: a detector that beats a bounded attack (GAT) is doing what it is trained for
         k_max = getattr(config, "k_max", None)
-        unbounded = math.isinf(float(getattr(config, "pgd_eps", math.inf) or math.inf))
+        pgd_eps = getattr(config, "pgd_eps", None)
+        unbounded = pgd_eps is None or math.isinf(float(pgd_eps))
         found = self.check(record, step_size, loss_kind, self.objective, warmup,
                            int(k_max) if unbounded and isinstance(k_max, (int, float)) else None)
         kinds = {kind for kind, _, _ in found}
