@@ -92,3 +92,21 @@ def test_out_of_family_seeds_are_deterministic_images_unlike_the_held_out_seeds(
     def roughness(x: torch.Tensor) -> float:
         return float((x[..., 1:] - x[..., :-1]).abs().mean())
     assert roughness(a) < roughness(held_out)
+
+
+def test_a_demo_cut_short_by_its_time_budget_says_so():
+    """On a busy machine the time cap stops training early and the samples are worse (newcomer-check: FD 200 after
+    807 of 2,000 iterations): the demo warns, naming the iterations done and planned; a run that reached its
+    iterations, or stopped for another reason, gets no warning."""
+    from types import SimpleNamespace
+
+    from atebm.demo import time_budget_warning
+
+    def trainer(step, stop):
+        return SimpleNamespace(step=step, stop_reason=stop, config=SimpleNamespace(max_iters=2000))
+
+    message = time_budget_warning(trainer(807, "time budget reached"), 420)
+    assert message is not None and "420 s time budget stopped training after 807 of 2000 iterations" in message
+    assert time_budget_warning(trainer(2000, "max_iters reached"), 420) is None
+    assert time_budget_warning(trainer(2000, "time budget reached"), 420) is None
+    assert time_budget_warning(trainer(300, "failure monitor"), 420) is None

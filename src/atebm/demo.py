@@ -29,8 +29,8 @@ from .sampling import pgd_trajectory
 from .training import MODEL_FILE, SelectBest, write_json
 from .training.run import run_training
 
-__all__ = ["run_demo", "DEMO_SETTINGS", "ValidationFD", "fd_selection", "selection_summary", "out_of_family_seeds",
-           "OUT_OF_FAMILY"]
+__all__ = ["run_demo", "time_budget_warning", "DEMO_SETTINGS", "ValidationFD", "fd_selection", "selection_summary",
+           "out_of_family_seeds", "OUT_OF_FAMILY"]
 
 DEMO_SETTINGS: dict[str, Any] = {
     "select_every": 100,       # validation FD every N iterations once K >= select_min_k and at the end; best used
@@ -135,6 +135,18 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def time_budget_warning(trainer: Any, budget_s: float) -> str | None:
+    """What to tell the user when the demo's time cap stopped ``trainer`` before its ``max_iters`` (a busy or slow
+    machine: newcomer-check measured FD 200 after 807 of 2,000 iterations, against 92-146 for full runs); None when
+    training ran to its end."""
+    planned = trainer.config.max_iters
+    if trainer.stop_reason != "time budget reached" or planned is None or trainer.step >= planned:
+        return None
+    return (f"the {budget_s:g} s time budget stopped training after {trainer.step} of {planned} iterations (is the "
+            "machine busy?); the samples come from a shorter run and are worse. Run it on an idle machine, or train "
+            "without the cap: `atebm train --preset mnist`")
+
+
 def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = False,
              overwrite: bool = False) -> dict[str, Any]:
     """The whole ``atebm demo`` (steps 1-5 of the module docstring); returns the content of ``metrics.json``.
@@ -183,6 +195,9 @@ def run_demo(out: str | Path = "runs/demo", device: str = "auto", smoke: bool = 
                                     **smoke_overrides}, callbacks=[monitor, selector])
     timings["train_at_s"] = time.perf_counter() - t
     _say(f"      {at.step} iterations, final K={at.k} ({at.stop_reason}) in {timings['train_at_s']:.0f} s")
+    cut_short = time_budget_warning(at, settings["time_budget_s"])
+    if cut_short:
+        _say(f"      WARNING: {cut_short}")
     weights, selection = at.model_weights()
     at.model.load_state_dict(weights)
     if selection["by"] == "val_fd":
