@@ -866,3 +866,14 @@ def test_the_fashion_worst_case_table_is_eval_worst_json():
         values = [l2["0"], l2["1"], l2["2"], l2["3"], l2["5"], linf["0.05"], linf["0.1"], linf["0.2"]]
         assert linf["0"] == l2["0"], "both norms score the same clean images"
         assert_printed_all(values, " ".join(rows[label][1:]), f"fashion worst case {label}")
+
+
+def test_the_fashion_generation_table_is_generate_json():
+    rows = _load(RESULTS / "fashion" / "generate.json")["rows"]
+    table = rows_by_label(table_after(_fashion_readme(), "| images | FD, Fashion-MNIST"), rows,
+                          "fashion README generation table")
+    for name, row in table.items():
+        r = rows[name]
+        assert_printed_all([r["fd"]], row[1], f"fashion generation {name} FD")
+        assert int(row[2]) == r["classes_covered"], name
+        assert_printed_all([min(r["class_shares"]), max(r["class_shares"])], row[3], f"fashion generation {name}")
