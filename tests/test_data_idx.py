@@ -258,6 +258,8 @@ def test_fashion_is_an_optional_ood_suite(fashion_files):
     assert "fashion" in OPTIONAL_SUITES and "fashion" in ALL_SUITES and "fashion" not in EMBEDDED_SUITES
     assert "fashion" in suite_descriptions()
     x = embedded_suite("fashion", 12, size=32, channels=3, seed=1)
-    assert x.shape == (12, 3, 32, 32) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    # pixels in [0, 1] that use the range: black backgrounds and bright garments (a missing or doubled /255 fails)
+    assert x.shape == (12, 3, 32, 32) and x.dtype == torch.float32
+    assert float(x.min()) == 0.0 and 0.9 < float(x.max()) <= 1.0
     assert torch.equal(x, embedded_suite("fashion", 12, size=32, channels=3, seed=1))
     assert len(embedded_suite("fashion", 20000, seed=1)) == 10000  # the whole test split, no more
