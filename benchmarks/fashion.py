@@ -39,11 +39,9 @@ Every stage records its command, its wall and CPU seconds and the torch thread c
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
+
+from _stages import StageRecords, run_stages, say
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fashion"
 STAGES = ("features", "train-at", "train-oe", "train-classifier", "train-sgld", "eval-clean", "eval-worst",
@@ -114,30 +113,16 @@ class FashionClassifier(nn.Module):
         return self.net(x * 2 - 1)
 
 
-class MaxSoftmaxScore(nn.Module):
-    """Hendrycks & Gimpel (2017)'s OOD score of a classifier, as its log: ``max_k log softmax(z(x))_k``. Monotone
-    in the maximum softmax probability, so every ranking metric equals the probability's; the log keeps a useful
-    gradient for the attacks where the probability saturates at 1."""
-
-    def __init__(self, classifier: nn.Module) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.log_softmax(self.classifier(x), dim=1).max(dim=1).values
-
-
 # ------------------------------------------------------------------------------------------------ bookkeeping
-class Bench:
+class Bench(StageRecords):
     """The work folder, the budgets and the output rules of one invocation."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.work: Path = args.work
-        self.smoke: bool = args.smoke
+        super().__init__(args.work, RESULTS, args.smoke)
         self.budget = SMOKE if args.smoke else FULL
-        self.results = self.work / "results" if args.smoke else RESULTS
+        if args.smoke:
+            self.results = self.work / "results"
         self.device = args.device
-        self.command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
         self.worst_n = args.worst_n if args.worst_n is not None else self.budget["worst_n"]
         self.fid_n: int | None = getattr(args, "fid_n", None)
         arm = getattr(args, "arm", None)
@@ -148,31 +133,6 @@ class Bench:
             self.budget = {**self.budget, "at": {**self.budget.get("at", {}), **overrides}}
             if not self.smoke:
                 self.results = RESULTS / "arms" / name
-
-    def done(self, stage: str) -> Path:
-        return self.work / "done" / f"{stage}.json"
-
-    def record(self, stage: str, payload: dict[str, Any], wall_start: float, cpu_start: float) -> None:
-        from atebm.training import write_json
-
-        payload = {"stage": stage, "smoke": self.smoke, "command": self.command,
-                   "wall_seconds": round(time.perf_counter() - wall_start, 1),
-                   "cpu_seconds": round(time.process_time() - cpu_start, 1), "torch_threads": torch.get_num_threads(),
-                   **payload}
-        write_json(self.done(stage), payload)
-        write_json(self.results / f"{stage}.json", payload)
-        print(f"[{stage}] {payload['wall_seconds']:.0f} s wall -> {self.results / f'{stage}.json'}", file=sys.stderr,
-              flush=True)
-
-    def read(self, stage: str) -> dict[str, Any]:
-        path = self.done(stage)
-        if not path.exists():
-            raise FileNotFoundError(f"stage {stage!r} has not run in {self.work}: run it first (--stages {stage})")
-        return json.loads(path.read_text())
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _preset() -> Any:
@@ -233,6 +193,7 @@ def _auroc_by_class(in_scores: np.ndarray, y_in: Tensor, out_scores: np.ndarray,
 
 def _models(bench: Bench, names: tuple[str, ...] | None = None) -> dict[str, nn.Module]:
     from atebm import load_model
+    from atebm.ood import MaxSoftmaxScore
 
     loaders: dict[str, Callable[[], nn.Module]] = {
         "AT": lambda: load_model(bench.work / "at"),
@@ -273,7 +234,7 @@ def _run(preset: Any, out: Path, overrides: dict[str, Any], callbacks: list[Any]
 
     resume = (out / CHECKPOINT_FILE).exists()
     if resume:
-        _say(f"      resuming {out}")
+        say(f"      resuming {out}")
     return run_training(preset, out, overrides, resume=resume, callbacks=callbacks)
 
 
@@ -317,7 +278,7 @@ def stage_train_classifier(bench: Bench) -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train.x) / recipe["batch_size"])
     select = SelectBest(lambda m: accuracy(m, val.x, val.y), by="val_accuracy", goal="max", every=steps_per_epoch)
     run = train_classifier(model, train.x, train.y, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                           lr=recipe["lr"], select=select, seed=0, progress=lambda line: _say(f"      {line}"))
+                           lr=recipe["lr"], select=select, seed=0, progress=lambda line: say(f"      {line}"))
     torch.save({"kwargs": kwargs, "state_dict": model.state_dict()}, bench.work / "classifier.pt")
     return {"steps": run.steps, "val_accuracy": select.best.values["val_accuracy"] if select.best else None,
             "best_step": select.best.step if select.best else None, "recipe": recipe,
@@ -388,7 +349,7 @@ def stage_eval_worst(bench: Bench) -> dict[str, Any]:
                            "ood": MNIST_NOTE, "norms": {}}
     for norm, eps in bench.budget.get("worst_eps", WORST_CASE_EPS).items():
         config = OODEvalConfig(eps=eps, norm=norm, n=len(x_out), n_in=len(x_in), attack=attack, seed=0)
-        _say(f"      {norm}: eps {list(eps)} on {len(x_out)} MNIST images, models {list(models)}")
+        say(f"      {norm}: eps {list(eps)} on {len(x_out)} MNIST images, models {list(models)}")
         evaluation = compute_ood(models, x_in, {"mnist": x_out}, config,
                                  protocol_extra={"in_distribution": f"fashion/test ({len(x_in)} images)",
                                                  "suites": {"mnist": MNIST_NOTE}})
@@ -494,17 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                              "records go to benchmarks/results/fashion/arms/NAME/ instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bench = Bench(args)
-    bench.work.mkdir(parents=True, exist_ok=True)
-    for stage in STAGES:
-        if stage not in args.stages:
-            continue
-        if bench.done(stage).exists() and stage not in args.redo:
-            _say(f"[{stage}] done before: {bench.done(stage)}")
-            continue
-        _say(f"[{stage}] running")
-        wall, cpu = time.perf_counter(), time.process_time()
-        bench.record(stage, STAGE_FUNCTIONS[stage](bench), wall, cpu)
+    run_stages(Bench(args), STAGE_FUNCTIONS, args.stages, args.redo)
     return 0
 
 

@@ -82,11 +82,11 @@ def _validation_robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, norm:
     """Clean and robust accuracy under the training attack (cross-entropy PGD from a random start, T Eq. 3.46) run
     by the attack layer (every iterate judged by misclassification): the Madry baseline's selection metric."""
     device = next(model.parameters()).device
+    clean = float((batched_logits(model, x).argmax(1) == y).float().mean())
+    if eps == 0 or steps == 0:  # plain training: no attack to validate against
+        return clean, clean
     threat = ThreatModel(norm, eps)
     spec = AttackSpec("pgd", steps=steps, step_size=step_size, label="training attack")
-    clean = float((batched_logits(model, x).argmax(1) == y).float().mean())
-    if eps == 0:
-        return clean, clean
     result = search(rows_of(lambda yb: AcceptanceMargin(model, yb), y, device=device), x, threat=threat,
                     attackers=[spec], objective_for=rows_of(lambda yb: CrossEntropy(model, yb), y, device=device),
                     seed=seed, device=device, model=model)

@@ -24,6 +24,7 @@ from .evaluate import (
     write_ood,
 )
 from .pipeline import input_geometry, run_eval_ood
+from .scores import MaxSoftmaxScore
 from .suites import (
     ALL_SUITES,
     EMBEDDED_SUITES,
@@ -38,6 +39,6 @@ from .suites import (
 
 __all__ = ["worst_case", "WorstCase", "AttackConfig", "batched_scores", "attack_protocol", "ATTACKERS",
            "OODEvalConfig", "OODEvaluation", "evaluate", "compute_ood", "write_ood", "format_table", "add_to_report",
-           "compare_models", "run_eval_ood", "input_geometry",
+           "compare_models", "run_eval_ood", "input_geometry", "MaxSoftmaxScore",
            "EMBEDDED_SUITES", "OPTIONAL_SUITES", "ALL_SUITES", "embedded_suites", "embedded_suite", "in_distribution",
            "letters", "available_fonts", "file_suite"]
