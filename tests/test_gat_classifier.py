@@ -125,6 +125,18 @@ def test_madry_training_attack_stays_in_its_ball(monkeypatch, norm, eps):
     assert model.meta["selected_iteration"] in (2, 4)
 
 
+def test_madry_training_with_no_attack_steps_is_plain_training(monkeypatch):
+    # the plain softmax baseline of benchmarks/ood_table4.py: steps=0 trains on clean inputs and validates clean
+    calls: list[int] = []
+    monkeypatch.setattr(robust, "pgd", lambda *a, **k: calls.append(1))
+    model = robust.train_madry_classifier(_tiny_splits(), norm="l2", eps=0.0, steps=0, step_size=0.1,
+                                          iterations=4, batch_size=8, widths=(2, 3), hidden=8, validate_every=2,
+                                          warmup=0)
+    assert not calls
+    history = model.meta["validations"]
+    assert len(history) == 2 and all(h["val_robust"] == h["val_clean"] for h in history)
+
+
 def test_inout_finetune_starts_from_the_committee_and_lowers_class_k_inputs_in_training(monkeypatch):
     import dataclasses
 
