@@ -535,3 +535,15 @@ def test_eval_ood_refuses_a_bad_suite_file_in_one_line(tmp_path, capsys, array):
     assert len(lines) == 1 and lines[0].startswith("atebm eval-ood: error:"), lines
     assert "bad" in lines[0]
     assert not (tmp_path / "run" / "ood.json").exists()
+
+
+def test_max_softmax_score_is_the_log_of_the_top_probability_and_keeps_the_classifier_meta():
+    from atebm.ood import MaxSoftmaxScore
+
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    classifier.meta = {"size": 4, "channels": 1}  # type: ignore[assignment]
+    score = MaxSoftmaxScore(classifier)
+    x = torch.rand(5, 1, 4, 4)
+    expected = torch.softmax(classifier(x), dim=1).max(dim=1).values.log()
+    assert torch.allclose(score(x), expected, atol=1e-6)
+    assert score.meta == {"size": 4, "channels": 1}
