@@ -816,3 +816,35 @@ def test_the_table4_readme_tables_are_table_json(heading, key):
                 assert cell == "-", f"ood_table4 README, {label} {norm} {eps}: {cell!r} but table.json has no value"
             else:
                 assert printed(measured[key][eps], cell), f"ood_table4 README, {label} {norm} {eps}: {cell}"
+
+
+def test_the_table4_orderings_quote_table_json():
+    table = _load(RESULTS / "ood_table4" / "table.json")["table"]
+    text = " ".join((RESULTS / "ood_table4" / "README.md").read_text().split())
+    section = text[text.index("## Which of the papers' orderings"):text.index("## How much the default attack")]
+
+    def mean(name: str, norm: str, eps: str) -> float:
+        return table[name][norm]["mean_auroc_embedded"][eps]
+
+    at, oe, sgld, madry = "AT", "OE (K=0)", "SGLD EBM", "Madry L2 2.0 (max prob)"
+    softmax = table["softmax (max prob)"]["linf"]
+    clean = [v["0"] for v in softmax["sets"].values()]
+    assert_quotes(section, [
+        ("AT L2 8", mean(at, "l2", "8"), 3), ("OE L2 8", mean(oe, "l2", "8"), 3),
+        ("AT Linf", mean(at, "linf", "0.1"), 3), ("OE Linf", mean(oe, "linf", "0.1"), 3),
+        ("AT Fashion L2 8", table[at]["l2"]["fashion"]["8"], 3),
+        ("OE Fashion L2 8", table[oe]["l2"]["fashion"]["8"], 3),
+        ("OE letters L2 8", table[oe]["l2"]["sets"]["letters"]["8"], 1),
+        ("OE Fashion L2 8, again", table[oe]["l2"]["fashion"]["8"], 3),
+        ("SGLD L2 8", mean(sgld, "l2", "8"), 3), ("AT L2 8, again", mean(at, "l2", "8"), 3),
+        ("SGLD Linf", mean(sgld, "linf", "0.1"), 3), ("AT Linf, again", mean(at, "linf", "0.1"), 3),
+        ("softmax Linf", softmax["mean_auroc_embedded"]["0.1"], 3),
+        ("softmax Fashion Linf", softmax["fashion"]["0.1"], 3),
+        ("softmax clean, lowest set", min(clean), 2), ("softmax clean, highest set", max(clean), 2),
+        ("Madry L2 3", mean(madry, "l2", "3"), 3), ("Madry L2 8", mean(madry, "l2", "8"), 3),
+        ("AT L2 3", mean(at, "l2", "3"), 3), ("AT L2 8, third", mean(at, "l2", "8"), 3)],
+        ["0.1", "0.1", "0.1", "8", "8", "8", "8", "8", "3",  # the radii named
+         "4", "4", "4", "2", "5.2", "10", "10", "23",  # E Tab. 4, G Tab. 2, E Sec. 5.2, CIFAR-10, issue 23
+         "0.6", "43.1", "2.5", "21.2", "73.0", "99.8", "70.6", "100",  # E Tab. 4's OE, JEM, RATIO, AT ranges (%)
+         "2000", "20", "32", "2.0"],  # OE's iterations, SGLD steps, images per set, Madry's radius
+        "ood_table4 README, orderings")
