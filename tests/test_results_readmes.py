@@ -829,6 +829,9 @@ def test_the_table4_orderings_quote_table_json():
     at, oe, sgld, madry = "AT", "OE (K=0)", "SGLD EBM", "Madry L2 2.0 (max prob)"
     softmax = table["softmax (max prob)"]["linf"]
     clean = [v["0"] for v in softmax["sets"].values()]
+    floors = {round(v[e], 6) for v in table["softmax (max prob)"]["l2"]["sets"].values() for e in ("5", "8")}
+    assert len(floors) == 1, floors  # "from L2 5 on every set sits at" one value
+    floor = floors.pop()
     assert_quotes(section, [
         ("AT L2 8", mean(at, "l2", "8"), 3), ("OE L2 8", mean(oe, "l2", "8"), 3),
         ("AT Linf", mean(at, "linf", "0.1"), 3), ("OE Linf", mean(oe, "linf", "0.1"), 3),
@@ -841,10 +844,12 @@ def test_the_table4_orderings_quote_table_json():
         ("softmax Linf", softmax["mean_auroc_embedded"]["0.1"], 3),
         ("softmax Fashion Linf", softmax["fashion"]["0.1"], 3),
         ("softmax clean, lowest set", min(clean), 2), ("softmax clean, highest set", max(clean), 2),
+        ("softmax L2 2", table["softmax (max prob)"]["l2"]["mean_auroc_embedded"]["2"], 3),
+        ("softmax, every set from L2 5 on", floor, 3),
         ("Madry L2 3", mean(madry, "l2", "3"), 3), ("Madry L2 8", mean(madry, "l2", "8"), 3),
         ("AT L2 3", mean(at, "l2", "3"), 3), ("AT L2 8, third", mean(at, "l2", "8"), 3)],
         ["0.1", "0.1", "0.1", "8", "8", "8", "8", "8", "3",  # the radii named
          "4", "4", "4", "2", "5.2", "10", "10", "23",  # E Tab. 4, G Tab. 2, E Sec. 5.2, CIFAR-10, issue 23
          "0.6", "43.1", "2.5", "21.2", "73.0", "99.8", "70.6", "100",  # E Tab. 4's OE, JEM, RATIO, AT ranges (%)
-         "2000", "20", "32", "2.0"],  # OE's iterations, SGLD steps, images per set, Madry's radius
+         "2000", "20", "32", "2.0", "2", "5", "1"],  # OE's iterations, SGLD steps, images per set, radii, p = 1
         "ood_table4 README, orderings")
