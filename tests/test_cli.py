@@ -86,6 +86,7 @@ def test_tiny_train_then_sample_end_to_end(tmp_path, capsys, tiny_mnist_override
     with np.load(out / "samples.npz") as archive:
         x = archive["x"]
     assert x.shape == (8, 1, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert len({row.tobytes() for row in x}) == 8 and float(x.std()) > 0.01  # eight different, non-flat samples
     assert (out / "samples.png").exists() and (out / "trajectory.png").exists()
 
 

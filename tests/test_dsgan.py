@@ -513,6 +513,7 @@ def test_cli_data_run_uses_the_seed_and_writes_samples(tmp_path):
     with np.load(tmp_path / "s" / "samples.npz") as npz:
         x = npz["x"]
     assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert len({row.tobytes() for row in x}) == 5  # one generated image per latent draw, not one image repeated
 
 
 # ------------------------------------------------------------------------------------------------ SSL
