@@ -20,6 +20,7 @@ Writes benchmarks/results/ood_attack_strength.json.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -63,7 +64,8 @@ def main() -> None:
     strong = default.replace(attackers=("pgd", "apgd", "square"), pgd_steps=(20, 50), pgd_step_sizes=(None, 0.25, 1.0),
                              pgd_random_restarts=1, apgd_steps=50, apgd_restarts=3,
                              square_steps=3 * default.attack.square_steps)
-    report: dict = {"environment": environment(), "n_in": args.n_in, "n_ood": args.n, "eps": args.eps,
+    report: dict = {"command": "python benchmarks/ood_attack_strength.py " + " ".join(sys.argv[1:]),
+                    "environment": environment(), "n_in": args.n_in, "n_ood": args.n, "eps": args.eps,
                     "default": default.attack.to_dict(), "default_square": with_square.attack.to_dict(),
                     "strong": strong.attack.to_dict(), "models": {}}
     for path in args.checkpoint:
