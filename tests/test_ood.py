@@ -185,6 +185,16 @@ def test_worst_case_respects_the_ball_and_box_and_beats_each_attacker(norm, eps)
     assert result.protocol["pgd"]["grid_steps_x_step_size"][0][0] == 3
 
 
+def test_a_pgd_grid_whose_relative_step_equals_an_explicit_one_runs_it_once():
+    """At eps 2 and 20 steps the relative step 2.5 eps / steps is 0.25: the grid (None, 0.25) is one attack (this
+    raised "attacker labels must be distinct" in benchmarks/ood_attack_strength.py's strong protocol)."""
+    config = AttackConfig(attackers=("pgd",), pgd_steps=(20, 50), pgd_step_sizes=(None, 0.25, 1.0))
+    assert config.grid(2.0) == [(20, 0.25), (20, 1.0), (50, 0.1), (50, 0.25), (50, 1.0)]
+    assert len(config.grid(3.0)) == 6
+    result = worst_case(_tiny_convnet(), torch.rand(4, 1, 28, 28), eps=2.0, config=config)
+    assert result.protocol["pgd"]["grid_steps_x_step_size"] == [list(pair) for pair in config.grid(2.0)]
+
+
 def test_attacks_leave_parameter_grads_and_modes_alone():
     model = _tiny_convnet()
     model.train()

@@ -83,9 +83,10 @@ class AttackConfig(Config):
     batch_size: int = setting(256, at_least(1))
 
     def grid(self, eps: float) -> list[tuple[int, float]]:
-        """The (steps, step size) pairs PGD runs at radius ``eps``."""
-        return [(steps, float(size) if size is not None else self.pgd_step_factor * eps / steps)
-                for steps in self.pgd_steps for size in self.pgd_step_sizes]
+        """The (steps, step size) pairs PGD runs at radius ``eps``, each once: a relative step (``None``) that
+        equals an explicit one at this radius is the same attack and runs once."""
+        return list(dict.fromkeys((steps, float(size) if size is not None else self.pgd_step_factor * eps / steps)
+                                  for steps in self.pgd_steps for size in self.pgd_step_sizes))
 
     def specs(self, eps: float) -> list[tuple[str, AttackSpec]]:
         """The attack layer's specs at radius ``eps``, each with the attacker name it reports under."""
