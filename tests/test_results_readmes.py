@@ -229,7 +229,7 @@ def test_the_readme_comparison_paragraphs_are_their_json():
 
 # ------------------------------------------------------------------------------------------------ ablations README
 ABLATION_FOLDERS = ("p0-diversity", "final-k", "step-size", "r1", "perturbation-2d", "progressive-vs-fixed",
-                    "composition", "stability", "p0-diversity-dsgan")
+                    "composition", "stability")
 OUTCOME_LABELS = {"holds": "Holds", "partly": "Partly holds", "does not hold": "Does not hold", None: "Not decided"}
 HOLDS = {"holds": True, "partly": None, "does not hold": False, None: None}
 
@@ -240,7 +240,7 @@ def _one_line(text: str) -> str:
 
 #: Ablations whose committed result.json is still the single seed-0 run of issue 14 (not re-run on 3 seeds yet); the
 #: README must label them so. Issue 27's goal is an empty tuple.
-SINGLE_SEED = ("composition", "final-k", "p0-diversity", "stability", "p0-diversity-dsgan")
+SINGLE_SEED = ("final-k", "stability")
 
 
 def _seeds(result: dict[str, Any]) -> list[int]:
