@@ -238,23 +238,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.replace("`", "").split())
 
 
-#: Ablations whose committed result.json is still the single seed-0 run of issue 14 (not re-run on 3 seeds yet); the
-#: README must label them so. Issue 27's goal is an empty tuple.
-SINGLE_SEED = ("stability",)
-
-
-def _seeds(result: dict[str, Any]) -> list[int]:
-    return list(result.get("seeds") or [])
-
-
 def test_every_ablation_on_three_seeds_records_its_seeds_budget_interval_and_verdict():
+    """No committed verdict rests on one seed (issue 27)."""
     folders = sorted(p.parent.name for p in (RESULTS / "ablations").glob("*/result.json"))
     assert folders == sorted(ABLATION_FOLDERS), folders
     for folder in folders:
         result = _load(RESULTS / "ablations" / folder / "result.json")
-        if folder in SINGLE_SEED:
-            assert len(_seeds(result)) < 3, f"{folder} is on {_seeds(result)} now: drop it from SINGLE_SEED"
-            continue
         assert len(set(result["seeds"])) >= 3, (folder, result["seeds"])
         assert f"({len(result['seeds'])} seeds" in result["budget_note"], (folder, result["budget_note"])
         assert result["statistics"]["min_seeds"] == 3 and "Student t" in result["statistics"]["interval"], folder
@@ -269,7 +258,7 @@ def test_the_ablations_readme_quotes_each_verdict_and_command(folder):
     text = (RESULTS / "ablations" / "README.md").read_text()
     heading = next((line for line in text.splitlines() if line.startswith("### ") and f"({folder}/)" in line), None)
     assert heading is not None, f"ablations README: no '### ... ({folder}/)' section"
-    label = "one seed, not decided" if folder in SINGLE_SEED else OUTCOME_LABELS[result["outcome"]].lower()
+    label = OUTCOME_LABELS[result["outcome"]].lower()
     assert heading.endswith(label), (heading, label)
     section = text[text.index(heading):]
     section = section[:section.index("\n### ", 1)] if "\n### " in section[1:] else section
