@@ -197,7 +197,8 @@ def recipes_markdown(lines: list[dict[str, Any]]) -> str:
     if TABLES.exists():
         t = json.loads(TABLES.read_text())
         out += ["", f"## The committed table's AUC rows for recipe `{t['recipe']}` (T Tab. 3.2-3.5, protocol `mnist`)",
-                "", f"Command: `{t['command']}` ({t['cpu_s']:.0f} CPU s). The current `mnist` committee: tables.md.", "",
+                "", f"Command: `{t['command']}` ({t['cpu_s']:.0f} CPU s). The current `mnist` committee: "
+                "tables.md.", "",
                 "| T table | detector | rule | ball | steps x size | restarts | negatives | AUC ours | AUC thesis |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
