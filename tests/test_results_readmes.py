@@ -321,15 +321,13 @@ def _dsgan_items() -> dict[str, tuple[list[Quote], list[str]]]:
     robust = _load(RESULTS / "dsgan" / "robust.json")
     results = robust["results"]
     weights = [f"{w:g}" for w in robust["settings"]["weights"]]
-    dsgan_pgd = [results[f"DSGAN low-density, w = {w}"]["pgd_linf"]["0.1"] for w in weights]
-    most_robust = max(results, key=lambda name: results[name]["pgd_linf"]["0.1"])
+    dsgan_linf = [results[f"DSGAN low-density, w = {w}"]["linf"]["0.1"] for w in weights]
+    most_robust = max(results, key=lambda name: results[name]["linf"]["0.1"])
     assert most_robust == "noise baseline U(-0.3, 0.3)", most_robust
     control = results["baseline + CE fine-tuning"]
-    for w in weights:  # "within 0.03 of the CE fine-tuning control at every eps"
-        model = results[f"DSGAN low-density, w = {w}"]
-        gaps = [abs(model[attack][eps] - control[attack][eps]) for attack in ("fgsm_linf", "pgd_linf", "deepfool_l2")
-                for eps in control[attack]] + [abs(model["clean"] - control["clean"])]
-        assert max(gaps) <= 0.03, (w, max(gaps))
+    gaps = [abs(model[norm][eps] - control[norm][eps]) for w in weights
+            for model in [results[f"DSGAN low-density, w = {w}"]] for norm in ("linf", "l2") for eps in control[norm]]
+    gaps += [abs(results[f"DSGAN low-density, w = {w}"]["clean"] - control["clean"]) for w in weights]
     gan = _load(RESULTS / "dsgan" / "gan_baseline.json")
     p0 = _load(RESULTS / "dsgan" / "p0.json")
     mean, gen = p0["ood"]["mean_auroc_by_eps"], p0["generation"]["arms"]
@@ -354,9 +352,10 @@ def _dsgan_items() -> dict[str, tuple[list[Quote], list[str]]]:
                                 100 * runs["mnist-difference"]["evaluation"]["fraction_target"], 0)], []),
         "4. SSL, MNIST": (ssl_row(ssl), []),
         "4. SSL, Fashion-MNIST": (ssl_row(fashion), []),
-        "5. AT with low-density samples": ([("U(-0.3, 0.3) noise, PGD 0.1", results["noise baseline U(-0.3, 0.3)"]
-                                             ["pgd_linf"]["0.1"], 3), ("best DSGAN, PGD 0.1", max(dsgan_pgd), 3)],
-                                           weights + ["0.03", "-0.3", "0.3", "0.1"]),
+        "5. AT with low-density samples": ([("largest DSGAN-vs-control gap", max(gaps), 3),
+                                            ("U(-0.3, 0.3) noise, Linf 0.1", results["noise baseline U(-0.3, 0.3)"]
+                                             ["linf"]["0.1"], 3), ("best DSGAN, Linf 0.1", max(dsgan_linf), 3)],
+                                           weights + ["-0.3", "0.3", "0.1"]),
         "6. GAN baseline for free": ([("GAN FD", gan["gan"]["samples"]["fd"], 1),
                                       ("binary AT FD", gan["binary_at (benchmarks/results/sgld_vs_at.json)"]["samples"]
                                        ["fd"], 1)], ["0"]),
@@ -451,12 +450,14 @@ ROBUST_MODELS = {"baseline + CE fine-tuning (control)": "baseline + CE fine-tuni
 
 def test_the_dsgan_robust_table_is_robust_json():
     results = _load(RESULTS / "dsgan" / "robust.json")["results"]
-    rows = table_rows(_dsgan_readme(), "| model | clean | FGSM 0.1 |", ROBUST_MODELS, "DSGAN README robust table")
+    rows = table_rows(_dsgan_readme(), "| model | clean | Linf 0.05 |", ROBUST_MODELS, "DSGAN README robust table")
     for label, key in ROBUST_MODELS.items():
         m = results[key]
-        values = [m["clean"], m["fgsm_linf"]["0.1"], m["pgd_linf"]["0.1"], m["pgd_linf"]["0.15"],
-                  m["deepfool_l2"]["1.0"], m["deepfool_l2"]["1.5"]]
+        values = [m["clean"], *(m["linf"][eps] for eps in ("0.05", "0.1", "0.15")),
+                  *(m["l2"][eps] for eps in ("0.5", "1", "1.5", "2"))]
         assert_printed_all(values, " ".join(rows[label][1:]), f"DSGAN robust table, {label}")
+        beyond = [m["linf"][eps] for eps in ("0.2", "0.25", "0.3")] + [m["l2"][eps] for eps in ("2.5", "3")]
+        assert max(beyond) <= 0.002, (label, beyond)  # "from Linf 0.2 and L2 2.5 every model is at 0.000-0.002"
 
 
 def test_the_dsgan_gan_baseline_table_is_gan_baseline_json():
