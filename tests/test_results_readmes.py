@@ -663,6 +663,33 @@ def test_the_gat_readme_attack_layer_tables_are_mnist_json():
             assert printed(value, cell), f"detection table, {label}, {rule}: README {cell}, mnist.json {value}"
 
 
+def test_the_gat_readme_fashion_table_is_fashion_json():
+    e = _load(RESULTS / "gat" / "fashion.json")["eval"]
+    readme = (RESULTS / "gat" / "README.md").read_text()
+    clean, runs, sign, distortion = e["clean"], e["detection"]["runs"], e["detection"]["sign_test"], e["distortion"]
+    auc = {(r["detector"], r["attack"], r["protocol"]["norm"], r["protocol"]["eps"]): r["auc"] for r in e["auc"]}
+    detectors = clean["detector_auc"]
+    expected = {
+        "softmax classifier f / generative classifier": [clean["classifier_accuracy"], clean["generative_accuracy"],
+                                                         clean["generative_accuracy_uncalibrated"]],
+        "clean detector AUC, lowest / highest": [min(detectors), max(detectors)],
+        "d_0 / d_1 AUC under sign PGD-200": [200, 0.01, 50]
+        + [auc[(k, attack, "linf", 0.1)] for k in (0, 1) for attack in ("pgd 200 x 0.01", "pgd 200 x 0.01 r50")],
+        "FPR at 0.95 TPR, per-image worst case": [0.95, runs["integrated/worst"]["at_tpr"]["fpr"],
+                                                  runs["generative/worst"]["at_tpr"]["fpr"], sign["b_only"],
+                                                  sign["a_only"], 0.001],
+        "mean L2 distortion at 1.0 FPR": [1.0, distortion["mean_l2"], distortion["median_l2"],
+                                          distortion["n"] - distortion["failures"], distortion["n"]],
+    }
+    rows = table_rows(readme, "| quantity | Fashion-MNIST, Linf 0.1 |", expected, "GAT README fashion table")
+    for label, values in expected.items():
+        assert_printed_all(values, " ".join(rows[label]), f"GAT README fashion table, {label}")
+    assert sign["a"] == "generative" and sign["b"] == "integrated" and sign["p_value"] < 0.001
+    lowest, highest = (detectors.index(v) for v in (min(detectors), max(detectors)))
+    assert f"(d_{lowest}, shirt)" in rows["clean detector AUC, lowest / highest"][1] and lowest == 6
+    assert f"(d_{highest}, trouser)" in rows["clean detector AUC, lowest / highest"][1] and highest == 1
+
+
 # ------------------------------------------------------------------------------------------------ docs/commands/gat.md
 def _gat_page_output() -> str:
     text = (REPO / "docs" / "commands" / "gat.md").read_text()
