@@ -568,25 +568,15 @@ def test_the_classify_calibration_table_is_classify_json():
         assert rows[label][5] == _signed(c["offsets"]), f"calibration table, {label}: offsets"
 
 
-def _broken(attackers: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {a['broke']}/{a['attacked']}" for name, a in attackers.items()) or "-"
-
-
-def test_the_classify_accuracy_table_is_classify_json():
+def test_the_classify_readme_prints_robust_accuracies_from_the_attack_layer_only():
+    """Issue 12's pre-layer grids were removed (issue 21): classify.json holds no robust accuracy, and the one table of
+    README_classify.md with eps columns is the attack-layer grid (tested above against its JSON)."""
     data = _load(RESULTS / "gat" / "classify.json")
-    grids = {**data["eval"]["models"], **data["eval_inout"]["models"]}
-    table = table_after(_classify_readme(), "| model | norm | eps | clean | first attacker alone |")
-    assert len(table) == sum(len(rows) for model in grids.values() for rows in model.values())
-    for model, norm, eps, clean, first, worst, broken in table:
-        row = _grid_row(grids[model][norm], float(eps))
-        where = f"accuracy table, {model} {norm} {eps}"
-        assert printed(row["clean_accuracy"], clean) and printed(row["robust_accuracy"], worst), where
-        if row["attackers"]:
-            name, attacker = next(iter(row["attackers"].items()))
-            assert first.split()[0] == name and printed(attacker["own_robust_accuracy"], first.split()[1]), where
-        else:
-            assert first == "-", where
-        assert broken == _broken(row["attackers"]), where
+    assert "models" not in data["eval"] and "eval_inout" not in data and "git show" in data["removed"]
+    lines = _classify_readme().splitlines()
+    headers = [line for line, below in zip(lines, lines[1:]) if below.startswith("|---")]
+    assert [h for h in headers if "Linf" in h or "eps" in h] == [
+        "| worst-case accuracy | clean | Linf 0.1 | 0.2 | 0.3 | 0.4 | L2 1.0 | 2.0 | 3.0 |"]
 
 
 def test_the_classify_capacity_and_explain_tables_are_classify_json():
@@ -607,23 +597,6 @@ def test_the_classify_capacity_and_explain_tables_are_classify_json():
     methods = {m["ig_method"] for m in explain["models"].values()}
     assert (f"FD of the Gaussian seeds themselves: {explain['seeds_fd']:.1f}; IG method: {methods.pop()}" in readme
             and not methods)
-
-
-def test_the_classify_follow_up_table_is_its_json():
-    inat = _load(RESULTS / "gat" / "classify_mnist_inat.json")["models"]["generative"]["linf"]
-    old = _load(RESULTS / "gat" / "classify.json")
-    sources = {"worst-case robust accuracy, a committee of the current": inat,
-               "generative (out-AT)": old["eval"]["models"]["generative_out"]["linf"],
-               "generative in+out fine-tuned": old["eval_inout"]["models"]["generative_inout_ft"]["linf"],
-               "robust softmax": old["eval"]["models"]["robust_softmax"]["linf"]}
-    readme = _classify_readme()
-    header = next(line for line in readme.splitlines() if line.startswith("| Linf eps |"))
-    eps = [float(e) for e in header.strip("|").split("|")[1:]]
-    rows = table_rows(readme, "| Linf eps |", sources, "README_classify follow-up table")
-    for label, grid in sources.items():
-        for cell, e in zip(rows[label][1:], eps, strict=True):
-            value = _grid_row(grid, e)["robust_accuracy"]
-            assert printed(value, cell), f"follow-up table, {label}, Linf {e}: README {cell}, JSON {value}"
 
 
 # ------------------------------------------------------------------------------------------------ GAT README.md
@@ -661,6 +634,36 @@ def test_the_gat_readme_attack_layer_tables_are_mnist_json():
         for cell, rule in zip(rows[label][1:], ("integrated", "generative")):
             value = runs[f"{rule}/{attack}"]["at_tpr"]["fpr"]
             assert printed(value, cell), f"detection table, {label}, {rule}: README {cell}, mnist.json {value}"
+
+
+def test_the_gat_readme_claims_table_is_mnist_json():
+    """The "ours" column of the claims table: the `mnist` committee on the attack layer, nothing older."""
+    e = _load(RESULTS / "gat" / "mnist.json")["eval"]
+
+    def auc(table: str, method: str, norm: str, eps: float, restarts: int = 1) -> list[float]:
+        return [next(r["auc"] for r in e["auc"] if r["detector"] == d and r["table"] == table
+                     and r["protocol"]["method"] == method and r["protocol"]["norm"] == norm
+                     and math.isclose(r["protocol"]["eps"], eps) and r["protocol"]["steps"] == 200
+                     and r["protocol"]["restarts"] == restarts) for d in (0, 1)]
+
+    runs, sign = e["detection"]["runs"], e["detection"]["sign_test"]
+    expected = {
+        "d_0 / d_1 AUC, sign PGD-200": auc("steps", "pgd", "linf", 0.3),
+        "d_0 / d_1, 50 random restarts": auc("restarts", "pgd", "linf", 0.3, 50),
+        "d_0 / d_1, Adam-step PGD-200": auc("steps", "adam", "linf", 0.3),
+        "d_0 / d_1 under Linf 0.5": auc("cross_norm", "pgd", "linf", 0.5),
+        "d_0 / d_1 under L2 2.5": auc("cross_norm", "pgd", "l2", 2.5),
+        "d_0 / d_1 under L2 5.0": auc("cross_norm", "pgd", "l2", 5.0),
+        "generative detection beats integrated": [runs["generative/worst"]["at_tpr"]["fpr"],
+                                                  runs["integrated/worst"]["at_tpr"]["fpr"], sign["a_only"],
+                                                  sign["b_only"], e["detection"]["protocol"]["n"], sign["p_value"]],
+        "mean L2 distortion": [e["distortion"]["mean_l2"], e["distortion"]["n"] - e["distortion"]["failures"],
+                               e["distortion"]["n"]],
+    }
+    rows = table_rows((RESULTS / "gat" / "README.md").read_text(), "| claim (T) | thesis (full MNIST) | ours |",
+                      expected, "GAT README claims table")
+    for label, values in expected.items():
+        assert_printed_all(values, rows[label][2], f"GAT README claims, {label}")
 
 
 def test_the_gat_readme_fashion_table_is_fashion_json():
