@@ -90,22 +90,24 @@ def test_fake_weights_sum_to_one_and_weigh_alpha():
 
 TINY_IMAGE_D = {"arch": "convnet", "kwargs": {"in_channels": 1, "width": 4}}
 TINY_IMAGE_G = {"arch": "image", "kwargs": {"latent_dim": 4, "size": 8, "hidden": 8}}
+TINY_CONV_G = {"arch": "conv", "kwargs": {"latent_dim": 4, "size": 8, "width": 4}}
 
 
 def _batch_norm_rows(module: torch.nn.Module) -> list[int]:
-    """Records the number of rows that reach each BatchNorm1d of ``module`` on every forward pass."""
+    """Records the number of rows that reach each batch norm layer of ``module`` on every forward pass."""
     rows: list[int] = []
     for layer in module.modules():
-        if isinstance(layer, torch.nn.BatchNorm1d):
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
             layer.register_forward_pre_hook(lambda _, inputs: rows.append(int(inputs[0].shape[0])))
     return rows
 
 
-def test_the_generators_batch_norm_sees_the_training_batch_in_both_steps_and_at_sampling(one_thread):
+@pytest.mark.parametrize("generator", [TINY_IMAGE_G, TINY_CONV_G], ids=["image", "conv"])
+def test_the_generators_batch_norm_sees_the_training_batch_in_both_steps_and_at_sampling(generator, one_thread):
     """With the sampling trick only 4 of the 20 fake rows are G's; they still come from a forward pass of m = 20
     latents, like the generator step's, and so do the samples of generate() (no running averages), whatever n."""
     p_d = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    config = DSGANConfig(model=TINY_IMAGE_D, generator=TINY_IMAGE_G, batch_size=20, max_iters=2, log_every=1,
+    config = DSGANConfig(model=TINY_IMAGE_D, generator=generator, batch_size=20, max_iters=2, log_every=1,
                          ckpt_every=10, progress=False, device="cpu")
     trainer = DSGANTrainer(config, NoisySource(p_d, "gaussian", 0.3, clamp=(0.0, 1.0)), p_d)
     assert trainer.dsgan.fake_layout(20) == (4, 16)
@@ -119,6 +121,19 @@ def test_the_generators_batch_norm_sees_the_training_batch_in_both_steps_and_at_
     assert torch.equal(few, many[:7])
     unchanged = [torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items()]
     assert all(unchanged) and not any("running" in k for k in before)
+
+
+def test_the_conv_generator_makes_images_in_the_unit_range_and_refuses_sides_it_cannot_make():
+    from atebm.dsgan import build_generator
+
+    generator = build_generator({"arch": "conv", "kwargs": {"latent_dim": 8, "channels": 3, "size": 12, "width": 4}},
+                                seed=0)
+    with torch.no_grad():
+        x = generator.draw(5, torch.Generator().manual_seed(0), batch=16)
+    assert x.shape == (5, 3, 12, 12) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert float(x.std(0).mean()) > 1e-3, "different latents give different images"
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build_generator({"arch": "conv", "kwargs": {"size": 30}})
 
 
 def test_a_generator_checkpoint_with_running_statistics_still_loads():

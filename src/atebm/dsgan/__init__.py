@@ -42,7 +42,7 @@ from .losses import (
                      mixture_sizes,
 )
 from .low_density_at import RobustSettings, run_low_density_at
-from .networks import GENERATORS, ImageGenerator, MLPGenerator, SSLClassifier, build_generator
+from .networks import GENERATORS, ConvGenerator, ImageGenerator, MLPGenerator, SSLClassifier, build_generator
 from .sources import NOISE_KINDS, InterpolationSource, NoisySource, add_noise, class_subset, feature_space, interpolate
 from .ssl import SSL_MODES, SemiSupervised, SSLConfig, labelled_subset, run_ssl_benchmark, test_error, train_ssl
 from .theory import GridDensities, check_theory
@@ -54,7 +54,7 @@ __all__ = [
     "discriminator_loss", "generator_loss", "gradient_penalty", "mixture_sizes", "fake_weights",
     "DISCRIMINATOR_LOSSES", "GENERATOR_LOSSES",
     "NoisySource", "InterpolationSource", "add_noise", "interpolate", "class_subset", "feature_space", "NOISE_KINDS",
-    "MLPGenerator", "ImageGenerator", "SSLClassifier", "build_generator", "GENERATORS",
+    "MLPGenerator", "ImageGenerator", "ConvGenerator", "SSLClassifier", "build_generator", "GENERATORS",
     "BlurredMixture", "TOY_MIXTURES", "evaluate_2d", "GridDensities", "check_theory",
     "Case", "CASES", "get_case", "case_config", "train_case", "train_on_data", "train_run", "sample_generator",
     "evaluate_difference", "parse_pbar",

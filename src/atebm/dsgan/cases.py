@@ -274,9 +274,10 @@ def train_on_data(out: str | os.PathLike, data: str, pbar: str, *, classes: Sequ
         overrides["device"] = device
     overrides.setdefault("seed", seed)
     defaults = DSGANConfig()
-    overrides.setdefault("model", {**defaults.model, "kwargs": {**defaults.model["kwargs"], "in_channels": channels}})
-    overrides.setdefault("generator", {"arch": "image", "kwargs": {"latent_dim": 100, "channels": channels,
-                                                                    "size": size}})
+    overrides.setdefault("model", {**defaults.model, "kwargs": {**defaults.model["kwargs"], "in_channels": channels,
+                                                                "input_size": size}})
+    overrides.setdefault("generator", {**defaults.generator, "kwargs": {**defaults.generator["kwargs"],
+                                                                        "channels": channels, "size": size}})
     config = DSGANConfig.from_dict({**defaults.to_dict(), **overrides})
     extra = {"data": data, "pbar": pbar, "classes": list(classes or []), "data_kind": "images", "size": size,
              "channels": channels}
