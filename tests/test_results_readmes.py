@@ -666,6 +666,23 @@ def test_the_gat_readme_claims_table_is_mnist_json():
         assert_printed_all(values, rows[label][2], f"GAT README claims, {label}")
 
 
+def test_the_gat_readme_recipe_table_is_recipes_jsonl():
+    """The recipe choice of the `mnist` preset, d_0 rows, is recipes.jsonl, which holds one line per recipe and
+    detector (the search measured again through the attack layer; the superseded lines are in git history)."""
+    lines = [json.loads(line) for line in (RESULTS / "gat" / "recipes.jsonl").read_text().splitlines() if line.strip()]
+    pairs = [(line["recipe"], line["detector"]) for line in lines]
+    assert len(pairs) == len(set(pairs)), "a recipe and detector measured twice: keep the latest line only"
+    d0 = {line["recipe"]: line for line in lines if line["detector"] == 0}
+    rows = table_rows((RESULTS / "gat" / "README.md").read_text(), "| recipe | d_0 AUC, val (50 vs 450) |",
+                      {f"{name}:" if name != "k20" else "k20 (the preset before)": name for name in d0
+                       if name != "crop"}, "GAT README recipe table")
+    for label, row in rows.items():
+        name = label.rstrip(":").split(" (")[0]
+        r = d0[name]
+        assert_printed_all([r["pgd200_auc_val_450"], r["pgd200_auc_test_100"], r["train_cpu_s"]],
+                           " ".join(row[1:]), f"GAT README recipe table, {name}")
+
+
 def test_the_gat_readme_fashion_table_is_fashion_json():
     e = _load(RESULTS / "gat" / "fashion.json")["eval"]
     readme = (RESULTS / "gat" / "README.md").read_text()
