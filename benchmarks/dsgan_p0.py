@@ -38,7 +38,7 @@ from atebm.apps.generate import generate
 from atebm.data import load_dataset
 from atebm.dsgan import sample_generator, train_on_data
 from atebm.io import save_grid
-from atebm.metrics import digit_features, generation_metrics
+from atebm.metrics import digit_features, generation_metrics, nearest_neighbours
 from atebm.monitor import FailureMonitor
 from atebm.presets import PRESETS
 from atebm.training import MODEL_FILE, load_model, write_json
@@ -89,14 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     p0_specs = {"dsgan": f"npz:{p0_dir / 'samples.npz'}", "photos": preset.p0, "uniform": "uniform"}
 
     net = digit_features(device="cpu")
-    train = load_dataset("mnist", split="train").x
+    train_set = load_dataset("mnist", split="train")
+    train = train_set.x
     dsgan_x = torch.from_numpy(np.load(p0_dir / "samples.npz")["x"])
     save_grid(results / "p0_dsgan_samples.png", dsgan_x[:128], nrow=16, scale=2)
-    p0_quality = {"dsgan": _p0_quality(dsgan_x[:args.n_eval], train, net),
-                  "photos": _p0_quality(load_dataset("photos", split="train", n=args.n_eval, seed=0).x, train, net),
-                  "uniform": _p0_quality(load_dataset("uniform", split="train", n=args.n_eval, seed=0).x, train,
+    p0_quality = {"dsgan": _p0_quality(dsgan_x[:args.n_eval], train_set, net),
+                  "photos": _p0_quality(load_dataset("photos", split="train", n=args.n_eval, seed=0).x, train_set,
+                                        net),
+                  "uniform": _p0_quality(load_dataset("uniform", split="train", n=args.n_eval, seed=0).x, train_set,
                                          net),
-                  "noisy digits (p_dbar itself)": _p0_quality(_noisy(train[:args.n_eval], args.pbar), train, net)}
+                  "noisy digits (p_dbar itself)": _p0_quality(_noisy(train[:args.n_eval], args.pbar), train_set,
+                                                              net)}
 
     # 2. three AT arms, identical but for p_0 -----------------------------------------------------------------
     overrides = {"max_iters": args.at_iters, "seed": args.seed, "device": "cpu", "progress": False}
@@ -194,8 +197,15 @@ def _noisy(x: torch.Tensor, pbar: str) -> torch.Tensor:
     return source.get_batch(torch.arange(len(x)))
 
 
-def _p0_quality(x: torch.Tensor, train: torch.Tensor, net: Any) -> dict[str, Any]:
-    return _brief(generation_metrics(x, train, net, train=train, seed=0))
+def _p0_quality(x: torch.Tensor, train: Any, net: Any) -> dict[str, Any]:
+    """FD, KID, classes read by the digit classifier and, per sample, the class of the nearest training digit in
+    pixels: the classifier reads most noisy off-manifold images as 2, 3 or 8 (even p_dbar's own noisy digits), the
+    nearest digit still says around which classes the samples lie."""
+    row = _brief(generation_metrics(x, train.x, net, train=train.x, seed=0))
+    _, nearest = nearest_neighbours(x, train.x, k=1)
+    hist = torch.bincount(train.y[nearest[:, 0]], minlength=10)
+    return {**row, "nearest_train_class_histogram": hist.tolist(),
+            "nearest_train_classes_covered": int((hist >= 0.01 * hist.sum()).sum())}
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:

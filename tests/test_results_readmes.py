@@ -361,6 +361,7 @@ def _dsgan_items() -> dict[str, tuple[list[Quote], list[str]]]:
                                        ["fd"], 1)], ["0"]),
         "7. DSGAN samples as p_0": ([(f"{arm} mean AUROC at eps 5", mean[arm]["5"], 3)
                                      for arm in ("photos", "uniform", "dsgan")]
+                                    + [(f"{arm} clean mean AUROC", mean[arm]["0"], 3) for arm in ("dsgan", "photos")]
                                     + [(f"{arm} FD", gen[arm]["photo seeds"]["fd"], 1)
                                        for arm in ("uniform", "photos", "dsgan")], ["5"]),
     }
