@@ -54,6 +54,11 @@ RUNS: list[tuple[str, str, dict[str, Any]]] = [
     ("mnist-difference-seed1", "mnist-difference", {"seed": 1}),
     ("mnist-difference-seed2", "mnist-difference", {"seed": 2}),
     ("mnist-difference-alpha0", "mnist-difference", {"alpha": 0.0}),
+    # S Alg. 1's minimax generator loss saturates when nothing but generated rows are fake (alpha = 0): the
+    # non-saturating loss gives the ordinary GAN that the control needs, and the same loss at alpha 0.8 beside it
+    ("mnist-difference-alpha0-non-saturating", "mnist-difference", {"alpha": 0.0,
+                                                                    "generator_loss": "non-saturating"}),
+    ("mnist-difference-non-saturating", "mnist-difference", {"generator_loss": "non-saturating"}),
     ("mnist-difference-no-trick", "mnist-difference", {"sampling_trick": False}),
     # the networks the defaults replaced (atebm.dsgan.IMAGE_GENERATOR / IMAGE_DISCRIMINATOR), one change at a time
     ("mnist-difference-s-tab4-generator", "mnist-difference", {"generator": S_TAB4_GENERATOR}),

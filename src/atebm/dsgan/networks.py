@@ -123,7 +123,8 @@ class ConvGenerator(_Latent):
     sigmoid``, images in [0, 1] of side ``size`` (a multiple of 4). Batch norm as in :class:`ImageGenerator`: the
     statistics of the batch at hand, never running averages. Convolutions share weights across positions, so
     small shifts and stroke variations are cheap to produce: the fully connected S Tab. 4 generator collapsed to one
-    or two sevens on ``mnist-difference`` (benchmarks/results/dsgan/README.md, "Diversity")."""
+    or two sevens on ``mnist-difference`` (benchmarks/results/dsgan/README.md, "The MNIST difference set and the
+    image networks")."""
 
     def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, width: int = 64,
                  latent: str = "normal") -> None:
