@@ -3,8 +3,9 @@
 Runs :func:`atebm.dsgan.train_case` (``atebm dsgan train --case NAME``) for every named case (the 2D ones with
 three seeds: GAN training of a 2D generator can drop the boundary or the centre, and one seed would hide it) and,
 for the MNIST difference set, three seeds (judged by the share of sevens and their diversity, the Fréchet ratio to
-held-out sevens), two controls: ``alpha = 0`` (an ordinary GAN of p_dbar = digits {1, 7}: about half its samples
-should be 7s) and the sampling trick switched off (S Eq. 2 instead of Eq. 10), and the networks the defaults
+held-out sevens), controls: ``alpha = 0`` (an ordinary GAN of p_dbar = digits {1, 7}: about half its samples
+should be 7s; with S's minimax loss and with the non-saturating one, which alone trains there), the non-saturating
+loss at alpha 0.8 and the sampling trick switched off (S Eq. 2 instead of Eq. 10), and the networks the defaults
 replaced, one change at a time (S Tab. 4's generator, a globally pooled discriminator head, both). Writes
 ``benchmarks/results/dsgan/cases.json`` (the numbers, the command, the seconds) and copies each run's figures
 (``<run>_points.png`` or ``<run>_samples.png`` and ``<run>_nearest.png``) beside it; the run folders (checkpoints,
