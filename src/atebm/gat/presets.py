@@ -22,7 +22,8 @@ from ..training import TrainConfig
 from .networks import ARCH_NAME
 
 __all__ = ["GatPreset", "ValidationRecipe", "ClassifierRecipe", "GAT_PRESETS", "CLASSIFY_PRESET_NAMES",
-           "get_gat_preset", "detector_model_spec", "ATTACK_RULES", "DIGIT_JITTER"]
+           "get_gat_preset", "detector_model_spec", "mnist_at", "with_inout_at", "ATTACK_RULES",
+           "DIGIT_JITTER"]
 
 #: A shape jitter for digits (options of :func:`atebm.gat.training.jitter`, ``GatPreset.extra["jitter"]``), as tried
 #: in benchmarks/results/gat/recipes.md (recipes k20-jitter, k20-jitter-ema).
@@ -170,7 +171,7 @@ _FASHION = dataclasses.replace(
 
 
 
-def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
+def mnist_at(name: str, norm: str, eps: float) -> GatPreset:
     """The ``mnist`` CPU recipe at another threat model (T Tab. 3.1's other committees at the CPU budget): every
     radius and step scaled with eps as in ``mnist`` at Linf 0.3: training attack 20 steps x eps/12 (the path crosses
     the ball 1.67 times), in-distribution AT inside eps/3 by 5 steps x eps/10, validation 50 steps x eps/15."""
@@ -185,8 +186,8 @@ def _mnist_at(name: str, norm: str, eps: float) -> GatPreset:
         wall_clock="about the `mnist` preset's (same network, iterations and attack steps)")
 
 
-def _inout(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: float, iters: int, *,
-           eps_in_start: float | None = None, warmup: int = 0) -> GatPreset:
+def with_inout_at(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: float, iters: int, *,
+                  eps_in_start: float | None = None, warmup: int = 0) -> GatPreset:
     """``base`` with combined in- and out-distribution AT (T Eq. 3.45) at the in-distribution radius ``eps_in``,
     reached by a linear ramp from ``eps_in_start`` over ``warmup`` iterations (the trainer's curriculum,
     :class:`~atebm.training.TrainConfig`; the step size scales with the radius): a recipe of the generative robust
@@ -195,13 +196,14 @@ def _inout(base: GatPreset, name: str, eps_in: float, steps_in: int, step_in: fl
                  indist_at_eps_start=eps_in_start, indist_at_warmup=warmup, max_iters=iters)
     ramp = (f", ramped linearly from {eps_in_start:g} over the first {warmup} iterations (step size scaled with the "
             f"radius)" if warmup else "")
+    ball, step = ("Linf", "sign steps") if base.norm == "linf" else ("L2", "unit-L2 steps")
     return dataclasses.replace(
         base, name=name, train=train,
-        description=f"{base.name} + in-distribution AT (T Eq. 3.45): class-k inputs lowered by {steps_in} sign "
-                    f"steps x {step_in:g} inside Linf eps_1 = {eps_in:g} (from the clean image){ramp}; other "
-                    f"classes raised inside eps_2 = {base.eps:g} as in {base.name}; {iters} iterations per detector; "
-                    f"a detector stuck at the 2 ln 2 loss plateau is restarted once from a new seed, then stops the "
-                    f"run")
+        description=f"{base.name} + in-distribution AT (T Eq. 3.45): class-k inputs lowered by {steps_in} {step} "
+                    f"x {step_in:g} inside {ball} eps_1 = {eps_in:g} (from the clean image){ramp}; "
+                    f"other classes raised inside eps_2 = {base.eps:g} as in {base.name}; {iters} iterations per "
+                    f"detector; a detector stuck at the 2 ln 2 loss plateau is restarted once from a new seed, then "
+                    f"stops the run")
 
 
 #: Every committee recipe of ``atebm gat train --preset``: detection (T Sec. 3.2) and robust classification
@@ -213,13 +215,13 @@ GAT_PRESETS: dict[str, GatPreset] = {
     "mnist-linf0.5": _thesis("mnist-linf0.5", "linf", 0.5, 100, 0.01, 0.01),
     "mnist-l2-2.5": _thesis("mnist-l2-2.5", "l2", 2.5, 100, 0.1, 0.1),
     "mnist-l2-5.0": _thesis("mnist-l2-5.0", "l2", 5.0, 200, 0.1, 0.1),
-    "mnist-linf0.5-cpu": _mnist_at("mnist-linf0.5-cpu", "linf", 0.5),
-    "mnist-l2-2.5-cpu": _mnist_at("mnist-l2-2.5-cpu", "l2", 2.5),
-    "mnist-l2-5.0-cpu": _mnist_at("mnist-l2-5.0-cpu", "l2", 5.0),
+    "mnist-linf0.5-cpu": mnist_at("mnist-linf0.5-cpu", "linf", 0.5),
+    "mnist-l2-2.5-cpu": mnist_at("mnist-l2-2.5-cpu", "l2", 2.5),
+    "mnist-l2-5.0-cpu": mnist_at("mnist-l2-5.0-cpu", "l2", 5.0),
     # the generative robust classifier (T Sec. 3.4): the `mnist` recipe with in+out AT at eps_1 = eps_2 = 0.3, eps_1
     # ramped from 0 over half the run (from random weights at a fixed eps_1 some detectors collapsed to the plateau)
     "mnist-inout": dataclasses.replace(
-        _inout(_MNIST, "mnist-inout", 0.3, 5, 0.075, 500, eps_in_start=0.0, warmup=250),
+        with_inout_at(_MNIST, "mnist-inout", 0.3, 5, 0.075, 500, eps_in_start=0.0, warmup=250),
         wall_clock="1,468 CPU s for the classifier and ten detectors (one worker, one thread, a shared machine: 31 min "
                    "48 s wall; none restarted from the 2 ln 2 plateau); wall clock on 2 idle cores not measured"),
 }

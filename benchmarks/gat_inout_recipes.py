@@ -1,0 +1,111 @@
+"""Recipe search of the generative robust classifier (issue 23): in+out AT committees (T Eq. 3.45) compared by their
+worst-case accuracy on the validation split.
+
+    python benchmarks/gat_inout_recipes.py --arm NAME --out RUN [--workers 1]     # trains the arm's committee
+    python benchmarks/gat_inout_recipes.py --arm NAME --evaluate RUN --eps 0.3     # one validation grid point
+    python benchmarks/gat_inout_recipes.py --report                                # inout_recipes.jsonl -> .md
+
+Each arm (:data:`ARMS`) is a :class:`~atebm.gat.GatPreset` trained by :func:`atebm.gat.pipeline.run_gat_train`, the
+code of ``atebm gat train --preset``. ``--evaluate`` scores the calibrated committee with
+:func:`atebm.gat.classifier_robustness.robust_accuracy` (protocol ``mnist``: the per-class attack with every
+candidate, CE and margin PGD with restarts, targeted PGD, ART APGD-CE/DLR, Square 5,000; per-input worst case) on
+``--n`` stratified *validation* digits, so the choice never reads the test split, and appends one JSON line to
+``benchmarks/results/gat/inout_recipes.jsonl`` with the CPU seconds of training and of the evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atebm.gat.presets import GAT_PRESETS, GatPreset, mnist_at, with_inout_at
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gat" / "inout_recipes.jsonl"
+_MNIST, _INOUT = GAT_PRESETS["mnist"], GAT_PRESETS["mnist-inout"]
+
+#: name -> (what changes against ``mnist-inout``, the preset). Every arm: 500 iterations per detector, the
+#: in-distribution radius ramped from 0 over the first 250, 5 in-distribution steps of eps_1 / 4.
+ARMS: dict[str, tuple[str, GatPreset]] = {
+    "inout-0.3": ("the `mnist-inout` preset: eps_1 = eps_2 = 0.3", _INOUT),
+    "inout-0.4": ("eps_1 = eps_2 = 0.4 (every radius and step of `mnist` scaled to 0.4, as `mnist_at` does)",
+                  with_inout_at(mnist_at("mnist-linf0.4-cpu", "linf", 0.4), "inout-0.4", 0.4, 5, 0.1, 500,
+                                eps_in_start=0.0, warmup=250)),
+    "in0.4-out0.3": ("eps_1 = 0.4, eps_2 = 0.3 (the other classes raised as in `mnist`)",
+                     with_inout_at(_MNIST, "in0.4-out0.3", 0.4, 5, 0.1, 500, eps_in_start=0.0, warmup=250)),
+}
+
+
+def train(arm: str, out: Path, workers: int) -> None:
+    from atebm.gat.pipeline import run_gat_train
+
+    run_gat_train(out, preset=ARMS[arm][1], workers=workers, resume=(out / "gat_train.json").exists())
+
+
+def evaluate(arm: str, run: Path, eps: float, n: int, command: str) -> dict[str, Any]:
+    import atebm.gat as gat
+    from atebm.gat.classifier_robustness import CLASSIFY_PROTOCOLS, robust_accuracy
+    from atebm.gat.data import labelled_splits
+    from atebm.gat.evaluate import stratified_subset
+
+    committee = gat.load(run)
+    splits = labelled_splits("mnist")
+    assert splits.val.y is not None
+    index = stratified_subset(splits.val.y, n, 0)
+    start = time.process_time()
+    result = robust_accuracy(committee, splits.val.x[index], splits.val.y[index], norm="linf", eps=eps,
+                             config=CLASSIFY_PROTOCOLS["mnist"],
+                             progress=lambda s: print(s, file=sys.stderr, flush=True))
+    trained = json.loads((run / "gat_train.json").read_text())
+    line = {"arm": arm, "what": ARMS[arm][0], "split": "val", "n": n, "norm": "linf", "eps": eps,
+            "clean_accuracy": result["clean_accuracy"], "robust_accuracy": result["robust_accuracy"],
+            "broke": {k: v["broke"] for k, v in result["attackers"].items()},
+            "detector_cpu_seconds": trained.get("detector_train_seconds"),
+            "selected_val_auc": [d["selection"]["value"] for d in trained.get("detectors", [])],
+            "eval_cpu_seconds": round(time.process_time() - start, 1), "command": command}
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    return line
+
+
+def report() -> str:
+    lines = [json.loads(s) for s in RESULTS.read_text().splitlines()]
+    eps = sorted({line["eps"] for line in lines})
+    rows = ["| arm | what | " + " | ".join(f"val Linf {e:g}" for e in eps) + " | detector CPU s |",
+            "|---|---|" + "---|" * len(eps) + "---|"]
+    for arm in dict.fromkeys(line["arm"] for line in lines):
+        mine = {line["eps"]: line for line in lines if line["arm"] == arm}
+        cells = [f"{mine[e]['robust_accuracy']:.2f} (n {mine[e]['n']})" if e in mine else "-" for e in eps]
+        cpu = next(iter(mine.values()))["detector_cpu_seconds"]
+        rows.append(f"| {arm} | {ARMS[arm][0]} | " + " | ".join(cells) + f" | {cpu:.0f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", choices=tuple(ARMS))
+    parser.add_argument("--out", type=Path, help="run folder to train the arm's committee into")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--evaluate", type=Path, help="a trained run folder of --arm")
+    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--n", type=int, default=100, help="stratified validation digits (default: %(default)s)")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.report:
+        print(report())
+    elif args.evaluate:
+        print(json.dumps(evaluate(args.arm, args.evaluate, args.eps, args.n,
+                                  "python benchmarks/gat_inout_recipes.py " + " ".join(sys.argv[1:]))))
+    elif args.out and args.arm:
+        train(args.arm, args.out, args.workers)
+    else:
+        parser.error("give --arm with --out or --evaluate, or --report")
+
+
+if __name__ == "__main__":
+    main()
