@@ -33,7 +33,10 @@ from typing import Any
 
 import torch
 
+from atebm.gat.classifier_robustness import describe_protocol
+
 RESULTS = Path(__file__).resolve().parent / "results" / "gat"
+TRAIN_JSON = "gat_train.json"
 
 #: Defaults of ``--protocol`` and ``--n`` (the thesis's protocol: the full CIFAR-10 test set, PGD with many steps,
 #: Tramer et al.'s attack).
@@ -61,14 +64,19 @@ def _save(work: Path, stage: str, payload: dict[str, Any], cpu_start: float, com
     print(f"{stage}: {payload['cpu_seconds']:.0f} CPU-s -> {_stage_file(work, stage)}", file=sys.stderr)
 
 
-def _models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
+def _models(args: argparse.Namespace, names: tuple[str, ...] | None = None) -> dict[str, torch.nn.Module]:
+    """The evaluated models (``names``; default: all): the two committees and the Madry softmax."""
     import atebm.gat as gat
     from atebm.gat.softmax_classifier import load_classifier
 
-    models: dict[str, torch.nn.Module] = {"generative_out": gat.load(args.work / "mnist")}
-    if (args.inout / "committee.pt").exists():
+    names = names or ("generative_out", "generative_inout", "robust_softmax")
+    models: dict[str, torch.nn.Module] = {}
+    if "generative_out" in names:
+        models["generative_out"] = gat.load(args.work / "mnist")
+    if "generative_inout" in names and (args.inout / "committee.pt").exists():
         models["generative_inout"] = gat.load(args.inout)
-    models["robust_softmax"] = load_classifier(args.work / "softmax" / "robust_softmax.pt")
+    if "robust_softmax" in names:
+        models["robust_softmax"] = load_classifier(args.work / "softmax" / "robust_softmax.pt")
     return models
 
 
@@ -82,7 +90,7 @@ def _protocol(args: argparse.Namespace) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True,
-                        choices=("calibrate", "softmax", "eval", "explain", "inout", "eval-inout", "write"))
+                        choices=("calibrate", "softmax", "eval", "explain", "inout", "eval-inout", "write", "merge"))
     parser.add_argument("--out-committee", type=Path, default=Path("/tmp/gat/runs/mnist"),
                         help="run folder of `atebm gat train --preset mnist` (read only; copied)")
     parser.add_argument("--inout", type=Path, required=True, help="run folder of `--preset mnist-inout`")
@@ -131,9 +139,7 @@ def main() -> None:
 
         splits = labelled_splits("mnist")
         config = _protocol(args)
-        models = _models(args)
-        if args.models:
-            models = {name: model for name, model in models.items() if name in args.models}
+        models = _models(args, tuple(args.models or ()))
         assert splits.test.y is not None
         grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config, norms=args.norms,
                              progress=lambda s: print(s, file=sys.stderr, flush=True),
@@ -185,6 +191,8 @@ def main() -> None:
                                 RESULTS / "classify_explain", per_class=10, gen_steps=60, cf_n=100, cf_steps=40,
                                 ig_n=8, ig_steps=64, progress=lambda s: print(s, file=sys.stderr, flush=True))
         _save(work, "explain", result, cpu_start, command)
+    elif args.stage == "merge":
+        merge(args)
     else:
         write(args)
 
@@ -253,6 +261,41 @@ def write(args: argparse.Namespace) -> None:
 
 
 NORMS = ("linf", "l2")
+
+
+def merge(args: argparse.Namespace) -> None:
+    """Adds the grids of ``--stage eval --models generative_inout --norms linf`` and ``... l2`` (W/stage_eval_NORM_
+    generative_inout.json) and the calibration of the ``--inout`` committee to the committed
+    ``benchmarks/results/gat/NAME.json``, after checking that they ran on the same test digits with the same protocol
+    as the models already there; then rewrites its figure and tables."""
+    from atebm.gat.pipeline import plot_accuracy_grid
+
+    path = RESULTS / f"{args.name}.json"
+    result = json.loads(path.read_text())
+    evaluation = result["eval"]
+    for norm in args.norms:
+        stage = json.loads(_stage_file(args.work, f"eval_{norm}_generative_inout").read_text())
+        if stage["subset"] != evaluation["subset"] or stage["config"] != evaluation["config"]:
+            raise ValueError(f"{_stage_file(args.work, f'eval_{norm}_generative_inout')} ran on other test digits "
+                             f"or another protocol than {path}")
+        evaluation["models"].setdefault("generative_inout", {})[norm] = stage["models"]["generative_inout"][norm]
+        evaluation["capacity"]["generative_inout"] = stage["capacity"]["generative_inout"]
+        evaluation.setdefault("added", []).append({"model": "generative_inout", "norm": norm,
+                                                   "cpu_seconds": stage["cpu_seconds"], "command": stage["command"]})
+    trained = json.loads((args.inout / TRAIN_JSON).read_text())
+    result["committees"]["generative_inout"] = {
+        "preset": trained["preset"], "description": trained["description"], "committee_finished": True,
+        "detector_cpu_seconds": trained["detector_train_seconds"],
+        "iterations": [d["iterations"] for d in trained["detectors"]],
+        "plateau_restarts": [d["plateau_restarts"] for d in trained["detectors"]]}
+    result["calibrate"]["generative_inout"] = trained["calibration"]
+    path.write_text(json.dumps(result, indent=1))
+    plot_accuracy_grid({"norms": list(NORMS), "models": evaluation["models"]},
+                       RESULTS / f"{args.name}_accuracy_vs_eps.png",
+                       caption=f"{evaluation['config']['n']} stratified MNIST 5,000 test digits, the same for every "
+                               f"model; " + describe_protocol(evaluation["config"]))
+    (RESULTS / f"{args.name}_tables.md").write_text(tables(result))
+    print(f"merged generative_inout into {path}", file=sys.stderr)
 
 
 class CellFiles(MutableMapping[str, dict[str, Any]]):
@@ -334,23 +377,6 @@ def _evaluation(stages: dict[str, Any]) -> str:
     if any(c != configs[0] for c in configs):
         return "the eval stages ran with different protocols: compare their numbers with care"
     return f"{configs[0]['n']} stratified test digits (thesis: 10,000); " + describe_protocol(configs[0])
-
-
-def describe_protocol(config: dict[str, Any]) -> str:
-    """``config`` (a ClassifyEvalConfig dict) in words: per attacker its method, steps or queries, restarts."""
-    parts = []
-    for kind, spec in config["attackers"].items():
-        runs = f" x {spec['restarts']} restarts" if spec["restarts"] > 1 else ""
-        if spec["method"] == "square":
-            parts.append(f"{kind}: ART Square {spec['steps']:,} queries{runs}")
-        elif spec["method"] == "apgd":
-            parts.append(f"{kind}: ART APGD {spec['steps']} iterations{runs}")
-        else:
-            start = "random start" if spec["random_start"] else "from the input"
-            extra = f", top-{config['targets']} targets" if kind == "targeted" else (
-                ", each wrong d_k" if kind == "per_class" else "")
-            parts.append(f"{kind}: {spec['method']} {spec['steps']} steps{runs}, {start}{extra}")
-    return "cascade at every grid point of " + ", ".join(parts)
 
 
 def tables(result: dict[str, Any]) -> str:

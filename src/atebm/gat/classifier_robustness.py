@@ -58,7 +58,7 @@ from .committee import Committee
 from .softmax_classifier import batched_logits
 
 __all__ = ["ClassifyEvalConfig", "CLASSIFY_PROTOCOLS", "ATTACKERS", "attacker_set", "robust_accuracy",
-           "accuracy_grid"]
+           "accuracy_grid", "describe_protocol"]
 
 #: Every attacker kind, in the default cascade order, with the :data:`~atebm.attacks.METHODS` it may use.
 _METHODS_OF: dict[str, tuple[str, ...]] = {
@@ -248,6 +248,24 @@ def _broken(kind: str, spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor,
             broken[left[hit]] = True
         return broken
     return search(margin_for, x, seed=seed, **common).success     # margin, apgd-ce, apgd-dlr, square
+
+
+def describe_protocol(config: dict[str, Any]) -> str:
+    """``config`` (:meth:`ClassifyEvalConfig.to_dict`) in words, for a table's or a figure's caption: per attacker
+    its method, steps or queries, restarts and start."""
+    parts = []
+    for kind, spec in config["attackers"].items():
+        runs = f" x {spec['restarts']} restarts" if spec["restarts"] > 1 else ""
+        if spec["method"] == "square":
+            parts.append(f"{kind}: ART Square {spec['steps']:,} queries{runs}")
+        elif spec["method"] == "apgd":
+            parts.append(f"{kind}: ART APGD {spec['steps']} iterations{runs}")
+        else:
+            start = "random start" if spec["random_start"] else "from the input"
+            extra = f", top-{config['targets']} targets" if kind == "targeted" else (
+                ", each wrong d_k" if kind == "per_class" else "")
+            parts.append(f"{kind}: {spec['method']} {spec['steps']} steps{runs}, {start}{extra}")
+    return "cascade at every grid point of " + ", ".join(parts)
 
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float,

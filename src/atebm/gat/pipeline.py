@@ -32,7 +32,7 @@ from ..apps._images import model_device
 from ..report import Report
 from ..training import resolve_device, write_json
 from .calibration import HISTOGRAM_FILE, calibrate_committee, committee_and_splits, report_calibration, score_histograms
-from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid
+from .classifier_robustness import CLASSIFY_PROTOCOLS, ClassifyEvalConfig, accuracy_grid, describe_protocol
 from .committee import COMMITTEE_FILE, Committee, load_committee, save_committee
 from .data import labelled_splits
 from .evaluate import EVAL_PROTOCOLS, EVAL_SECTIONS, RULE_OFFSETS, THESIS, GatEvalConfig, evaluate_committee
@@ -452,7 +452,8 @@ def run_gat_classify_eval(checkpoint: str | Path, out_dir: str | Path, *, softma
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CLASSIFY_JSON, state)
-    plot_accuracy_grid(state, out / "accuracy_vs_eps.png")
+    plot_accuracy_grid(state, out / "accuracy_vs_eps.png",
+                       caption=f"{len(grid['subset'])} stratified test inputs; {describe_protocol(state['config'])}")
     if report:
         report_classify(out, state)
     say(f"wrote {out / CLASSIFY_JSON}")
@@ -466,9 +467,10 @@ def _first_attacker_accuracy(row: dict[str, Any]) -> float:
     return float(row["clean_accuracy"])
 
 
-def plot_accuracy_grid(state: dict[str, Any], path: str | Path) -> Path:
+def plot_accuracy_grid(state: dict[str, Any], path: str | Path, caption: str | None = None) -> Path:
     """Accuracy vs test eps, one panel per norm: worst-case robust accuracy (solid) and, for the generative
-    classifier, the first attacker's (the thesis's own evaluation, dotted)."""
+    classifier, the first attacker's (the thesis's own evaluation, dotted); ``caption`` (the protocol) is printed
+    under the panels."""
     import matplotlib.pyplot as plt
 
     from ..report.plots import figure_png  # noqa: F401  (selects the Agg backend)
@@ -491,7 +493,13 @@ def plot_accuracy_grid(state: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    if caption:
+        import textwrap
+
+        fig.text(0.01, 0.01, textwrap.fill(caption, 60 * len(norms)), fontsize=6.5, va="bottom", ha="left")
+        fig.tight_layout(rect=(0, 0.04 + 0.025 * (len(caption) // (60 * len(norms))), 1, 1))
+    else:
+        fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
