@@ -65,12 +65,14 @@ def _save(work: Path, stage: str, payload: dict[str, Any], cpu_start: float, com
 
 
 def _models(args: argparse.Namespace, names: tuple[str, ...] | None = None) -> dict[str, torch.nn.Module]:
-    """The evaluated models (``names``; default: all): the two committees and the Madry softmax."""
+    """The evaluated models (``names``; default: all): the two committees, the Madry softmax and the ``--softmax``
+    checkpoints."""
     import atebm.gat as gat
     from atebm.gat.softmax_classifier import load_classifier
 
-    names = names or ("generative_out", "generative_inout", "robust_softmax")
-    models: dict[str, torch.nn.Module] = {}
+    extra = dict(item.split("=", 1) for item in args.softmax)
+    names = names or ("generative_out", "generative_inout", "robust_softmax", *extra)
+    models: dict[str, torch.nn.Module] = {name: load_classifier(path) for name, path in extra.items() if name in names}
     if "generative_out" in names:
         models["generative_out"] = gat.load(args.work / "mnist")
     if "generative_inout" in names and (args.inout / "committee.pt").exists():
@@ -101,9 +103,12 @@ def main() -> None:
                         help="stratified test digits of the eval stages (default: %(default)s)")
     parser.add_argument("--name", default="classify",
                         help="stem of the files --stage write puts in benchmarks/results/gat (default: %(default)s)")
-    parser.add_argument("--models", nargs="+", choices=("generative_out", "generative_inout", "robust_softmax"),
-                        default=None, help="models of the eval stage (default: all); a subset only fills W/cells, "
-                                           "which --stage write assembles")
+    parser.add_argument("--softmax", nargs="+", default=[], metavar="NAME=PATH",
+                        help="more softmax checkpoints of `atebm gat robust-softmax` to evaluate, each under NAME")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="models of the eval and merge stages (generative_out, generative_inout, robust_softmax "
+                             "or a --softmax NAME; default: all); a subset only fills W/cells, which --stage write "
+                             "assembles")
     parser.add_argument("--norms", nargs="+", choices=("linf", "l2"), default=["linf", "l2"],
                         help="grids of the eval stage; one norm alone writes stage eval_NORM, so that the two grids "
                              "can run as two processes, merged by --stage write (default: both)")
@@ -264,38 +269,44 @@ NORMS = ("linf", "l2")
 
 
 def merge(args: argparse.Namespace) -> None:
-    """Adds the grids of ``--stage eval --models generative_inout --norms linf`` and ``... l2`` (W/stage_eval_NORM_
-    generative_inout.json) and the calibration of the ``--inout`` committee to the committed
-    ``benchmarks/results/gat/NAME.json``, after checking that they ran on the same test digits with the same protocol
-    as the models already there; then rewrites its figure and tables."""
+    """Adds the grids of ``--stage eval --models M --norms linf`` and ``... l2`` (W/stage_eval_NORM_M.json, ``M`` the
+    sorted names joined by +) to the committed ``benchmarks/results/gat/NAME.json`` after checking that they ran on
+    the same test digits with the same protocol as the models already there, with the training record and
+    calibration of the ``--inout`` committee when ``generative_inout`` is among them; then rewrites the file's
+    figure and tables."""
     from atebm.gat.pipeline import plot_accuracy_grid
 
     path = RESULTS / f"{args.name}.json"
     result = json.loads(path.read_text())
     evaluation = result["eval"]
+    names = sorted(args.models or ())
+    if not names:
+        raise SystemExit("--stage merge needs --models")
     for norm in args.norms:
-        stage = json.loads(_stage_file(args.work, f"eval_{norm}_generative_inout").read_text())
+        stage_path = _stage_file(args.work, f"eval_{norm}_{'+'.join(names)}")
+        stage = json.loads(stage_path.read_text())
         if stage["subset"] != evaluation["subset"] or stage["config"] != evaluation["config"]:
-            raise ValueError(f"{_stage_file(args.work, f'eval_{norm}_generative_inout')} ran on other test digits "
-                             f"or another protocol than {path}")
-        evaluation["models"].setdefault("generative_inout", {})[norm] = stage["models"]["generative_inout"][norm]
-        evaluation["capacity"]["generative_inout"] = stage["capacity"]["generative_inout"]
-        evaluation.setdefault("added", []).append({"model": "generative_inout", "norm": norm,
-                                                   "cpu_seconds": stage["cpu_seconds"], "command": stage["command"]})
-    trained = json.loads((args.inout / TRAIN_JSON).read_text())
-    result["committees"]["generative_inout"] = {
-        "preset": trained["preset"], "description": trained["description"], "committee_finished": True,
-        "detector_cpu_seconds": trained["detector_train_seconds"],
-        "iterations": [d["iterations"] for d in trained["detectors"]],
-        "plateau_restarts": [d["plateau_restarts"] for d in trained["detectors"]]}
-    result["calibrate"]["generative_inout"] = trained["calibration"]
+            raise ValueError(f"{stage_path} ran on other test digits or another protocol than {path}")
+        for name in names:
+            evaluation["models"].setdefault(name, {})[norm] = stage["models"][name][norm]
+            evaluation["capacity"][name] = stage["capacity"][name]
+        evaluation.setdefault("added", []).append({"models": names, "norm": norm, "cpu_seconds": stage["cpu_seconds"],
+                                                   "command": stage["command"]})
+    if "generative_inout" in names:
+        trained = json.loads((args.inout / TRAIN_JSON).read_text())
+        result["committees"]["generative_inout"] = {
+            "preset": trained["preset"], "description": trained["description"], "committee_finished": True,
+            "detector_cpu_seconds": trained["detector_train_seconds"],
+            "iterations": [d["iterations"] for d in trained["detectors"]],
+            "plateau_restarts": [d["plateau_restarts"] for d in trained["detectors"]]}
+        result["calibrate"]["generative_inout"] = trained["calibration"]
     path.write_text(json.dumps(result, indent=1))
     plot_accuracy_grid({"norms": list(NORMS), "models": evaluation["models"]},
                        RESULTS / f"{args.name}_accuracy_vs_eps.png",
                        caption=f"{evaluation['config']['n']} stratified MNIST 5,000 test digits, the same for every "
                                f"model; " + describe_protocol(evaluation["config"]))
     (RESULTS / f"{args.name}_tables.md").write_text(tables(result))
-    print(f"merged generative_inout into {path}", file=sys.stderr)
+    print(f"merged {', '.join(names)} into {path}", file=sys.stderr)
 
 
 class CellFiles(MutableMapping[str, dict[str, Any]]):
