@@ -3,6 +3,8 @@ constructors, a 2D run whose samples leave p_d's support, exact resume, checkpoi
 semi-supervised objective. Every model here is tiny."""
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 from typing import Any
@@ -231,7 +233,8 @@ def test_class_subset_builds_the_superset_and_rejects_missing_classes():
                                              ({"critic_steps": 1.5}, "critic_steps"),
                                              ({"loss": "hinge"}, "loss must be"),
                                              ({"loss": "wgan-gp", "generator_loss": "minimax"}, "does not go with"),
-                                             ({"max_iters": None}, "budget")])
+                                             ({"max_iters": None}, "budget"),
+                                             ({"g_ema_decay": 1.0}, "g_ema_decay")])
 def test_bad_config_gives_a_clear_error(change, message):
     with pytest.raises(ValueError, match=message):
         _points_config(**change)
@@ -277,7 +280,8 @@ def test_a_2d_run_puts_its_samples_off_the_data_support_where_an_alpha_0_gan_doe
     assert outside[0.8] > midpoint and outside[0.8] > outside[0.0] + 0.15, (outside, of_pbar, of_target)
 
 
-@pytest.mark.parametrize("changes", [{}, {"loss": "wgan-gp", "critic_steps": 2, "sampling_trick": False}])
+@pytest.mark.parametrize("changes", [{}, {"loss": "wgan-gp", "critic_steps": 2, "sampling_trick": False},
+                                     {"g_ema_decay": 0.9}])
 def test_resume_equals_an_uninterrupted_run(tmp_path, changes, assert_same_state):
     p_d = _blob()
     p_dbar = NoisySource(p_d, "gaussian", 0.5)
@@ -296,8 +300,32 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, changes, assert_same_state
     assert_same_state(whole.dsgan.state_dict()["optimizer"]["state"][0], resumed.dsgan.state_dict()["optimizer"]
                       ["state"][0], "generator optimiser")
     assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]
-    if changes:
+    if "loss" in changes:
         assert "gp" in whole.history[-1] and "loss_g" in whole.history[-1]
+    if "g_ema_decay" in changes:
+        assert_same_state(whole.dsgan.g_ema, resumed.dsgan.g_ema, "generator average")
+        assert torch.equal(whole.generate(50), resumed.generate(50))
+
+
+def test_the_generator_average_is_what_is_sampled_and_the_raw_generator_what_trains():
+    p_d = _blob()
+    trainer = DSGANTrainer(_points_config(g_ema_decay=0.5), NoisySource(p_d, "gaussian", 0.5), p_d)
+    raw_before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    trainer.fit()
+    dsgan = trainer.dsgan
+    assert dsgan.g_ema_steps == 8                                   # one generator step per discriminator step
+    raw = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    assert any(not torch.equal(raw[k], raw_before[k]) for k in raw), "the raw generator trained"
+    assert any(not torch.equal(raw[k], dsgan.g_ema[k]) for k in raw), "the average is not the last iterate"
+    samples = trainer.generate(40)
+    for k, v in trainer.generator.state_dict().items():
+        assert torch.equal(v, raw[k]), "sampling leaves the raw weights in place"
+    averaged = copy.deepcopy(dsgan.generator)
+    averaged.load_state_dict(dsgan.g_ema)
+    expected = averaged.draw(40, torch.Generator().manual_seed(dsgan.seed + 12345), batch=dsgan.batch_size)
+    assert torch.equal(samples, expected)
+    raw_samples = dsgan.generator.draw(40, torch.Generator().manual_seed(dsgan.seed + 12345), batch=dsgan.batch_size)
+    assert not torch.equal(samples, raw_samples)
 
 
 def test_run_folder_loads_the_discriminator_and_the_generator(tmp_path):
