@@ -28,8 +28,8 @@ from atebm.gat.presets import GAT_PRESETS, GatPreset, mnist_at, with_inout_at
 RESULTS = Path(__file__).resolve().parent / "results" / "gat" / "inout_recipes.jsonl"
 _MNIST, _INOUT = GAT_PRESETS["mnist"], GAT_PRESETS["mnist-inout"]
 
-#: name -> (what changes against ``mnist-inout``, the preset). Every arm: 500 iterations per detector, the
-#: in-distribution radius ramped from 0 over the first 250, 5 in-distribution steps of eps_1 / 4.
+#: name -> (what changes against ``mnist-inout``, the preset). Every arm: the in-distribution radius ramped from 0
+#: over the first half of the run, 5 in-distribution steps of eps_1 / 4; 500 iterations per detector unless named.
 ARMS: dict[str, tuple[str, GatPreset]] = {
     "inout-0.3": ("the `mnist-inout` preset: eps_1 = eps_2 = 0.3", _INOUT),
     "inout-0.4": ("eps_1 = eps_2 = 0.4 (every radius and step of `mnist` scaled to 0.4, as `mnist_at` does)",
@@ -37,6 +37,8 @@ ARMS: dict[str, tuple[str, GatPreset]] = {
                                 eps_in_start=0.0, warmup=250)),
     "in0.4-out0.3": ("eps_1 = 0.4, eps_2 = 0.3 (the other classes raised as in `mnist`)",
                      with_inout_at(_MNIST, "in0.4-out0.3", 0.4, 5, 0.1, 500, eps_in_start=0.0, warmup=250)),
+    "inout-0.3-800": ("`mnist-inout` for 800 iterations (the radius ramped over the first 400)",
+                      with_inout_at(_MNIST, "inout-0.3-800", 0.3, 5, 0.075, 800, eps_in_start=0.0, warmup=400)),
 }
 
 
