@@ -42,10 +42,27 @@ ARMS: dict[str, tuple[str, GatPreset]] = {
 }
 
 
-def train(arm: str, out: Path, workers: int) -> None:
+def train(arm: str, out: Path, workers: int, command: str) -> None:
+    """Trains the arm's committee into ``out``; a run the plateau check stops is recorded as a line with the
+    error, the finished detectors' selected validation AUCs and the CPU seconds spent, then re-raised."""
     from atebm.gat.pipeline import run_gat_train
 
-    run_gat_train(out, preset=ARMS[arm][1], workers=workers, resume=(out / "gat_train.json").exists())
+    try:
+        run_gat_train(out, preset=ARMS[arm][1], workers=workers, resume=(out / "gat_train.json").exists())
+    except RuntimeError as error:
+        record_stopped_run(arm, out, str(error), command)
+        raise
+
+
+def record_stopped_run(arm: str, out: Path, error: str, command: str) -> None:
+    """Appends the line of an arm whose training stopped: the error, the finished detectors' selected validation
+    AUCs and their CPU seconds."""
+    done = [json.loads(p.read_text()) for p in sorted(out.glob("detector_*/done.json"))]
+    line = {"arm": arm, "what": ARMS[arm][0], "trained": False, "error": error,
+            "finished_detectors": {d["class"]: round(d["selection"]["value"], 4) for d in done},
+            "detector_cpu_seconds": round(sum(d["cpu_seconds"] for d in done), 1), "command": command}
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def evaluate(arm: str, run: Path, eps: float, n: int, command: str) -> dict[str, Any]:
@@ -75,7 +92,8 @@ def evaluate(arm: str, run: Path, eps: float, n: int, command: str) -> dict[str,
 
 
 def report() -> str:
-    lines = [json.loads(s) for s in RESULTS.read_text().splitlines()]
+    everything = [json.loads(s) for s in RESULTS.read_text().splitlines()]
+    lines = [line for line in everything if line.get("trained", True)]
     eps = sorted({line["eps"] for line in lines})
     rows = ["| arm | what | " + " | ".join(f"val Linf {e:g}" for e in eps) + " | detector CPU s |",
             "|---|---|" + "---|" * len(eps) + "---|"]
@@ -84,6 +102,10 @@ def report() -> str:
         cells = [f"{mine[e]['robust_accuracy']:.2f} (n {mine[e]['n']})" if e in mine else "-" for e in eps]
         cpu = next(iter(mine.values()))["detector_cpu_seconds"]
         rows.append(f"| {arm} | {ARMS[arm][0]} | " + " | ".join(cells) + f" | {cpu:.0f} |")
+    for line in everything:
+        if not line.get("trained", True):
+            rows.append(f"| {line['arm']} | {line['what']} | stopped: {line['error'].split(':')[0]} | "
+                        + " | ".join("-" for _ in eps[1:]) + f" | {line['detector_cpu_seconds']:.0f} |")
     return "\n".join(rows)
 
 
@@ -104,7 +126,7 @@ def main() -> None:
         print(json.dumps(evaluate(args.arm, args.evaluate, args.eps, args.n,
                                   "python benchmarks/gat_inout_recipes.py " + " ".join(sys.argv[1:]))))
     elif args.out and args.arm:
-        train(args.arm, args.out, args.workers)
+        train(args.arm, args.out, args.workers, "python benchmarks/gat_inout_recipes.py " + " ".join(sys.argv[1:]))
     else:
         parser.error("give --arm with --out or --evaluate, or --report")
 
