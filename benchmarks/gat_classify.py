@@ -292,12 +292,25 @@ def merge(args: argparse.Namespace) -> None:
             evaluation["capacity"][name] = stage["capacity"][name]
         evaluation.setdefault("added", []).append({"models": names, "norm": norm, "cpu_seconds": stage["cpu_seconds"],
                                                    "command": stage["command"]})
+    softmax_paths = dict(item.split("=", 1) for item in args.softmax)
+    for name in names:
+        if name in softmax_paths:
+            from atebm.gat.softmax_classifier import load_classifier
+
+            meta = load_classifier(softmax_paths[name]).meta
+            result.setdefault("softmax_baselines", {})[name] = {
+                "path": softmax_paths[name], "recipe": meta["recipe"], "cpu_seconds": meta["cpu_seconds"],
+                "selected_iteration": meta.get("selected_iteration"), "test_accuracy": meta.get("test_accuracy")}
     if "generative_inout" in names:
         trained = json.loads((args.inout / TRAIN_JSON).read_text())
         result["committees"]["generative_inout"] = {
             "preset": trained["preset"], "description": trained["description"], "committee_finished": True,
-            "detector_cpu_seconds": trained["detector_train_seconds"],
+            "classifier_train_seconds": trained["classifier_result"].get("train_seconds"),
+            "wall_seconds": trained.get("wall_seconds_this_call"),
+            "detector_cpu_seconds": round(sum(d["cpu_seconds"] for d in trained["detectors"]), 1),
+            "detector_wall_seconds": trained["detector_train_seconds"], "workers": trained["workers"],
             "iterations": [d["iterations"] for d in trained["detectors"]],
+            "selected_val_auc": [d["selection"]["value"] for d in trained["detectors"]],
             "plateau_restarts": [d["plateau_restarts"] for d in trained["detectors"]]}
         result["calibrate"]["generative_inout"] = trained["calibration"]
     path.write_text(json.dumps(result, indent=1))
