@@ -567,21 +567,51 @@ GRID = [("linf", 0.0), ("linf", 0.1), ("linf", 0.2), ("linf", 0.3), ("linf", 0.4
         ("l2", 1.0), ("l2", 2.0), ("l2", 3.0)]  # the attack-layer grid's columns, as the READMEs print them
 
 
+#: README_classify grid row label (start) -> (model in classify_attack_layer.json, per-class attacker alone?)
+CLASSIFY_GRID_ROWS = {
+    "generative, `mnist` committee": ("generative_out", False),
+    "generative, `mnist-inout` committee": ("generative_inout", False),
+    "robust softmax (Madry, Linf 0.3, 1,000": ("robust_softmax", False),
+    "robust softmax at the committee's CPU": ("robust_softmax_equal", False),
+    "robust softmax (Madry, L2 2.0": ("robust_softmax_l2", False),
+    "plain softmax": ("plain_softmax", False),
+    "per-class attack alone, `mnist` committee": ("generative_out", True),
+    "per-class attack alone, `mnist-inout` committee": ("generative_inout", True),
+}
+
+
 def test_the_classify_attack_layer_grid_is_its_json():
-    models = _load(RESULTS / "gat" / "classify_attack_layer.json")["eval"]["models"]
-    rows = {"generative": "generative_out", "robust softmax": "robust_softmax", "per-class attack alone": "per_class"}
-    table = table_rows(_classify_readme(), "| worst-case accuracy | clean | Linf 0.1 |", rows,
+    evaluation = _load(RESULTS / "gat" / "classify_attack_layer.json")["eval"]
+    models = evaluation["models"]
+    table = table_rows(_classify_readme(), "| worst-case accuracy | clean | Linf 0.1 |", CLASSIFY_GRID_ROWS,
                        "README_classify attack-layer grid")
-    for label, key in rows.items():
-        for cell, (norm, eps) in zip(table[label][1:], GRID):
-            if key == "per_class":
+    for label, (key, per_class) in CLASSIFY_GRID_ROWS.items():
+        for cell, (norm, eps) in zip(table[label][1:], GRID, strict=True):
+            row = _grid_row(models[key][norm], eps)
+            assert row["protocol"]["n"] == evaluation["config"]["n"] and len(evaluation["subset"]) == row["n"]
+            if per_class:
                 if eps == 0:
                     assert cell == "", "the per-class row has no clean cell"
                     continue
-                value = _grid_row(models["generative_out"][norm], eps)["attackers"]["per_class"]["own_robust_accuracy"]
+                value = row["attackers"]["per_class"]["own_robust_accuracy"]
             else:
-                value = _grid_row(models[key][norm], eps)["robust_accuracy"]
+                value = row["robust_accuracy"]
             assert printed(value, cell), f"attack-layer grid, {label}, {norm} {eps}: README {cell}, JSON {value}"
+
+
+def test_the_classify_recipe_search_table_is_its_jsonl():
+    lines = [json.loads(s) for s in (RESULTS / "gat" / "inout_recipes.jsonl").read_text().splitlines()]
+    table = table_after(_classify_readme(), "| in+out recipe (validation) |")
+    assert [row[0] for row in table] == list(dict.fromkeys(f"`{line['arm']}`" for line in lines))
+    for arm, *cells, cpu in table:
+        mine = [line for line in lines if f"`{line['arm']}`" == arm]
+        if not mine[0].get("trained", True):
+            assert cells[0].startswith("stopped: d_") and f"d_{cells[0].split('d_')[1].split()[0]}" in mine[0]["error"]
+            continue
+        for cell, eps in zip(cells, (0.3, 0.4), strict=True):
+            value = next(line for line in mine if math.isclose(line["eps"], eps))["robust_accuracy"]
+            assert printed(value, cell.split()[0]), f"recipe table, {arm}, Linf {eps}: README {cell}, jsonl {value}"
+        assert cpu == f"{mine[0]['detector_cpu_seconds']:,.0f}"
 
 
 def _signed(values: list[float]) -> str:
@@ -602,14 +632,16 @@ def test_the_classify_calibration_table_is_classify_json():
 
 
 def test_the_classify_readme_prints_robust_accuracies_from_the_attack_layer_only():
-    """Issue 12's pre-layer grids were removed (issue 21): classify.json holds no robust accuracy, and the one table of
-    README_classify.md with eps columns is the attack-layer grid (tested above against its JSON)."""
+    """Issue 12's pre-layer grids were removed (issue 21): classify.json holds no robust accuracy, and the tables of
+    README_classify.md with eps columns are the attack-layer grid and the in+out recipe search (both tested above
+    against their files, each measured by :func:`atebm.gat.classifier_robustness.robust_accuracy`)."""
     data = _load(RESULTS / "gat" / "classify.json")
     assert "models" not in data["eval"] and "eval_inout" not in data and "git show" in data["removed"]
     lines = _classify_readme().splitlines()
     headers = [line for line, below in zip(lines, lines[1:]) if below.startswith("|---")]
     assert [h for h in headers if "Linf" in h or "eps" in h] == [
-        "| worst-case accuracy | clean | Linf 0.1 | 0.2 | 0.3 | 0.4 | L2 1.0 | 2.0 | 3.0 |"]
+        "| worst-case accuracy | clean | Linf 0.1 | 0.2 | 0.3 | 0.4 | L2 1.0 | 2.0 | 3.0 |",
+        "| in+out recipe (validation) | what it changes | Linf 0.3 | Linf 0.4 | detector CPU s |"]
 
 
 def test_the_classify_capacity_and_explain_tables_are_classify_json():
