@@ -664,6 +664,18 @@ def test_the_classify_capacity_and_explain_tables_are_classify_json():
             and not methods)
 
 
+def test_the_classify_inout_explanations_are_their_json():
+    explain = _load(RESULTS / "gat" / "classify_explain_inout" / "explain.json")
+    table = table_after(_classify_readme(), "| explained model (issue 23) | samples FD |")
+    assert [row[0] for row in table] == ["generative_inout", "robust_softmax_equal"]
+    keys = ("samples_fd", "samples_digit_net_agrees", "counterfactual_fd", "counterfactual_success",
+            "counterfactual_digit_net_target", "counterfactual_mean_l2", "ig_completeness_max_abs_gap")
+    for (_, *cells), model in zip(table, ("generative", "robust_softmax"), strict=True):
+        for cell, key in zip(cells, keys, strict=True):
+            value = explain["models"][model][key]
+            assert printed(value, cell), f"in+out explain table, {model}, {key}: README {cell}, JSON {value}"
+
+
 # ------------------------------------------------------------------------------------------------ GAT README.md
 GAT_ATTACKS = {"classifier": "classifier", "detector": "detector", "combined": "combined", "switching": "switching",
                "acceptance": "acceptance", "ART APGD-CE": "apgd-ce", "ART APGD-DLR": "apgd-dlr",

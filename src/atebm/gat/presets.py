@@ -222,8 +222,9 @@ GAT_PRESETS: dict[str, GatPreset] = {
     # ramped from 0 over half the run (from random weights at a fixed eps_1 some detectors collapsed to the plateau)
     "mnist-inout": dataclasses.replace(
         with_inout_at(_MNIST, "mnist-inout", 0.3, 5, 0.075, 500, eps_in_start=0.0, warmup=250),
-        wall_clock="1,468 CPU s for the classifier and ten detectors (one worker, one thread, a shared machine: 31 min "
-                   "48 s wall; none restarted from the 2 ln 2 plateau); wall clock on 2 idle cores not measured"),
+        wall_clock="12 min 50 s wall clock on 2 idle cores for `atebm gat train --preset mnist-inout` (default "
+                   "workers: 2; 1,474 CPU s in all; none restarted from the 2 ln 2 plateau; "
+                   "benchmarks/results/gat/README_classify.md)"),
 }
 
 #: The recipes of :data:`GAT_PRESETS` made for robust classification (T Sec. 3.4) rather than detection.
