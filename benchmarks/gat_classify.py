@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -82,6 +83,18 @@ def _models(args: argparse.Namespace, names: tuple[str, ...] | None = None) -> d
     return models
 
 
+def _points(config: Any, norms: list[str], points: list[float] | None) -> Any:
+    """``config`` with its grids of ``norms`` cut to ``points`` (``--points``; None: the whole grids), each point
+    having to be on one of them: a long grid measured where it matters first, the rest listed as missing."""
+    if not points:
+        return config
+    kept = {norm: tuple(e for e in config.grid(norm) if any(math.isclose(e, p) for p in points)) for norm in norms}
+    stray = [p for p in points if not any(math.isclose(p, e) for g in kept.values() for e in g)]
+    if stray:
+        raise SystemExit(f"--points {stray} are not on the {'/'.join(norms)} grid(s) of the protocol")
+    return config.replace(**{f"{norm}_eps": grid for norm, grid in kept.items()})
+
+
 def _protocol(args: argparse.Namespace) -> Any:
     """The ClassifyEvalConfig of ``--protocol`` on ``--n`` test digits, the same for every evaluated model."""
     from atebm.gat.classifier_robustness import CLASSIFY_PROTOCOLS
@@ -109,6 +122,8 @@ def main() -> None:
                         help="models of the eval and merge stages (generative_out, generative_inout, robust_softmax "
                              "or a --softmax NAME; default: all); a subset only fills W/cells, which --stage write "
                              "assembles")
+    parser.add_argument("--points", nargs="+", type=float, default=None,
+                        help="eval stage: only these eps of the --norms grids (the rest is recorded as missing)")
     parser.add_argument("--norms", nargs="+", choices=("linf", "l2"), default=["linf", "l2"],
                         help="grids of the eval stage; one norm alone writes stage eval_NORM, so that the two grids "
                              "can run as two processes, merged by --stage write (default: both)")
@@ -144,15 +159,18 @@ def main() -> None:
 
         splits = labelled_splits("mnist")
         config = _protocol(args)
+        measured = _points(config, args.norms, args.points)
         models = _models(args, tuple(args.models or ()))
         assert splits.test.y is not None
-        grid = accuracy_grid(models, splits.test.x, splits.test.y, config=config, norms=args.norms,
+        grid = accuracy_grid(models, splits.test.x, splits.test.y, config=measured, norms=args.norms,
                              progress=lambda s: print(s, file=sys.stderr, flush=True),
                              cells=CellFiles(work / "cells", config.to_dict()))
         x1 = splits.test.x[:1]
         grid["capacity"] = {n: {"parameters": count_parameters(m), "macs_per_forward": count_macs(m, x1)}
                             for n, m in models.items()}
         grid["config"] = config.to_dict()
+        grid["missing"] = [f"{name}/{norm}/{eps:g}" for name in models for norm in args.norms
+                           for eps in config.grid(norm) if eps not in measured.grid(norm)]
         stage = "eval" if len(args.norms) == 2 else f"eval_{args.norms[0]}"
         _save(work, stage if not args.models else f"{stage}_{'+'.join(sorted(models))}", grid, cpu_start, command)
     elif args.stage == "inout":
@@ -292,6 +310,7 @@ def merge(args: argparse.Namespace) -> None:
             evaluation["capacity"][name] = stage["capacity"][name]
         evaluation.setdefault("added", []).append({"models": names, "norm": norm, "cpu_seconds": stage["cpu_seconds"],
                                                    "command": stage["command"]})
+        evaluation.setdefault("missing", []).extend(stage.get("missing", []))
     softmax_paths = dict(item.split("=", 1) for item in args.softmax)
     for name in names:
         if name in softmax_paths:
