@@ -310,7 +310,9 @@ def merge(args: argparse.Namespace) -> None:
             evaluation["capacity"][name] = stage["capacity"][name]
         evaluation.setdefault("added", []).append({"models": names, "norm": norm, "cpu_seconds": stage["cpu_seconds"],
                                                    "command": stage["command"]})
-        evaluation.setdefault("missing", []).extend(stage.get("missing", []))
+        measured = {f"{name}/{norm}/{row['eps']:g}" for name in names for row in stage["models"][name][norm]}
+        missing = [k for k in evaluation.get("missing", []) if k not in measured] + stage.get("missing", [])
+        evaluation["missing"] = list(dict.fromkeys(missing))
     softmax_paths = dict(item.split("=", 1) for item in args.softmax)
     for name in names:
         if name in softmax_paths:

@@ -256,8 +256,9 @@ def describe_protocol(config: dict[str, Any]) -> str:
     parts = []
     for kind, spec in config["attackers"].items():
         runs = f" x {spec['restarts']} restarts" if spec["restarts"] > 1 else ""
-        if spec["method"] == "square":
-            parts.append(f"{kind}: ART Square {spec['steps']:,} queries{runs}")
+        if spec["method"] in ("square", "square-art"):
+            source = "ART's Square" if spec["method"] == "square-art" else "Square (atebm.attacks.square)"
+            parts.append(f"{kind}: {source} {spec['steps']:,} queries{runs}")
         elif spec["method"] == "apgd":
             parts.append(f"{kind}: ART APGD {spec['steps']} iterations{runs}")
         else:
