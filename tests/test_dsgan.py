@@ -4,7 +4,6 @@ semi-supervised objective. Every model here is tiny."""
 from __future__ import annotations
 
 import copy
-
 import json
 import math
 from typing import Any
