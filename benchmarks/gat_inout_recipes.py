@@ -3,7 +3,7 @@ worst-case accuracy on the validation split.
 
     python benchmarks/gat_inout_recipes.py --arm NAME --out RUN [--workers 1]     # trains the arm's committee
     python benchmarks/gat_inout_recipes.py --arm NAME --evaluate RUN --eps 0.3     # one validation grid point
-    python benchmarks/gat_inout_recipes.py --report                                # inout_recipes.jsonl -> .md
+    python benchmarks/gat_inout_recipes.py --report                                # README_classify's table
 
 Each arm (:data:`ARMS`) is a :class:`~atebm.gat.GatPreset` trained by :func:`atebm.gat.pipeline.run_gat_train`, the
 code of ``atebm gat train --preset``. ``--evaluate`` scores the calibrated committee with
@@ -47,8 +47,9 @@ def train(arm: str, out: Path, workers: int, command: str) -> None:
     error, the finished detectors' selected validation AUCs and the CPU seconds spent, then re-raised."""
     from atebm.gat.pipeline import run_gat_train
 
+    started = out.exists() and any(out.iterdir())            # an interrupted arm continues where it stopped
     try:
-        run_gat_train(out, preset=ARMS[arm][1], workers=workers, resume=(out / "gat_train.json").exists())
+        run_gat_train(out, preset=ARMS[arm][1], workers=workers, resume=started)
     except RuntimeError as error:
         record_stopped_run(arm, out, str(error), command)
         raise
