@@ -17,6 +17,7 @@ from atebm.attacks import (
     ScoreAbove,
     TargetedMargin,
     ThreatModel,
+    lower_score,
     min_distortion_l2,
     raise_score,
     rows_of,
@@ -184,6 +185,19 @@ def test_raise_score_never_lowers_a_score_and_counts_nan_rows():
     assert bool((result.margin + reference >= clean - 1e-5).all())
     assert bool((result.margin + reference > clean + 1e-3).all())        # and raises every one
     assert bool(((result.x - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all())
+
+
+def test_lower_score_reaches_the_exact_minimum_of_a_linear_score():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    score = lambda z: model(z)[:, 0]                     # noqa: E731
+    x = 0.4 + 0.2 * torch.rand(5, 1, 8, 8)               # inside [0, 1] with room for the Linf 0.1 ball
+    result, reference = lower_score(score, x, threat=ThreatModel("linf", 0.1),
+                                    attackers=[AttackSpec("pgd", steps=5, step_size=0.05)])
+    lowest = -(result.margin + reference)
+    exact = score(x).detach() - 0.1 * model[1].weight.abs().sum()   # w.x + b at x - 0.1 sign(w)
+    assert lowest == pytest.approx(exact.tolist(), abs=1e-4)
+    assert torch.allclose(score(result.x).detach(), lowest, atol=1e-4)   # the returned inputs score it
 
 
 def test_objectives_have_the_sign_of_success():

@@ -25,10 +25,10 @@ from .objectives import (
            top_other,
            true_logit,
 )
-from .search import AttackerRecord, AttackResult, margins_of, raise_score, search
+from .search import AttackerRecord, AttackResult, lower_score, margins_of, raise_score, search
 from .specs import APGD_LOSSES, METHODS, NORMS, AttackSpec, ThreatModel
 
-__all__ = ["ThreatModel", "AttackSpec", "METHODS", "NORMS", "APGD_LOSSES", "search", "raise_score",
+__all__ = ["ThreatModel", "AttackSpec", "METHODS", "NORMS", "APGD_LOSSES", "search", "raise_score", "lower_score",
            "AttackResult", "AttackerRecord", "margins_of", "MarginLogits", "art_candidates", "seeded",
            "parameters_frozen", "AcceptanceMargin", "TargetedMargin", "CrossEntropy", "ScoreAbove", "Labelled",
            "rows_of", "top_other", "true_logit", "min_distortion_l2"]

@@ -38,7 +38,7 @@ from .art import ART_PREDICT_BATCH, MarginFactory, art_candidates, art_version, 
 from .specs import SQUARE_METHODS, AttackSpec, ThreatModel
 from .square import SQUARE_MIN_SIDE, check_square_images, square_attack
 
-__all__ = ["AttackResult", "AttackerRecord", "search", "raise_score", "margins_of", "SQUARE_MIN_SIDE"]
+__all__ = ["AttackResult", "AttackerRecord", "search", "raise_score", "lower_score", "margins_of", "SQUARE_MIN_SIDE"]
 
 
 @dataclass
@@ -324,3 +324,27 @@ def raise_score(score: Any, x: Tensor, *, threat: ThreatModel, attackers: Sequen
                     batch_size=batch_size, device=run_device, model=score, clean_margin=clean - reference,
                     progress=progress)
     return result, reference
+
+
+class _Negated(nn.Module):
+    """``-f(x)`` per sample, ``f`` kept out of the module tree (``.to()`` must not move the user's model)."""
+
+    def __init__(self, score: Any) -> None:
+        super().__init__()
+        object.__setattr__(self, "score", score)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return -per_sample_scores(self.score, x)
+
+
+def lower_score(score: Any, x: Tensor, *, threat: ThreatModel, attackers: Sequence[AttackSpec], seed: int = 0,
+                batch_size: int = 256, device: str | torch.device | None = None,
+                progress: Callable[[str], None] | None = None) -> tuple[AttackResult, Tensor]:
+    """The worst case of a score for inputs that should score high: per sample the lowest ``score(x')`` over ``x'``
+    in the threat ball that the attackers find (the in-distribution half of T Sec. 3.4's adversarial AUC, whose
+    class-k inputs are pushed down while the others are pushed up by :func:`raise_score`).
+
+    :func:`raise_score` of ``-score``: returns its search result and reference ``r``; the worst-case score is
+    ``-(result.margin + r)``."""
+    return raise_score(_Negated(score), x, threat=threat, attackers=attackers, seed=seed, batch_size=batch_size,
+                       device=device, progress=progress)
