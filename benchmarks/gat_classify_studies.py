@@ -10,9 +10,10 @@ each inside the ball). Every arm (:data:`ARMS`) is the `mnist-inout` preset with
 :func:`atebm.gat.training.train_detector` (the code of ``atebm gat train``; selection on the validation split) for
 each seed, and scored on the test split through the attack layer (:func:`atebm.attacks.raise_score` /
 :func:`atebm.attacks.lower_score`): sign PGD-200 x 0.01 from the clean input and PGD-100 x 2.5 eps / 100 from a
-random start, the per-input worst kept (one attack for every arm: an upper bound on each AUC that ranks the arms). The adversarial AUC on training inputs beside the test one shows the
-overfitting that weight decay targets (T Sec. 3.4, "Model capacity and regularization"). One JSON line per arm, seed
-and detector is appended to ``benchmarks/results/gat/classify_studies.jsonl``.
+random start, the per-input worst kept (one attack for every arm: an upper bound on each AUC that ranks the arms).
+The adversarial AUC on training inputs beside the test one shows the overfitting that weight decay targets (T Sec.
+3.4, "Model capacity and regularization"). One JSON line per arm, seed and detector is appended to
+``benchmarks/results/gat/classify_studies.jsonl``.
 """
 from __future__ import annotations
 
