@@ -141,8 +141,9 @@ def report(lines: list[dict[str, Any]]) -> str:
         for k in sorted({key[1] for key in latest if key[0] == arm}):
             mine = [v for key, v in latest.items() if key[0] == arm and key[1] == k]
             cells = [_spread([m[key] for m in mine]) for key in keys]
+            cpu = statistics.median(m["train_cpu_seconds"] for m in mine)
             rows.append(f"| `{arm}` | {ARMS[arm][0]} | {ARMS[arm][1]} | d_{k} | {len(mine)} | " + " | ".join(cells) +
-                        f" | {mine[0]['parameters']:,} | {statistics.median(m['train_cpu_seconds'] for m in mine):.0f} |")
+                        f" | {mine[0]['parameters']:,} | {cpu:.0f} |")
     return "\n".join(rows)
 
 
