@@ -625,7 +625,8 @@ def _signed(values: list[float]) -> str:
 def test_the_classify_calibration_table_is_classify_json():
     data = _load(RESULTS / "gat" / "classify.json")
     records = {"generative_out": data["calibrate"]["generative_out"],
-               "generative_inout_ft": data["inout"]["calibration"]}
+               "generative_inout_ft": data["inout"]["calibration"],
+               "generative_inout": _load(RESULTS / "gat" / "classify_attack_layer.json")["calibrate"]["generative_inout"]}
     rows = table_rows(_classify_readme(), "| committee | val acc. c=0 |", records, "calibration table")
     for label, c in records.items():
         values = [c["fit"]["before"]["accuracy"], c["fit"]["after"]["accuracy"], c["eval"]["before"]["accuracy"],
