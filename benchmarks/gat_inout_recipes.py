@@ -3,6 +3,7 @@ worst-case accuracy on the validation split.
 
     python benchmarks/gat_inout_recipes.py --arm NAME --out RUN [--workers 1]     # trains the arm's committee
     python benchmarks/gat_inout_recipes.py --arm NAME --evaluate RUN --eps 0.3     # one validation grid point
+                                                                                   # (in the arm's norm)
     python benchmarks/gat_inout_recipes.py --report                                # README_classify's table
 
 Each arm (:data:`ARMS`) is a :class:`~atebm.gat.GatPreset` trained by :func:`atebm.gat.pipeline.run_gat_train`, the
@@ -39,7 +40,11 @@ ARMS: dict[str, tuple[str, GatPreset]] = {
                      with_inout_at(_MNIST, "in0.4-out0.3", 0.4, 5, 0.1, 500, eps_in_start=0.0, warmup=250)),
     "inout-0.3-800": ("`mnist-inout` for 800 iterations (the radius ramped over the first 400)",
                       with_inout_at(_MNIST, "inout-0.3-800", 0.3, 5, 0.075, 800, eps_in_start=0.0, warmup=400)),
+    "inout-l2-2.0": ("the `mnist-inout-l2` preset: L2 eps_1 = eps_2 = 2.0, every step scaled with eps",
+                     GAT_PRESETS["mnist-inout-l2"]),
 }
+#: the grid points of the recipe table: (norm, eps)
+TABLE_POINTS = (("linf", 0.3), ("linf", 0.4), ("l2", 2.0))
 
 
 def train(arm: str, out: Path, workers: int, command: str) -> None:
@@ -77,11 +82,12 @@ def evaluate(arm: str, run: Path, eps: float, n: int, command: str) -> dict[str,
     assert splits.val.y is not None
     index = stratified_subset(splits.val.y, n, 0)
     start = time.process_time()
-    result = robust_accuracy(committee, splits.val.x[index], splits.val.y[index], norm="linf", eps=eps,
+    norm = ARMS[arm][1].norm
+    result = robust_accuracy(committee, splits.val.x[index], splits.val.y[index], norm=norm, eps=eps,
                              config=CLASSIFY_PROTOCOLS["mnist"],
                              progress=lambda s: print(s, file=sys.stderr, flush=True))
     trained = json.loads((run / "gat_train.json").read_text())
-    line = {"arm": arm, "what": ARMS[arm][0], "split": "val", "n": n, "norm": "linf", "eps": eps,
+    line = {"arm": arm, "what": ARMS[arm][0], "split": "val", "n": n, "norm": norm, "eps": eps,
             "clean_accuracy": result["clean_accuracy"], "robust_accuracy": result["robust_accuracy"],
             "broke": {k: v["broke"] for k, v in result["attackers"].items()},
             "detector_cpu_seconds": round(sum(d["cpu_seconds"] for d in trained["detectors"]), 1),
@@ -93,20 +99,21 @@ def evaluate(arm: str, run: Path, eps: float, n: int, command: str) -> dict[str,
 
 
 def report() -> str:
-    """The recipe table of README_classify.md: per arm its validation worst case at Linf 0.3 and 0.4, or where its
-    training stopped, and the detectors' CPU seconds."""
+    """The recipe table of README_classify.md: per arm its validation worst case at :data:`TABLE_POINTS` (in its
+    own norm), or where its training stopped, and the detectors' CPU seconds."""
     lines = [json.loads(s) for s in RESULTS.read_text().splitlines()]
-    rows = ["| in+out recipe (validation) | what it changes | Linf 0.3 | Linf 0.4 | detector CPU s |",
-            "|---|---|---|---|---|"]
+    points = " | ".join(f"{'Linf' if norm == 'linf' else 'L2'} {eps:g}" for norm, eps in TABLE_POINTS)
+    rows = [f"| in+out recipe (validation) | what it changes | {points} | detector CPU s |",
+            "|---|---|" + "---|" * len(TABLE_POINTS) + "---|"]
     for arm in dict.fromkeys(line["arm"] for line in lines):
         mine = [line for line in lines if line["arm"] == arm]
         if not mine[0].get("trained", True):
             detector = mine[0]["error"].split("detector ")[1].split()[0]
-            cells = [f"stopped: {detector} at the 2 ln 2 plateau on 2 seeds", "-"]
+            cells = [f"stopped: {detector} at the 2 ln 2 plateau on 2 seeds"] + ["-"] * (len(TABLE_POINTS) - 1)
         else:
-            by_eps = {line["eps"]: line for line in mine}
-            cells = [f"{by_eps[e]['robust_accuracy']:.2f} (n {by_eps[e]['n']})" if e in by_eps else "-"
-                     for e in (0.3, 0.4)]
+            by_point = {(line.get("norm", "linf"), line["eps"]): line for line in mine}
+            cells = [f"{by_point[p]['robust_accuracy']:.2f} (n {by_point[p]['n']})" if p in by_point else "-"
+                     for p in TABLE_POINTS]
         cpu = f"{mine[0]['detector_cpu_seconds']:,.0f}"
         rows.append(f"| `{arm}` | {ARMS[arm][0]} | " + " | ".join(cells) + f" | {cpu} |")
     return "\n".join(rows)

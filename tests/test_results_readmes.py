@@ -612,9 +612,13 @@ def test_the_classify_recipe_search_table_is_its_jsonl():
         if not mine[0].get("trained", True):
             assert cells[0].startswith("stopped: d_") and f"d_{cells[0].split('d_')[1].split()[0]}" in mine[0]["error"]
             continue
-        for cell, eps in zip(cells, (0.3, 0.4), strict=True):
-            value = next(line for line in mine if math.isclose(line["eps"], eps))["robust_accuracy"]
-            assert printed(value, cell.split()[0]), f"recipe table, {arm}, Linf {eps}: README {cell}, jsonl {value}"
+        for cell, (norm, eps) in zip(cells, (("linf", 0.3), ("linf", 0.4), ("l2", 2.0)), strict=True):
+            measured = [line for line in mine if line.get("norm", "linf") == norm and math.isclose(line["eps"], eps)]
+            if not measured:
+                assert cell == "-", f"recipe table, {arm}, {norm} {eps}: README {cell}, not in the jsonl"
+                continue
+            value = measured[-1]["robust_accuracy"]
+            assert printed(value, cell.split()[0]), f"recipe table, {arm}, {norm} {eps}: README {cell}, jsonl {value}"
         assert cpu == f"{mine[0]['detector_cpu_seconds']:,.0f}"
 
 
@@ -624,9 +628,10 @@ def _signed(values: list[float]) -> str:
 
 def test_the_classify_calibration_table_is_classify_json():
     data = _load(RESULTS / "gat" / "classify.json")
+    attack_layer = _load(RESULTS / "gat" / "classify_attack_layer.json")
     records = {"generative_out": data["calibrate"]["generative_out"],
                "generative_inout_ft": data["inout"]["calibration"],
-               "generative_inout": _load(RESULTS / "gat" / "classify_attack_layer.json")["calibrate"]["generative_inout"]}
+               "generative_inout": attack_layer["calibrate"]["generative_inout"]}
     rows = table_rows(_classify_readme(), "| committee | val acc. c=0 |", records, "calibration table")
     for label, c in records.items():
         values = [c["fit"]["before"]["accuracy"], c["fit"]["after"]["accuracy"], c["eval"]["before"]["accuracy"],
