@@ -16,6 +16,7 @@ candidate, CE and margin PGD with restarts, targeted PGD, ART APGD-CE/DLR, Squar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,16 +33,21 @@ _MNIST, _INOUT = GAT_PRESETS["mnist"], GAT_PRESETS["mnist-inout"]
 #: name -> (what changes against ``mnist-inout``, the preset). Every arm: the in-distribution radius ramped from 0
 #: over the first half of the run, 5 in-distribution steps of eps_1 / 4; 500 iterations per detector unless named.
 ARMS: dict[str, tuple[str, GatPreset]] = {
-    "inout-0.3": ("the `mnist-inout` preset: eps_1 = eps_2 = 0.3", _INOUT),
+    "inout-0.3": ("eps_1 = eps_2 = 0.3, 500 iterations (the radius ramped over the first 250): the `mnist-inout` "
+                  "preset until this search", with_inout_at(_MNIST, "inout-0.3", 0.3, 5, 0.075, 500, eps_in_start=0.0,
+                                                            warmup=250)),
     "inout-0.4": ("eps_1 = eps_2 = 0.4 (every radius and step of `mnist` scaled to 0.4, as `mnist_at` does)",
                   with_inout_at(mnist_at("mnist-linf0.4-cpu", "linf", 0.4), "inout-0.4", 0.4, 5, 0.1, 500,
                                 eps_in_start=0.0, warmup=250)),
     "in0.4-out0.3": ("eps_1 = 0.4, eps_2 = 0.3 (the other classes raised as in `mnist`)",
                      with_inout_at(_MNIST, "in0.4-out0.3", 0.4, 5, 0.1, 500, eps_in_start=0.0, warmup=250)),
-    "inout-0.3-800": ("`mnist-inout` for 800 iterations (the radius ramped over the first 400)",
-                      with_inout_at(_MNIST, "inout-0.3-800", 0.3, 5, 0.075, 800, eps_in_start=0.0, warmup=400)),
-    "inout-l2-2.0": ("the `mnist-inout-l2` preset: L2 eps_1 = eps_2 = 2.0, every step scaled with eps",
-                     GAT_PRESETS["mnist-inout-l2"]),
+    "inout-0.3-800": ("inout-0.3 for 800 iterations (the radius ramped over the first 400): the `mnist-inout` preset "
+                      "since this search", dataclasses.replace(_INOUT, name="inout-0.3-800")),
+    "inout-l2-2.0": ("L2 eps_1 = eps_2 = 2.0, 500 iterations, every radius and step of `mnist` scaled with eps",
+                     with_inout_at(mnist_at("mnist-l2-2.0-cpu", "l2", 2.0), "inout-l2-2.0", 2.0, 5, 0.5, 500,
+                                   eps_in_start=0.0, warmup=250,
+                                   base_label="the `mnist` recipe at L2 2 (every radius and step scaled with eps: "
+                                              "training attack 20 x 0.1667, validation 50 x 0.1333)")),
 }
 #: the grid points of the recipe table: (norm, eps)
 TABLE_POINTS = (("linf", 0.3), ("linf", 0.4), ("l2", 2.0))

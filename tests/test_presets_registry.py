@@ -44,7 +44,7 @@ def test_get_gat_preset_finds_the_classification_recipes_the_cli_accepts():
     recipe = get_gat_preset("mnist-inout")
     assert recipe is CLASSIFY_PRESETS["mnist-inout"]
     assert recipe.train["indist_at_eps"] == 0.3 and recipe.train["indist_at_eps_start"] == 0.0  # the T Sec. 3.4
-    assert recipe.train["indist_at_warmup"] == 250 and recipe.train["max_iters"] == 500        # recipe, ramped
+    assert recipe.train["indist_at_warmup"] == 400 and recipe.train["max_iters"] == 800        # recipe, ramped
     for name in _option(("gat", "train"), "preset").choices:
         assert get_gat_preset(name).name == name
 

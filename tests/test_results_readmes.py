@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -620,6 +621,27 @@ def test_the_classify_recipe_search_table_is_its_jsonl():
             value = measured[-1]["robust_accuracy"]
             assert printed(value, cell.split()[0]), f"recipe table, {arm}, {norm} {eps}: README {cell}, jsonl {value}"
         assert cpu == f"{mine[0]['detector_cpu_seconds']:,.0f}"
+
+
+def test_the_classify_studies_table_is_its_jsonl():
+    """T Sec. 3.4's detector studies: every cell is the median [min, max] over the seeds of the jsonl's latest line
+    per arm, detector and seed, and every arm has >= 3 seeds."""
+    latest: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for s in (RESULTS / "gat" / "classify_studies.jsonl").read_text().splitlines():
+        line = json.loads(s)
+        latest[(line["arm"], line["detector"], line["seed"])] = line
+    table = table_after(_classify_readme(), "| arm | study | what it changes |")
+    assert {(row[0], row[3]) for row in table} == {(arm, f"d_{k}") for arm, k, _ in latest}
+    for arm, _, _, detector, seeds, *cells, parameters, cpu in table:
+        mine = [v for key, v in latest.items() if key[0] == arm and f"d_{key[1]}" == detector]
+        assert int(seeds) == len(mine) >= 3, f"studies table, {arm}: {seeds} seeds"
+        for cell, key in zip(cells, ("clean_auc", "adv_auc_0.3", "train_adv_auc_0.3"), strict=True):
+            values = [m[key] for m in mine]
+            median, low, high = re.fullmatch(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cell).groups()  # type: ignore[union-attr]
+            for value, text in ((statistics.median(values), median), (min(values), low), (max(values), high)):
+                assert printed(value, text), f"studies table, {arm}, {key}: README {cell}, jsonl {values}"
+        assert parameters == f"{mine[0]['parameters']:,}"
+        assert printed(statistics.median(m["train_cpu_seconds"] for m in mine), cpu)
 
 
 def _signed(values: list[float]) -> str:

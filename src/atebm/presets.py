@@ -312,9 +312,7 @@ GAT_SUMMARIES: dict[str, str] = {
     "mnist-l2-2.5-cpu": "CPU preset: the `mnist` recipe at L2 eps 2.5, every radius and step scaled with eps",
     "mnist-l2-5.0-cpu": "CPU preset: the `mnist` recipe at L2 eps 5, every radius and step scaled with eps",
     "mnist-inout": "robust classification (T Sec. 3.4): `mnist` + in-distribution AT (T Eq. 3.45), Linf eps_1 ramped "
-                   "0 -> 0.3 over 250 of 500 iterations per detector",
-    "mnist-inout-l2": "robust classification (T Sec. 3.4): `mnist-inout` at L2 eps_1 = eps_2 = 2.0, every radius and "
-                      "step scaled with eps",
+                   "0 -> 0.3 over 400 of 800 iterations per detector",
 }
 
 #: Hardware and measured time of the DSGAN case studies (``python benchmarks/dsgan_cases.py``, the same runs as
