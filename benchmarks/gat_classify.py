@@ -105,7 +105,8 @@ def _protocol(args: argparse.Namespace) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True,
-                        choices=("calibrate", "softmax", "eval", "explain", "inout", "eval-inout", "write", "merge"))
+                        choices=("calibrate", "softmax", "eval", "explain", "inout", "eval-inout", "write", "merge",
+                                 "rename"))
     parser.add_argument("--out-committee", type=Path, default=Path("/tmp/gat/runs/mnist"),
                         help="run folder of `atebm gat train --preset mnist` (read only; copied)")
     parser.add_argument("--inout", type=Path, required=True, help="run folder of `--preset mnist-inout`")
@@ -216,6 +217,8 @@ def main() -> None:
         _save(work, "explain", result, cpu_start, command)
     elif args.stage == "merge":
         merge(args)
+    elif args.stage == "rename":
+        rename(args)
     else:
         write(args)
 
@@ -292,8 +295,6 @@ def merge(args: argparse.Namespace) -> None:
     the same test digits with the same protocol as the models already there, with the training record and
     calibration of the ``--inout`` committee when ``generative_inout`` is among them; then rewrites the file's
     figure and tables."""
-    from atebm.gat.pipeline import plot_accuracy_grid
-
     path = RESULTS / f"{args.name}.json"
     result = json.loads(path.read_text())
     evaluation = result["eval"]
@@ -334,13 +335,47 @@ def merge(args: argparse.Namespace) -> None:
             "selected_val_auc": [d["selection"]["value"] for d in trained["detectors"]],
             "plateau_restarts": [d["plateau_restarts"] for d in trained["detectors"]]}
         result["calibrate"]["generative_inout"] = trained["calibration"]
+    _write_committed(path, result)
+    print(f"merged {', '.join(names)} into {path}", file=sys.stderr)
+
+
+def _write_committed(path: Path, result: dict[str, Any]) -> None:
+    """Writes the committed grid ``path`` and, beside it, its accuracy-vs-eps figure (protocol in the caption) and
+    its tables."""
+    from atebm.gat.pipeline import plot_accuracy_grid
+
+    evaluation = result["eval"]
     path.write_text(json.dumps(result, indent=1))
     plot_accuracy_grid({"norms": list(NORMS), "models": evaluation["models"]},
-                       RESULTS / f"{args.name}_accuracy_vs_eps.png",
+                       path.with_name(f"{path.stem}_accuracy_vs_eps.png"),
                        caption=f"{evaluation['config']['n']} stratified MNIST 5,000 test digits, the same for every "
                                f"model; " + describe_protocol(evaluation["config"]))
-    (RESULTS / f"{args.name}_tables.md").write_text(tables(result))
-    print(f"merged {', '.join(names)} into {path}", file=sys.stderr)
+    path.with_name(f"{path.stem}_tables.md").write_text(tables(result))
+
+
+def rename(args: argparse.Namespace) -> None:
+    """Renames a model of the committed ``NAME.json`` (``--models OLD NEW``) in every record that names it (its grid,
+    capacity, training record, calibration, missing points and merge records), so that a retrained model can be merged
+    under the old name beside its predecessor; then rewrites the figure and tables."""
+    if len(args.models or ()) != 2:
+        raise SystemExit("--stage rename needs --models OLD NEW")
+    old, new = args.models
+    path = RESULTS / f"{args.name}.json"
+    result = json.loads(path.read_text())
+    evaluation = result["eval"]
+    if old not in evaluation["models"] or new in evaluation["models"]:
+        raise SystemExit(f"{path}: {old!r} must be a model of the grid and {new!r} not yet one")
+    records = (evaluation["models"], evaluation["capacity"], result.get("committees", {}), result.get("calibrate", {}))
+    for table in records:
+        if old in table:
+            table[new] = table.pop(old)
+    evaluation["missing"] = [new + key[len(old):] if key.startswith(f"{old}/") else key
+                             for key in evaluation.get("missing", [])]
+    for record in evaluation.get("added", []):
+        record["models"] = [new if name == old else name for name in record["models"]]
+    evaluation.setdefault("renamed", []).append({"from": old, "to": new})
+    _write_committed(path, result)
+    print(f"renamed {old} to {new} in {path}", file=sys.stderr)
 
 
 class CellFiles(MutableMapping[str, dict[str, Any]]):

@@ -124,9 +124,7 @@ def run_arm(arm: str, seed: int, k: int, out: Path, splits: Any, command: str) -
 
 
 def _spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f} (1 seed)"
-    return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+    return f"{statistics.median(values):.4f} [{min(values):.4f}, {max(values):.4f}]"
 
 
 def report(lines: list[dict[str, Any]]) -> str:

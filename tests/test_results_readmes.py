@@ -572,12 +572,14 @@ GRID = [("linf", 0.0), ("linf", 0.1), ("linf", 0.2), ("linf", 0.3), ("linf", 0.4
 CLASSIFY_GRID_ROWS = {
     "generative, mnist committee": ("generative_out", False),
     "generative, mnist-inout committee": ("generative_inout", False),
+    "generative, 500-iteration mnist-inout committee": ("generative_inout_500", False),
     "robust softmax (Madry, Linf 0.3, 1,000": ("robust_softmax", False),
     "robust softmax at the committee's CPU": ("robust_softmax_equal", False),
     "robust softmax (Madry, L2 2.0": ("robust_softmax_l2", False),
     "plain softmax": ("plain_softmax", False),
     "per-class attack alone, mnist committee": ("generative_out", True),
     "per-class attack alone, mnist-inout committee": ("generative_inout", True),
+    "per-class attack alone, 500-iteration mnist-inout committee": ("generative_inout_500", True),
 }
 
 
@@ -653,7 +655,8 @@ def test_the_classify_calibration_table_is_classify_json():
     attack_layer = _load(RESULTS / "gat" / "classify_attack_layer.json")
     records = {"generative_out": data["calibrate"]["generative_out"],
                "generative_inout_ft": data["inout"]["calibration"],
-               "generative_inout": attack_layer["calibrate"]["generative_inout"]}
+               "generative_inout": attack_layer["calibrate"]["generative_inout"],
+               "generative_inout_500": attack_layer["calibrate"]["generative_inout_500"]}
     rows = table_rows(_classify_readme(), "| committee | val acc. c=0 |", records, "calibration table")
     for label, c in records.items():
         values = [c["fit"]["before"]["accuracy"], c["fit"]["after"]["accuracy"], c["eval"]["before"]["accuracy"],
@@ -666,14 +669,16 @@ def test_the_classify_calibration_table_is_classify_json():
 def test_the_classify_readme_prints_robust_accuracies_from_the_attack_layer_only():
     """Issue 12's pre-layer grids were removed (issue 21): classify.json holds no robust accuracy, and the tables of
     README_classify.md with eps columns are the attack-layer grid and the in+out recipe search (both tested above
-    against their files, each measured by :func:`atebm.gat.classifier_robustness.robust_accuracy`)."""
+    against their files, each measured by :func:`atebm.gat.classifier_robustness.robust_accuracy`) and the detector
+    studies' AUCs (tested above; attacked through :func:`atebm.attacks.raise_score` / ``lower_score``)."""
     data = _load(RESULTS / "gat" / "classify.json")
     assert "models" not in data["eval"] and "eval_inout" not in data and "git show" in data["removed"]
     lines = _classify_readme().splitlines()
     headers = [line for line, below in zip(lines, lines[1:]) if below.startswith("|---")]
     assert [h for h in headers if "Linf" in h or "eps" in h] == [
         "| worst-case accuracy | clean | Linf 0.1 | 0.2 | 0.3 | 0.4 | L2 1.0 | 2.0 | 3.0 |",
-        "| in+out recipe (validation) | what it changes | Linf 0.3 | Linf 0.4 | detector CPU s |"]
+        "| in+out recipe (validation) | what it changes | Linf 0.3 | Linf 0.4 | L2 2 | detector CPU s |",
+        next(h for h in headers if h.startswith("| arm | study | what it changes |"))]
 
 
 def test_the_classify_capacity_and_explain_tables_are_classify_json():
@@ -699,7 +704,7 @@ def test_the_classify_capacity_and_explain_tables_are_classify_json():
 def test_the_classify_inout_explanations_are_their_json():
     explain = _load(RESULTS / "gat" / "classify_explain_inout" / "explain.json")
     table = table_after(_classify_readme(), "| explained model (issue 23) | samples FD |")
-    assert [row[0] for row in table] == ["generative_inout", "robust_softmax_equal"]
+    assert [row[0] for row in table] == ["generative_inout_500", "robust_softmax_equal"]
     keys = ("samples_fd", "samples_digit_net_agrees", "counterfactual_fd", "counterfactual_success",
             "counterfactual_digit_net_target", "counterfactual_mean_l2", "ig_completeness_max_abs_gap")
     for (_, *cells), model in zip(table, ("generative", "robust_softmax"), strict=True):

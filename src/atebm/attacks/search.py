@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sampling import check_inputs, eval_mode, per_sample_scores, pgd_best, project_onto_ball
+from ..sampling import ScoreFn, check_inputs, eval_mode, per_sample_scores, pgd_best, project_onto_ball
 from .art import ART_PREDICT_BATCH, MarginFactory, art_candidates, art_version, parameters_frozen
 from .specs import SQUARE_METHODS, AttackSpec, ThreatModel
 from .square import SQUARE_MIN_SIDE, check_square_images, square_attack
@@ -329,7 +329,9 @@ def raise_score(score: Any, x: Tensor, *, threat: ThreatModel, attackers: Sequen
 class _Negated(nn.Module):
     """``-f(x)`` per sample, ``f`` kept out of the module tree (``.to()`` must not move the user's model)."""
 
-    def __init__(self, score: Any) -> None:
+    score: ScoreFn
+
+    def __init__(self, score: ScoreFn) -> None:
         super().__init__()
         object.__setattr__(self, "score", score)
 
